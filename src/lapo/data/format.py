@@ -1,0 +1,129 @@
+"""The lapo on-disk dataset format (schema version 1).
+
+A dataset is a directory::
+
+    manifest.json            schema version, source, frame shape, action space, counts,
+                             episode returns where known, size and sha256 of every file below
+    frames/shard-00000.npy   (n, H, W, C) uint8 frames, standard .npy, readable with
+    frames/shard-00001.npy   ``np.load(path, mmap_mode="r")``; every shard but the last holds
+    ...                      exactly ``shard_frames`` frames, so frame i lives in shard
+                             ``i // shard_frames`` at row ``i % shard_frames``
+    episodes.npy             (E, 2) int64: start frame and length of each episode, in order,
+                             contiguous (episode e+1 starts where e ends)
+    actions.npy (optional)   (N,) int64: true action a_t taken at frame t (o_t -> o_{t+1})
+    rewards.npy (optional)   (N,) float32: reward received for a_t
+    dones.npy   (optional)   (N,) bool: True where a_t ended the episode (terminal, not a cut)
+
+Action-free video has no actions/rewards/dones. An episode's last frame has an action (the one
+that ended it, for recordings) but no successor frame, so transitions never cross episodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_NAME = "lapo-dataset"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+FRAMES_DIR = "frames"
+EPISODES = "episodes.npy"
+#: Optional per-transition arrays: file name -> numpy dtype.
+TRANSITION_ARRAYS: dict[str, str] = {"actions": "int64", "rewards": "float32", "dones": "bool"}
+
+
+class DatasetError(ValueError):
+    """A dataset on disk is missing, malformed or inconsistent with its manifest.
+
+    The message names the offending file and says what was expected and what was found.
+    """
+
+
+def shard_name(index: int) -> str:
+    """Relative path of frame shard ``index``, e.g. ``frames/shard-00003.npy``."""
+    return f"{FRAMES_DIR}/shard-{index:05d}.npy"
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks (constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Read a .npy header without loading the data.
+
+    Returns:
+        ``(shape, dtype, data_offset)``, where ``data_offset`` is the byte offset of the array.
+
+    Raises:
+        DatasetError: the file is not a readable .npy file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            offset = fh.tell()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file is missing") from None
+    except (ValueError, OSError) as exc:
+        raise DatasetError(f"{path}: not a valid .npy file ({exc})") from None
+    if fortran:
+        raise DatasetError(f"{path}: expected a C-ordered array, found Fortran order")
+    return tuple(shape), dtype, offset
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class HashingWriter:
+    """A write-only file wrapper that sha256-hashes and counts the bytes written through it."""
+
+    def __init__(self, fh) -> None:
+        self._fh = fh
+        self._digest = hashlib.sha256()
+        self.bytes_written = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._digest.update(view)
+        self.bytes_written += view.nbytes
+        return self._fh.write(view)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def save_npy_hashed(path: Path, array: np.ndarray) -> dict[str, Any]:
+    """Save ``array`` as .npy at ``path`` via a temporary name and rename; return its file entry.
+
+    Returns:
+        ``{"bytes": int, "sha256": str}`` for the manifest.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        writer = HashingWriter(fh)
+        np.lib.format.write_array(writer, np.ascontiguousarray(array), allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return {"bytes": writer.bytes_written, "sha256": writer.hexdigest()}

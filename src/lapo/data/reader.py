@@ -1,0 +1,300 @@
+"""Open, check and read lapo datasets (format in ``lapo.data.format``).
+
+Frames are read with ``os.preadv`` straight into the output array rather than through a memory
+map: page-cache pages then never count toward the process's resident memory, so RSS stays flat
+however many frames are on disk and however long sampling runs. (Shards remain plain .npy files
+that ``np.load(..., mmap_mode="r")`` or ``LapoDataset.shard_memmap`` can map for bulk reads.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lapo.data.format import (
+    EPISODES,
+    FORMAT_NAME,
+    MANIFEST,
+    SCHEMA_VERSION,
+    TRANSITION_ARRAYS,
+    DatasetError,
+    read_npy_header,
+    sha256_file,
+)
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no such dataset directory")
+    file = path / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{file}: manifest is missing; {path} is not a lapo dataset") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{file}: manifest is not valid JSON ({exc})") from None
+    if manifest.get("format") != FORMAT_NAME:
+        raise DatasetError(
+            f"{file}: expected format {FORMAT_NAME!r}, got {manifest.get('format')!r}"
+        )
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise DatasetError(
+            f"{file}: expected schema_version {SCHEMA_VERSION}, "
+            f"got {manifest.get('schema_version')!r}"
+        )
+    return manifest
+
+
+def _check_array_file(path: Path, entry: dict[str, Any], shape: tuple, dtype: np.dtype) -> int:
+    """Check size, shape and dtype of a .npy file against the manifest; return data offset."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: file is missing (listed in the manifest)")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise DatasetError(
+            f"{path}: expected {entry['bytes']} bytes from the manifest, found {size} "
+            "(truncated or altered)"
+        )
+    got_shape, got_dtype, offset = read_npy_header(path)
+    if got_shape != shape or got_dtype != dtype:
+        raise DatasetError(f"{path}: expected array {dtype} {shape}, found {got_dtype} {got_shape}")
+    if offset + int(np.prod(shape)) * dtype.itemsize != size:
+        raise DatasetError(f"{path}: data size does not match its header (truncated?)")
+    return offset
+
+
+class LapoDataset:
+    """A lapo dataset opened for reading; checks the manifest against the files on open.
+
+    Opening costs O(shards + episodes): it reads headers and the episode index, never frames.
+    Hash checks are in ``verify()`` (``lapo data verify``).
+
+    Attributes:
+        path: dataset directory.
+        manifest: the parsed manifest.json.
+        frame_shape: ``(H, W, C)``.
+        episodes: ``(E, 2) int64``, start frame and length per episode.
+        num_frames, num_episodes: counts.
+
+    Raises:
+        DatasetError: missing/invalid manifest, a missing, truncated or wrong-shaped file, an
+            inconsistent episode index, or an empty dataset; the message names the file.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.manifest = m = _load_manifest(self.path)
+        self.frame_shape = tuple(int(s) for s in m["frame_shape"])
+        self.num_frames = int(m["num_frames"])
+        self.num_episodes = int(m["num_episodes"])
+        self.shard_frames = int(m["shard_frames"])
+        if self.num_frames < 1 or self.num_episodes < 1:
+            raise DatasetError(f"{self.path / MANIFEST}: the dataset is empty (no frames)")
+        self._frame_bytes = int(np.prod(self.frame_shape))
+        self._check_shards()
+        self.episodes = self._load_episodes()
+        self._fields = {}
+        for name in m["fields"]:
+            file = f"{name}.npy"
+            entry = m["files"].get(file)
+            if name not in TRANSITION_ARRAYS or entry is None:
+                raise DatasetError(f"{self.path / MANIFEST}: field {name!r} has no file entry")
+            _check_array_file(
+                self.path / file, entry, (self.num_frames,), np.dtype(TRANSITION_ARRAYS[name])
+            )
+            self._fields[name] = None  # loaded lazily (memory-mapped) by _field()
+        self._fds: dict[int, int] = {}
+        self._pid = os.getpid()
+
+    def _check_shards(self) -> None:
+        shards = self.manifest["shards"]
+        expected = -(-self.num_frames // self.shard_frames)
+        if len(shards) != expected:
+            raise DatasetError(
+                f"{self.path / MANIFEST}: {self.num_frames} frames in shards of "
+                f"{self.shard_frames} need {expected} shards, manifest lists {len(shards)}"
+            )
+        self._offsets = []
+        for i, shard in enumerate(shards):
+            n = min(self.shard_frames, self.num_frames - i * self.shard_frames)
+            if shard["num_frames"] != n:
+                raise DatasetError(
+                    f"{self.path / shard['file']}: manifest says "
+                    f"{shard['num_frames']} frames, expected {n}"
+                )
+            self._offsets.append(
+                _check_array_file(
+                    self.path / shard["file"], shard, (n, *self.frame_shape), np.dtype(np.uint8)
+                )
+            )
+
+    def _load_episodes(self) -> np.ndarray:
+        file = self.path / EPISODES
+        entry = self.manifest["files"].get(EPISODES)
+        if entry is None:
+            raise DatasetError(f"{self.path / MANIFEST}: no entry for {EPISODES}")
+        _check_array_file(file, entry, (self.num_episodes, 2), np.dtype(np.int64))
+        episodes = np.load(file)
+        starts, lengths = episodes[:, 0], episodes[:, 1]
+        ends = np.cumsum(lengths)
+        if (lengths < 1).any() or starts[0] != 0 or (starts[1:] != ends[:-1]).any():
+            raise DatasetError(
+                f"{file}: episodes must be contiguous (start, length>=1) rows starting at frame 0"
+            )
+        if ends[-1] != self.num_frames:
+            raise DatasetError(
+                f"{file}: episodes cover {ends[-1]} frames, manifest says {self.num_frames}"
+            )
+        return episodes
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Per-transition arrays present: a subset of ``("actions", "rewards", "dones")``."""
+        return tuple(self._fields)
+
+    @property
+    def has_actions(self) -> bool:
+        return "actions" in self._fields
+
+    @property
+    def num_actions(self) -> int | None:
+        space = self.manifest.get("action_space")
+        return int(space["n"]) if space else None
+
+    @property
+    def episode_returns(self) -> np.ndarray:
+        """``(E,) float64`` episode returns; NaN where unknown (cut episodes, video)."""
+        return np.array([np.nan if r is None else r for r in self.manifest["episode_returns"]])
+
+    def _field(self, name: str) -> np.ndarray:
+        if name not in self._fields:
+            raise KeyError(
+                f"{self.path} has no {name!r} (action-free video?); "
+                f"it stores: {list(self._fields) or 'frames only'}"
+            )
+        if self._fields[name] is None:
+            self._fields[name] = np.load(self.path / f"{name}.npy", mmap_mode="r")
+        return self._fields[name]
+
+    @property
+    def actions(self) -> np.ndarray:
+        """``(N,) int64`` true actions, memory-mapped. Raises KeyError if absent."""
+        return self._field("actions")
+
+    @property
+    def rewards(self) -> np.ndarray:
+        """``(N,) float32`` rewards, memory-mapped. Raises KeyError if absent."""
+        return self._field("rewards")
+
+    @property
+    def dones(self) -> np.ndarray:
+        """``(N,) bool`` terminal flags, memory-mapped. Raises KeyError if absent."""
+        return self._field("dones")
+
+    # ------------------------------------------------------------------ frames
+    def _fd(self, shard: int) -> int:
+        if self._pid != os.getpid():  # forked (DataLoader worker): do not share descriptors
+            self._fds, self._pid = {}, os.getpid()
+        fd = self._fds.get(shard)
+        if fd is None:
+            fd = self._fds[shard] = os.open(
+                self.path / self.manifest["shards"][shard]["file"], os.O_RDONLY
+            )
+        return fd
+
+    def read_frames(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Read frames ``[start, stop)`` (global indices, may span shards).
+
+        Returns:
+            ``(stop - start, H, W, C) uint8`` (``out`` if given).
+
+        Raises:
+            IndexError: range outside ``[0, num_frames)``.
+            DatasetError: a shard became shorter than its header says.
+        """
+        if not 0 <= start <= stop <= self.num_frames:
+            raise IndexError(f"frame range [{start}, {stop}) outside [0, {self.num_frames})")
+        if out is None:
+            out = np.empty((stop - start, *self.frame_shape), dtype=np.uint8)
+        flat = out.reshape(-1)
+        pos, done = start, 0
+        while pos < stop:
+            shard, row = divmod(pos, self.shard_frames)
+            n = min(stop - pos, self.shard_frames - row)
+            view = flat[done * self._frame_bytes : (done + n) * self._frame_bytes]
+            offset = self._offsets[shard] + row * self._frame_bytes
+            got = os.preadv(self._fd(shard), [view], offset)
+            if got != view.nbytes:
+                raise DatasetError(
+                    f"{self.path / self.manifest['shards'][shard]['file']}: "
+                    f"short read at frame {pos} (file truncated after opening?)"
+                )
+            pos, done = pos + n, done + n
+        return out
+
+    def episode_frames(self, episode: int) -> np.ndarray:
+        """All frames of episode ``episode``: ``(T, H, W, C) uint8``."""
+        start, length = self.episodes[episode]
+        return self.read_frames(int(start), int(start + length))
+
+    def shard_memmap(self, shard: int) -> np.ndarray:
+        """Read-only memory map of one shard, ``(n, H, W, C) uint8``, for bulk sequential reads."""
+        return np.load(self.path / self.manifest["shards"][shard]["file"], mmap_mode="r")
+
+    # ------------------------------------------------------------------ integrity
+    def verify(self, progress=None) -> None:
+        """Check every file's sha256 against the manifest (reads the whole dataset).
+
+        Args:
+            progress: optional callable ``(file_name, num_bytes)`` called after each file.
+
+        Raises:
+            DatasetError: the first file whose hash differs, naming it.
+        """
+        entries = [(s["file"], s) for s in self.manifest["shards"]]
+        entries += list(self.manifest["files"].items())
+        for name, entry in entries:
+            digest = sha256_file(self.path / name)
+            if digest != entry["sha256"]:
+                raise DatasetError(
+                    f"{self.path / name}: sha256 mismatch (expected "
+                    f"{entry['sha256'][:16]}..., found {digest[:16]}...); "
+                    "the file was altered or corrupted"
+                )
+            if progress is not None:
+                progress(name, entry["bytes"])
+
+    def close(self) -> None:
+        """Close open file descriptors (reopened on demand)."""
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                os.close(fd)
+        self._fds = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for spawned DataLoader workers
+        state = self.__dict__.copy()
+        state["_fds"], state["_fields"] = {}, dict.fromkeys(self._fields)
+        return state
+
+    def __enter__(self) -> LapoDataset:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"LapoDataset({str(self.path)!r}, frames={self.num_frames}, "
+            f"episodes={self.num_episodes}, frame_shape={self.frame_shape} uint8, "
+            f"fields={list(self._fields)})"
+        )
+
+
+def open_dataset(path: str | os.PathLike) -> LapoDataset:
+    """Open the dataset at ``path`` (see ``LapoDataset``). Raises DatasetError when invalid."""
+    return LapoDataset(path)

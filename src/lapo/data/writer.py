@@ -1,0 +1,278 @@
+"""Write lapo datasets episode by episode, without holding the dataset in memory.
+
+Everything is written into a temporary sibling directory (``<out>.partial-<pid>``); frame shards
+are written under temporary names and renamed when complete. Only ``close()`` moves the finished
+dataset to its final path, so a crash never leaves a half-written dataset under the final name
+and never touches an existing dataset that was not explicitly to be overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lapo.data.format import (
+    EPISODES,
+    FORMAT_NAME,
+    FRAMES_DIR,
+    MANIFEST,
+    SCHEMA_VERSION,
+    TRANSITION_ARRAYS,
+    HashingWriter,
+    save_npy_hashed,
+    shard_name,
+    write_json_atomic,
+)
+
+DEFAULT_SHARD_FRAMES = 8192  # 96 MiB per shard at 64x64x3
+
+
+def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing ``path`` unless ``overwrite``; return it as a Path.
+
+    Call this before any expensive work so that a run fails fast.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; choose another output path or pass overwrite "
+            "(--overwrite) to replace it"
+        )
+    return path
+
+
+class DatasetWriter:
+    """Append episodes to a new dataset directory.
+
+    Args:
+        path: final dataset directory.
+        frame_shape: ``(H, W, C)`` of every frame.
+        fields: per-transition arrays to store, a subset of ``("actions", "rewards", "dones")``;
+            empty for action-free video.
+        source: free-form description written to the manifest (e.g. game and policy).
+        action_space: e.g. ``{"type": "discrete", "n": 15, "meanings": [...]}``; None if no actions.
+        shard_frames: frames per shard file.
+        overwrite: replace an existing dataset at ``path`` (only once ``close`` succeeds).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False (raised before writing).
+        ValueError: invalid frame shape, field name or shard size.
+
+    Use as a context manager: leaving the block with an exception discards the partial output.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        frame_shape: Sequence[int],
+        fields: Sequence[str] = (),
+        source: Mapping[str, Any] | None = None,
+        action_space: Mapping[str, Any] | None = None,
+        shard_frames: int = DEFAULT_SHARD_FRAMES,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = check_output_dir(path, overwrite)
+        frame_shape = tuple(int(s) for s in frame_shape)
+        if len(frame_shape) != 3 or min(frame_shape) < 1:
+            raise ValueError(
+                f"frame_shape must be (H, W, C) with positive sizes, got {frame_shape}"
+            )
+        unknown = set(fields) - set(TRANSITION_ARRAYS)
+        if unknown:
+            raise ValueError(
+                f"unknown fields {sorted(unknown)}; expected a subset of {list(TRANSITION_ARRAYS)}"
+            )
+        if "actions" in fields and action_space is None:
+            raise ValueError("a dataset with actions needs an action_space")
+        if shard_frames < 1:
+            raise ValueError(f"shard_frames must be >= 1, got {shard_frames}")
+        self.frame_shape = frame_shape
+        self.fields = tuple(f for f in TRANSITION_ARRAYS if f in fields)
+        self.source = dict(source or {})
+        self.action_space = dict(action_space) if action_space is not None else None
+        self.shard_frames = shard_frames
+        self.num_frames = 0
+        self._tmp = self.path.with_name(f"{self.path.name}.partial-{os.getpid()}")
+        if self._tmp.exists():
+            shutil.rmtree(self._tmp)
+        (self._tmp / FRAMES_DIR).mkdir(parents=True)
+        self._buffer = np.empty((shard_frames, *frame_shape), dtype=np.uint8)
+        self._buffered = 0
+        self._shards: list[dict[str, Any]] = []
+        self._episodes: list[tuple[int, int]] = []
+        self._returns: list[float | None] = []
+        # Per-transition arrays are appended as raw bytes and become .npy files in close().
+        self._raw = {f: open(self._tmp / f"{f}.raw", "wb") for f in self.fields}
+        self._closed = False
+
+    def add_episode(
+        self,
+        frames: np.ndarray,
+        *,
+        actions: np.ndarray | None = None,
+        rewards: np.ndarray | None = None,
+        dones: np.ndarray | None = None,
+        episode_return: float | None = None,
+    ) -> None:
+        """Append one episode.
+
+        Args:
+            frames: ``(T, H, W, C) uint8``, T >= 1.
+            actions: ``(T,)`` integers, a_t taken at frame t; required iff the writer has actions.
+            rewards: ``(T,)`` floats, reward for a_t; required iff the writer has rewards.
+            dones: ``(T,)`` bools, True where a_t ended the episode; required iff it has dones.
+            episode_return: the episode's return if known (None for cut or unrewarded episodes).
+
+        Raises:
+            ValueError: wrong dtype or shape, or a field given/missing contrary to ``fields``.
+        """
+        if self._closed:
+            raise RuntimeError("add_episode after close()")
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.shape[1:] != self.frame_shape or len(frames) < 1:
+            raise ValueError(
+                f"frames must be (T>=1, {', '.join(map(str, self.frame_shape))}) uint8, "
+                f"got {frames.dtype} {frames.shape}"
+            )
+        given = {"actions": actions, "rewards": rewards, "dones": dones}
+        for name, values in given.items():
+            if (values is not None) != (name in self.fields):
+                want = "required" if name in self.fields else "not stored by this writer"
+                raise ValueError(f"{name} is {want} (writer fields: {list(self.fields)})")
+        for name in self.fields:
+            values = np.asarray(given[name])
+            if values.shape != (len(frames),):
+                raise ValueError(f"{name} must have shape ({len(frames)},), got {values.shape}")
+            if name == "actions" and not np.issubdtype(values.dtype, np.integer):
+                raise ValueError(f"actions must be integers, got {values.dtype}")
+            n = self.action_space.get("n") if self.action_space else None
+            if name == "actions" and n is not None and len(values):
+                if values.min() < 0 or values.max() >= n:
+                    raise ValueError(
+                        f"actions must be in [0, {n}), got range [{values.min()}, {values.max()}]"
+                    )
+            self._raw[name].write(values.astype(TRANSITION_ARRAYS[name]).tobytes())
+        self._episodes.append((self.num_frames, len(frames)))
+        self._returns.append(None if episode_return is None else float(episode_return))
+        self._append_frames(frames)
+
+    def _append_frames(self, frames: np.ndarray) -> None:
+        while len(frames):
+            n = min(len(frames), self.shard_frames - self._buffered)
+            self._buffer[self._buffered : self._buffered + n] = frames[:n]
+            self._buffered += n
+            self.num_frames += n
+            frames = frames[n:]
+            if self._buffered == self.shard_frames:
+                self._flush_shard()
+
+    def _flush_shard(self) -> None:
+        name = shard_name(len(self._shards))
+        entry = save_npy_hashed(self._tmp / name, self._buffer[: self._buffered])
+        self._shards.append({"file": name, "num_frames": self._buffered, **entry})
+        self._buffered = 0
+
+    def _finish_transition_array(self, name: str) -> dict[str, Any]:
+        self._raw[name].close()
+        raw = self._tmp / f"{name}.raw"
+        dtype = np.dtype(TRANSITION_ARRAYS[name])
+        out = self._tmp / f"{name}.npy"
+        with open(out, "wb") as fh, open(raw, "rb") as src:
+            writer = HashingWriter(fh)
+            header = {
+                "descr": np.lib.format.dtype_to_descr(dtype),
+                "fortran_order": False,
+                "shape": (self.num_frames,),
+            }
+            np.lib.format.write_array_header_1_0(writer, header)
+            while chunk := src.read(1 << 22):
+                writer.write(chunk)
+        raw.unlink()
+        return {"bytes": writer.bytes_written, "sha256": writer.hexdigest()}
+
+    def close(self) -> dict[str, Any]:
+        """Finish the dataset and move it to its final path; return the manifest.
+
+        Raises:
+            ValueError: no frames were added (an empty dataset is never written).
+        """
+        if self._closed:
+            raise RuntimeError("close() called twice")
+        if self.num_frames == 0:
+            self.abort()
+            raise ValueError(f"refusing to write an empty dataset to {self.path}: no episodes")
+        if self._buffered:
+            self._flush_shard()
+        self._buffer = None
+        files = {
+            EPISODES: save_npy_hashed(
+                self._tmp / EPISODES, np.asarray(self._episodes, dtype=np.int64)
+            )
+        }
+        for name in self.fields:
+            files[f"{name}.npy"] = self._finish_transition_array(name)
+        manifest = self._manifest(files)
+        write_json_atomic(self._tmp / MANIFEST, manifest)
+        self._move_into_place()
+        self._closed = True
+        return manifest
+
+    def _manifest(self, files: dict[str, Any]) -> dict[str, Any]:
+        lengths = np.asarray([length for _, length in self._episodes])
+        known = [r for r in self._returns if r is not None]
+        from lapo import __version__
+
+        return {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "lapo_version": __version__,
+            "source": self.source,
+            "frame_shape": list(self.frame_shape),
+            "frame_dtype": "uint8",
+            "action_space": self.action_space,
+            "fields": list(self.fields),
+            "num_frames": self.num_frames,
+            "num_episodes": len(self._episodes),
+            "num_transitions": int((lengths - 1).sum()),
+            "shard_frames": self.shard_frames,
+            "shards": self._shards,
+            "files": files,
+            "episode_returns": self._returns,
+            "mean_episode_return": float(np.mean(known)) if known else None,
+        }
+
+    def _move_into_place(self) -> None:
+        old = None
+        if self.path.exists():  # only reachable with overwrite=True
+            old = self.path.with_name(f"{self.path.name}.old-{os.getpid()}")
+            os.replace(self.path, old)
+        os.replace(self._tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+    def abort(self) -> None:
+        """Discard everything written so far; the final path is left untouched."""
+        for fh in self._raw.values():
+            fh.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
