@@ -144,7 +144,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
 
 def collate_windows(batch):
-    """DataLoader ``collate_fn`` for ``WindowDataset.__getitems__``: the batch is already stacked."""
+    """DataLoader ``collate_fn`` for ``WindowDataset.__getitems__`` (batch already stacked)."""
     return batch
 
 
