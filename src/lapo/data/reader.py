@@ -24,7 +24,13 @@ from lapo.data.format import (
     DatasetError,
     read_npy_header,
     sha256_file,
+    shard_name,
 )
+
+_REQUIRED_KEYS = (
+    "frame_shape", "num_frames", "num_episodes", "shard_frames", "shards", "files", "fields",
+    "episode_returns",
+)  # fmt: skip
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
@@ -35,8 +41,10 @@ def _load_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(file.read_text())
     except FileNotFoundError:
         raise DatasetError(f"{file}: manifest is missing; {path} is not a lapo dataset") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{file}: manifest is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{file}: expected a JSON object, found {type(manifest).__name__}")
     if manifest.get("format") != FORMAT_NAME:
         raise DatasetError(
             f"{file}: expected format {FORMAT_NAME!r}, got {manifest.get('format')!r}"
@@ -46,6 +54,9 @@ def _load_manifest(path: Path) -> dict[str, Any]:
             f"{file}: expected schema_version {SCHEMA_VERSION}, "
             f"got {manifest.get('schema_version')!r}"
         )
+    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise DatasetError(f"{file}: manifest lacks required keys {missing}")
     return manifest
 
 
@@ -120,6 +131,11 @@ class LapoDataset:
             )
         self._offsets = []
         for i, shard in enumerate(shards):
+            if shard.get("file") != shard_name(i):  # never follow a path out of the dataset
+                raise DatasetError(
+                    f"{self.path / MANIFEST}: shard {i} must be {shard_name(i)!r}, "
+                    f"manifest says {shard.get('file')!r}"
+                )
             n = min(self.shard_frames, self.num_frames - i * self.shard_frames)
             if shard["num_frames"] != n:
                 raise DatasetError(
@@ -215,12 +231,20 @@ class LapoDataset:
 
         Raises:
             IndexError: range outside ``[0, num_frames)``.
+            ValueError: ``out`` is not a C-contiguous uint8 array of the right shape.
             DatasetError: a shard became shorter than its header says.
         """
         if not 0 <= start <= stop <= self.num_frames:
             raise IndexError(f"frame range [{start}, {stop}) outside [0, {self.num_frames})")
+        shape = (stop - start, *self.frame_shape)
         if out is None:
-            out = np.empty((stop - start, *self.frame_shape), dtype=np.uint8)
+            out = np.empty(shape, dtype=np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            # reshape(-1) below would silently read into a copy of a non-contiguous ``out``
+            raise ValueError(
+                f"out must be a C-contiguous uint8 array of shape {shape}, "
+                f"got {out.dtype} {out.shape} (contiguous={out.flags.c_contiguous})"
+            )
         flat = out.reshape(-1)
         pos, done = start, 0
         while pos < stop:
@@ -259,7 +283,10 @@ class LapoDataset:
         entries = [(s["file"], s) for s in self.manifest["shards"]]
         entries += list(self.manifest["files"].items())
         for name, entry in entries:
-            digest = sha256_file(self.path / name)
+            try:
+                digest = sha256_file(self.path / name)
+            except FileNotFoundError:
+                raise DatasetError(f"{self.path / name}: file is missing") from None
             if digest != entry["sha256"]:
                 raise DatasetError(
                     f"{self.path / name}: sha256 mismatch (expected "

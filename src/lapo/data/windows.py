@@ -53,6 +53,7 @@ class WindowIndex:
 
     Raises:
         DatasetError: no selected episode has the ``k + 2`` frames one window needs.
+        ValueError: negative ``context`` or episode ids that are not in the dataset.
     """
 
     def __init__(
@@ -64,6 +65,14 @@ class WindowIndex:
         self.context = context
         self.window_len = context + 2
         ids = np.arange(dataset.num_episodes) if episodes is None else np.asarray(episodes)
+        if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+            raise ValueError(f"episodes must be a 1-D sequence of integer ids, got {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= dataset.num_episodes):
+            # negative ids would otherwise silently wrap around to episodes from the end
+            raise ValueError(
+                f"episode ids must be in [0, {dataset.num_episodes}), "
+                f"got range [{ids.min()}, {ids.max()}]"
+            )
         self.episode_ids = ids.astype(np.int64)
         starts, lengths = dataset.episodes[self.episode_ids].T
         counts = np.maximum(lengths - context - 1, 0)
@@ -159,8 +168,8 @@ class WindowBatchSampler(torch.utils.data.Sampler[list[int]]):
         num_windows: size of the window index.
         batch_size: windows per batch (per rank).
         seed: base seed.
-        rank, world_size: this process's place in a distributed job (default: single process;
-            pass ``torch.distributed.get_rank()`` / ``get_world_size()``).
+        rank, world_size: this process's place in a distributed job; by default taken from
+            ``torch.distributed`` when it is initialized, else a single process (0 of 1).
         start_batch: first batch number (the data-order state to store in checkpoints).
         num_batches: stop after this many batches in total; None for endless.
     """
@@ -171,8 +180,8 @@ class WindowBatchSampler(torch.utils.data.Sampler[list[int]]):
         batch_size: int,
         *,
         seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
         start_batch: int = 0,
         num_batches: int | None = None,
     ) -> None:
@@ -180,6 +189,11 @@ class WindowBatchSampler(torch.utils.data.Sampler[list[int]]):
             raise ValueError(
                 f"need num_windows >= 1 and batch_size >= 1, got {num_windows} and {batch_size}"
             )
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if rank is None:
+            rank = torch.distributed.get_rank() if distributed else 0
+        if world_size is None:
+            world_size = torch.distributed.get_world_size() if distributed else 1
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         self.num_windows, self.batch_size = num_windows, batch_size

@@ -9,6 +9,7 @@ and never touches an existing dataset that was not explicitly to be overwritten.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -96,11 +97,17 @@ class DatasetWriter:
             raise ValueError("a dataset with actions needs an action_space")
         if shard_frames < 1:
             raise ValueError(f"shard_frames must be >= 1, got {shard_frames}")
+        for name, value in (("source", source), ("action_space", action_space)):
+            try:  # fail now, not in close() after all frames are written
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name} must be JSON-serializable: {exc}") from None
         self.frame_shape = frame_shape
         self.fields = tuple(f for f in TRANSITION_ARRAYS if f in fields)
         self.source = dict(source or {})
         self.action_space = dict(action_space) if action_space is not None else None
         self.shard_frames = shard_frames
+        self.overwrite = overwrite
         self.num_frames = 0
         self._tmp = self.path.with_name(f"{self.path.name}.partial-{os.getpid()}")
         if self._tmp.exists():
@@ -114,6 +121,11 @@ class DatasetWriter:
         # Per-transition arrays are appended as raw bytes and become .npy files in close().
         self._raw = {f: open(self._tmp / f"{f}.raw", "wb") for f in self.fields}
         self._closed = False
+
+    @property
+    def num_episodes(self) -> int:
+        """Episodes added so far."""
+        return len(self._episodes)
 
     def add_episode(
         self,
@@ -131,7 +143,8 @@ class DatasetWriter:
             actions: ``(T,)`` integers, a_t taken at frame t; required iff the writer has actions.
             rewards: ``(T,)`` floats, reward for a_t; required iff the writer has rewards.
             dones: ``(T,)`` bools, True where a_t ended the episode; required iff it has dones.
-            episode_return: the episode's return if known (None for cut or unrewarded episodes).
+            episode_return: the episode's return if known (None or NaN for cut or unrewarded
+                episodes; stored as null).
 
         Raises:
             ValueError: wrong dtype or shape, or a field given/missing contrary to ``fields``.
@@ -149,6 +162,8 @@ class DatasetWriter:
             if (values is not None) != (name in self.fields):
                 want = "required" if name in self.fields else "not stored by this writer"
                 raise ValueError(f"{name} is {want} (writer fields: {list(self.fields)})")
+        # Validate every field before writing any, so that a rejected episode leaves no trace.
+        arrays = {}
         for name in self.fields:
             values = np.asarray(given[name])
             if values.shape != (len(frames),):
@@ -161,9 +176,12 @@ class DatasetWriter:
                     raise ValueError(
                         f"actions must be in [0, {n}), got range [{values.min()}, {values.max()}]"
                     )
-            self._raw[name].write(values.astype(TRANSITION_ARRAYS[name]).tobytes())
+            arrays[name] = values.astype(TRANSITION_ARRAYS[name])
+        for name, values in arrays.items():
+            self._raw[name].write(values.tobytes())
         self._episodes.append((self.num_frames, len(frames)))
-        self._returns.append(None if episode_return is None else float(episode_return))
+        known = episode_return is not None and not np.isnan(episode_return)
+        self._returns.append(float(episode_return) if known else None)  # NaN is not JSON
         self._append_frames(frames)
 
     def _append_frames(self, frames: np.ndarray) -> None:
@@ -211,19 +229,23 @@ class DatasetWriter:
         if self.num_frames == 0:
             self.abort()
             raise ValueError(f"refusing to write an empty dataset to {self.path}: no episodes")
-        if self._buffered:
-            self._flush_shard()
-        self._buffer = None
-        files = {
-            EPISODES: save_npy_hashed(
-                self._tmp / EPISODES, np.asarray(self._episodes, dtype=np.int64)
-            )
-        }
-        for name in self.fields:
-            files[f"{name}.npy"] = self._finish_transition_array(name)
-        manifest = self._manifest(files)
-        write_json_atomic(self._tmp / MANIFEST, manifest)
-        self._move_into_place()
+        try:
+            if self._buffered:
+                self._flush_shard()
+            self._buffer = None
+            files = {
+                EPISODES: save_npy_hashed(
+                    self._tmp / EPISODES, np.asarray(self._episodes, dtype=np.int64)
+                )
+            }
+            for name in self.fields:
+                files[f"{name}.npy"] = self._finish_transition_array(name)
+            manifest = self._manifest(files)
+            write_json_atomic(self._tmp / MANIFEST, manifest)
+            self._move_into_place()
+        except BaseException:
+            self.abort()  # never leave a partial directory behind, even when close() fails
+            raise
         self._closed = True
         return manifest
 
@@ -254,12 +276,22 @@ class DatasetWriter:
 
     def _move_into_place(self) -> None:
         old = None
-        if self.path.exists():  # only reachable with overwrite=True
+        if self.path.exists() or self.path.is_symlink():
+            if not self.overwrite:  # created by someone else since __init__ checked
+                raise FileExistsError(
+                    f"{self.path} appeared while this dataset was being written; "
+                    "not replacing it without overwrite"
+                )
             old = self.path.with_name(f"{self.path.name}.old-{os.getpid()}")
             os.replace(self.path, old)
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, self.path)  # put the previous dataset back
+            raise
         if old is not None:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
 
     def abort(self) -> None:
         """Discard everything written so far; the final path is left untouched."""

@@ -1,0 +1,299 @@
+"""Import numpy arrays (.npy / .npz) as lapo datasets.
+
+Every input file is checked (array names, shapes, dtypes, small index arrays) before anything is
+written, so most mistakes fail fast with a message naming the file. Frames are then written one
+episode at a time: ``.npy`` files are memory-mapped, ``.npz`` members are loaded one file at a
+time (numpy cannot memory-map a zip member).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lapo.data.format import DatasetError
+from lapo.data.writer import DEFAULT_SHARD_FRAMES, DatasetWriter, check_output_dir
+
+PathArg = str | os.PathLike | Iterable[str | os.PathLike]
+#: Arrays ``import_arrays`` accepts in a .npz file (``frames`` is required).
+ARRAY_KEYS = ("frames", "actions", "episode_starts", "rewards", "dones")
+_STORED = ("actions", "rewards", "dones")
+
+
+def _expand_paths(paths: PathArg, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files given directly, plus the files of given folders (sorted by name) with ``suffixes``."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+            )
+            if not found:
+                raise DatasetError(f"{path}: no {' or '.join(suffixes)} files in this folder")
+            files += found
+        elif not path.is_file():
+            raise DatasetError(f"{path}: no such file or folder")
+        elif path.suffix.lower() not in suffixes:
+            raise DatasetError(f"{path}: expected a {' or '.join(suffixes)} file")
+        else:
+            files.append(path)
+    if not files:
+        raise DatasetError("no input files given")
+    return files
+
+
+def _read_header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return tuple(shape), dtype
+
+
+def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{name: (shape, dtype)}`` of a .npy (as "frames") or of each .npz member; reads no data."""
+    try:
+        if path.suffix.lower() == ".npy":
+            with open(path, "rb") as fh:
+                return {"frames": _read_header(fh)}
+        headers = {}
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                if member.endswith(".npy"):
+                    with zf.open(member) as fh:
+                        headers[member[: -len(".npy")]] = _read_header(fh)
+        return headers
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: not a readable numpy {path.suffix} file ({exc})") from None
+
+
+def _load(path: Path, key: str) -> np.ndarray:
+    """One array: a .npy is memory-mapped read-only, a .npz member is loaded."""
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, mmap_mode="r")
+        with np.load(path) as npz:
+            return npz[key]
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: cannot read {key!r} ({exc})") from None
+
+
+def _check_frames(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Frames must be ``(N >= 1, H, W, C) uint8`` with channels last."""
+    if len(shape) != 4:
+        hint = "; add a channel axis to grayscale frames (x[..., None])" if len(shape) == 3 else ""
+        raise DatasetError(f"{path}: {key} must be (N, H, W, C), got shape {shape}{hint}")
+    if shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
+        raise DatasetError(
+            f"{path}: {key} of shape {shape} look channel-first (N, C, H, W); frames must be "
+            "channel-last (N, H, W, C): transpose them with x.transpose(0, 2, 3, 1)"
+        )
+    if dtype != np.uint8:
+        raise DatasetError(
+            f"{path}: {key} must be uint8 pixels in 0..255, got {dtype}; convert floats in "
+            "[0, 1] with (x * 255).round().astype(np.uint8)"
+        )
+    if shape[0] < 1 or min(shape[1:]) < 1:
+        raise DatasetError(f"{path}: {key} is empty (shape {shape})")
+
+
+def _check_vector(path: Path, key: str, shape, dtype: np.dtype, n: int, kinds: str) -> None:
+    """A per-frame array must be ``(n,)`` (or ``(n, 1)``) with dtype kind in ``kinds``."""
+    if shape not in ((n,), (n, 1)):
+        raise DatasetError(f"{path}: {key} must have shape ({n},) like the frames, got {shape}")
+    names = {"b": "bool", "i": "signed int", "u": "unsigned int", "f": "float"}
+    if dtype.kind not in kinds:
+        want = " or ".join(names[k] for k in kinds)
+        raise DatasetError(f"{path}: {key} must be {want}, got {dtype}")
+
+
+def _episode_starts(path: Path, starts: np.ndarray, n: int) -> np.ndarray:
+    """Start frames ``(E,) int64`` from a ``(n,)`` bool mask or a sorted 1-D index array.
+
+    Frame 0 always starts an episode (episodes never cross files), whether or not it is listed.
+    """
+    if starts.ndim != 1:
+        raise DatasetError(f"{path}: episode_starts must be 1-D, got shape {starts.shape}")
+    if starts.dtype == np.bool_:
+        if len(starts) != n:
+            raise DatasetError(
+                f"{path}: episode_starts as a bool mask must have length {n}, got {len(starts)}"
+            )
+        starts = np.flatnonzero(starts)
+    elif starts.dtype.kind not in "iu":
+        raise DatasetError(
+            f"{path}: episode_starts must be a bool mask or int indices, got {starts.dtype}"
+        )
+    starts = starts.astype(np.int64)
+    if len(starts) and (starts.min() < 0 or starts.max() >= n):
+        raise DatasetError(
+            f"{path}: episode_starts must lie in [0, {n}), got range [{starts.min()}, "
+            f"{starts.max()}]"
+        )
+    if (np.diff(starts) <= 0).any():
+        raise DatasetError(
+            f"{path}: episode_starts indices must be strictly increasing (sorted, no repeats); "
+            "if this is a 0/1 mask, pass it as bool (x.astype(bool))"
+        )
+    return starts if len(starts) and starts[0] == 0 else np.r_[0, starts]
+
+
+def _check_dones(path: Path, dones: np.ndarray, starts: np.ndarray) -> None:
+    """Dones must be 0/1 and True only at an episode's last frame."""
+    if dones.dtype != np.bool_ and not np.isin(dones, (0, 1)).all():
+        raise DatasetError(f"{path}: dones must be bool or 0/1, got other values")
+    last = np.zeros(len(dones), dtype=bool)
+    last[starts[1:] - 1] = last[-1] = True
+    inner = np.flatnonzero(dones.astype(bool) & ~last)
+    if len(inner):
+        raise DatasetError(
+            f"{path}: dones[{inner[0]}] is True but frame {inner[0]} is not the last of its "
+            "episode; give episode_starts that start an episode after every done, e.g. "
+            "np.r_[0, np.flatnonzero(dones[:-1]) + 1]"
+        )
+
+
+def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.ndarray, int]:
+    """Check one import_arrays input; return its headers, episode starts and max action."""
+    headers = _headers(path)
+    if "frames" not in headers:
+        hint = (
+            " (an original LAPO release chunk? use import_lapo_release)" if "obs" in headers else ""
+        )
+        raise DatasetError(f"{path}: no 'frames' array, found {sorted(headers)}{hint}")
+    unknown = sorted(set(headers) - set(ARRAY_KEYS))
+    if unknown:
+        raise DatasetError(f"{path}: unexpected arrays {unknown}; accepted: {list(ARRAY_KEYS)}")
+    shape, dtype = headers["frames"]
+    _check_frames(path, "frames", shape, dtype)
+    n = shape[0]
+    for key, kinds in (("actions", "iu"), ("rewards", "iuf"), ("dones", "biu")):
+        if key in headers:
+            _check_vector(path, key, *headers[key], n, kinds)
+    starts = np.zeros(1, dtype=np.int64)
+    if "episode_starts" in headers:
+        starts = _episode_starts(path, _load(path, "episode_starts"), n)
+    if "dones" in headers:
+        _check_dones(path, _load(path, "dones").reshape(-1), starts)
+    max_action = -1
+    if "actions" in headers:
+        actions = _load(path, "actions").reshape(-1)
+        if actions.min() < 0 or (num_actions is not None and actions.max() >= num_actions):
+            limit = "" if num_actions is None else f", {num_actions}"
+            raise DatasetError(
+                f"{path}: actions must lie in [0{limit}), got range "
+                f"[{actions.min()}, {actions.max()}]"
+            )
+        max_action = int(actions.max())
+    return headers, starts, max_action
+
+
+def _episode_kwargs(arrays: dict[str, np.ndarray], start: int, stop: int) -> dict[str, Any]:
+    """``add_episode`` keyword arguments for frames ``[start, stop)``; return only if complete."""
+    kwargs = {key: np.asarray(values[start:stop]).reshape(-1) for key, values in arrays.items()}
+    if "dones" in kwargs:
+        kwargs["dones"] = kwargs["dones"].astype(bool)
+    if "rewards" in kwargs and "dones" in kwargs and kwargs["dones"][-1]:
+        kwargs["episode_return"] = float(kwargs["rewards"].sum(dtype=np.float64))
+    return kwargs
+
+
+def import_arrays(
+    paths: PathArg,
+    out: str | os.PathLike,
+    *,
+    num_actions: int | None = None,
+    overwrite: bool = False,
+    shard_frames: int = DEFAULT_SHARD_FRAMES,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Import frames (and optionally actions, rewards, dones) from numpy files.
+
+    Each path is a ``.npy`` file, a ``.npz`` file, or a folder whose ``.npy``/``.npz`` files are
+    taken sorted by name. A ``.npy`` holds frames only. A ``.npz`` holds:
+
+    - ``frames``: ``(N, H, W, C) uint8``, channels last (required);
+    - ``actions``: ``(N,)`` non-negative ints, a_t taken at frame t (optional);
+    - ``rewards``: ``(N,)`` numbers, the reward for a_t (optional, stored as float32);
+    - ``dones``: ``(N,)`` bool or 0/1, True where a_t ended the episode (optional; only allowed
+      at an episode's last frame);
+    - ``episode_starts``: ``(N,)`` bool, True at each episode's first frame, or 1-D strictly
+      increasing int indices of those frames (optional; without it the file is one episode).
+      Frame 0 of a file always starts an episode: episodes never cross files.
+
+    All files must have the same frame shape and the same optional arrays. An episode's return
+    is the sum of its rewards when it ends with a done, else unknown (None).
+
+    Args:
+        paths: a path or a list of paths (files or folders).
+        out: dataset directory to create.
+        num_actions: size of the discrete action space; default ``max(actions) + 1``.
+        overwrite: replace an existing dataset at ``out`` (only once the import has succeeded).
+        shard_frames: frames per shard file.
+        progress: show a tqdm bar of frames written.
+
+    Returns:
+        The manifest; its source is ``{"kind": "arrays", "files": [absolute paths]}``.
+
+    Raises:
+        DatasetError: a missing or unreadable file, a wrong dtype, shape or layout (e.g.
+            channel-first frames), inconsistent files, out-of-range actions or episode starts;
+            the message names the file. Raised before anything is written.
+        ValueError: ``num_actions`` given but not positive, or given for files without actions.
+        FileExistsError: ``out`` exists and ``overwrite`` is False (raised before any work).
+    """
+    if num_actions is not None and num_actions < 1:
+        raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+    files = _expand_paths(paths, (".npy", ".npz"))
+    check_output_dir(out, overwrite)
+    plans, max_action = [], -1
+    for path in files:
+        headers, starts, file_max = _inspect_array_file(path, num_actions)
+        fields = tuple(k for k in _STORED if k in headers)
+        shape = headers["frames"][0]
+        if plans and (shape[1:], fields) != (plans[0][1][1:], plans[0][2]):
+            first = plans[0]
+            raise DatasetError(
+                f"{path}: frames {shape[1:]} with arrays {list(fields)} differ from the first "
+                f"file {first[0]}: frames {first[1][1:]} with arrays {list(first[2])}; all files "
+                "must have the same frame shape and the same optional arrays"
+            )
+        plans.append((path, shape, fields, starts))
+        max_action = max(max_action, file_max)
+    fields = plans[0][2]
+    if num_actions is not None and "actions" not in fields:
+        raise ValueError("num_actions was given but the files have no actions")
+    space = (
+        {"type": "discrete", "n": num_actions or max_action + 1} if "actions" in fields else None
+    )
+    source = {"kind": "arrays", "files": [str(p.resolve()) for p in files]}
+    total = sum(shape[0] for _, shape, _, _ in plans)
+    with (
+        DatasetWriter(
+            out,
+            frame_shape=plans[0][1][1:],
+            fields=fields,
+            source=source,
+            action_space=space,
+            shard_frames=shard_frames,
+            overwrite=overwrite,
+        ) as writer,
+        tqdm(total=total, unit="frame", desc="import", disable=not progress) as bar,
+    ):
+        for path, shape, _, starts in plans:
+            frames = _load(path, "frames")
+            arrays = {key: _load(path, key) for key in fields}
+            bounds = np.r_[starts, shape[0]]
+            for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+                writer.add_episode(frames[start:stop], **_episode_kwargs(arrays, start, stop))
+                bar.update(stop - start)
+        return writer.close()

@@ -1,0 +1,46 @@
+"""Human-readable dataset summary (``lapo data info``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lapo.data.reader import LapoDataset
+
+
+def describe(dataset: LapoDataset) -> str:
+    """Multi-line summary: source, counts, shapes, fields, returns, action frequencies, size."""
+    m = dataset.manifest
+    lengths = dataset.episodes[:, 1]
+    nbytes = sum(s["bytes"] for s in m["shards"]) + sum(f["bytes"] for f in m["files"].values())
+    source = ", ".join(f"{k}={v}" for k, v in m["source"].items() if k != "files")
+    lines = [
+        f"dataset     {dataset.path}",
+        f"source      {source}",
+        f"created     {m['created']} (lapo {m['lapo_version']}, schema {m['schema_version']})",
+        f"frames      {dataset.num_frames} x {tuple(dataset.frame_shape)} uint8 "
+        f"in {len(m['shards'])} shard(s), {nbytes / 1e6:.1f} MB on disk",
+        f"episodes    {dataset.num_episodes} (length min {lengths.min()}, "
+        f"mean {lengths.mean():.1f}, max {lengths.max()}), {m['num_transitions']} transitions",
+        f"fields      {', '.join(dataset.fields) or 'none (action-free video)'}",
+    ]
+    returns = dataset.episode_returns
+    known = returns[~np.isnan(returns)]
+    if len(known):
+        line = (
+            f"returns     mean {known.mean():.3f} +- {known.std():.3f} over {len(known)} "
+            "complete episodes"
+        )
+        game = m["source"].get("game")
+        if game:
+            from lapo.envs.games import REFERENCE_RETURNS, normalized_return
+
+            if game in REFERENCE_RETURNS:
+                line += f" (normalized {normalized_return(game, known.mean()):.3f})"
+        lines.append(line)
+    if dataset.has_actions:
+        n = dataset.num_actions or int(dataset.actions.max()) + 1
+        counts = np.bincount(np.asarray(dataset.actions), minlength=n)
+        meanings = (m.get("action_space") or {}).get("meanings") or [str(i) for i in range(n)]
+        freq = ", ".join(f"{meanings[i]} {c / counts.sum():.1%}" for i, c in enumerate(counts))
+        lines.append(f"actions     {n} discrete: {freq}")
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Detect which importer a ``lapo data import`` source needs (``--format auto``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+RELEASE_KEYS = {"obs", "ta", "done"}
+
+
+def _npz_format(path: Path) -> str:
+    with np.load(path, allow_pickle=False) as npz:
+        keys = set(npz.files)
+    if RELEASE_KEYS <= keys:
+        return "lapo-release"
+    if "frames" in keys:
+        return "arrays"
+    raise ValueError(
+        f"{path}: cannot tell the format from its keys {sorted(keys)}; expected 'frames' "
+        f"(numpy arrays) or {sorted(RELEASE_KEYS)} (LAPO release chunks)"
+    )
+
+
+def detect_import_format(sources: Sequence[Path]) -> str:
+    """Return ``video``, ``arrays`` or ``lapo-release`` for the given import sources.
+
+    A folder holding video files is ``video``; .npy files are ``arrays``; .npz files are
+    ``lapo-release`` when they have the release's keys (obs, ta, done), ``arrays`` when they
+    have ``frames``. A folder of .npz/.npy files is judged by its first file.
+
+    Raises:
+        FileNotFoundError: a source does not exist.
+        ValueError: the format cannot be told; the message lists what was found.
+    """
+    from lapo.data.import_video import VIDEO_EXTENSIONS
+
+    sources = [Path(s) for s in sources]
+    for s in sources:
+        if not s.exists():
+            raise FileNotFoundError(f"import source {s} does not exist")
+    if len(sources) == 1 and sources[0].is_dir():
+        folder = sources[0]
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        if any(p.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS for p in files):
+            return "video"
+        arrays = [p for p in files if p.suffix.lower() in (".npy", ".npz")]
+        if not arrays:
+            raise ValueError(
+                f"{folder}: found neither video files ({', '.join(VIDEO_EXTENSIONS)}) "
+                "nor .npy/.npz files"
+            )
+        sources = arrays[:1]
+    first = sources[0]
+    if first.suffix.lower() == ".npy":
+        return "arrays"
+    if first.suffix.lower() == ".npz":
+        return _npz_format(first)
+    raise ValueError(
+        f"{first}: unsupported source; expected a folder of videos, .npy or .npz files "
+        "(or pass --format)"
+    )

@@ -1,0 +1,1 @@
+"""Pipeline stages, each a straight-line loop: data collection (more stages follow)."""

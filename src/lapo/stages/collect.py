@@ -1,0 +1,205 @@
+"""Record a Procgen game with a policy into a lapo dataset (``lapo collect``).
+
+True actions, rewards and done flags are stored beside the frames. LAPO never trains on them:
+they serve evaluation and the small labelled subset of stage 3.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from lapo.config import CollectConfig
+from lapo.data.writer import DatasetWriter, check_output_dir
+from lapo.envs import ACTION_MEANINGS, NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv
+from lapo.envs.games import check_distribution_mode, check_game, normalized_return
+
+
+class Policy(Protocol):
+    """Anything that maps a batch of observations to actions."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``(N, 64, 64, 3) uint8`` observations -> ``(N,)`` integer actions in ``[0, 15)``."""
+        ...
+
+
+class RandomPolicy:
+    """Uniform random actions over ``num_actions``, from a seeded generator."""
+
+    def __init__(self, num_actions: int = NUM_ACTIONS, seed: int = 0) -> None:
+        self.num_actions = num_actions
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self._rng.integers(0, self.num_actions, size=len(obs))
+
+
+def make_policy(spec: str, seed: int = 0) -> Policy:
+    """Build the policy named by ``spec``: ``random`` or a checkpoint path.
+
+    Raises:
+        FileNotFoundError: ``spec`` is neither ``random`` nor an existing path.
+        ValueError: ``spec`` is a path; loading policy checkpoints is not available yet (it
+            arrives with the PPO expert stage).
+    """
+    if spec == "random":
+        return RandomPolicy(NUM_ACTIONS, seed)
+    if not Path(spec).exists():
+        raise FileNotFoundError(f"--policy must be 'random' or a checkpoint path; {spec} not found")
+    raise ValueError(
+        f"cannot load policy checkpoint {spec}: this version of lapo records with 'random' "
+        "only (policy checkpoints arrive with the expert/PPO stage)"
+    )
+
+
+@dataclass
+class CollectSummary:
+    """What ``collect`` recorded. Returns are episode sums of rewards (complete episodes only)."""
+
+    frames: int
+    episodes: int
+    complete_episodes: int
+    episode_returns: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.episode_returns)) if self.episode_returns else float("nan")
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds else float("nan")
+
+
+class _EpisodeBuffer:
+    """Frames, actions, rewards and dones of one env's unfinished episode."""
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.actions: list[int] = []
+        self.rewards: list[float] = []
+        self.dones: list[bool] = []
+
+    def append(self, frame: np.ndarray, action: int, reward: float, done: bool) -> None:
+        self.frames.append(frame)
+        self.actions.append(action)
+        self.rewards.append(reward)
+        self.dones.append(done)
+
+    def write(self, writer: DatasetWriter, episode_return: float | None) -> None:
+        writer.add_episode(
+            np.stack(self.frames),
+            actions=np.asarray(self.actions, dtype=np.int64),
+            rewards=np.asarray(self.rewards, dtype=np.float32),
+            dones=np.asarray(self.dones, dtype=bool),
+            episode_return=episode_return,
+        )
+        self.__init__()
+
+
+def collect(config: CollectConfig, policy: Policy | None = None, progress: bool = True):
+    """Record ``config.frames`` frames into a new dataset at ``config.out``.
+
+    Every env's frames are buffered until its episode ends, then written as one episode; at the
+    end, unfinished episodes are written as cut episodes (return unknown, last done False).
+    Memory is bounded by ``num_envs`` x the longest episode, not by ``frames``.
+
+    Args:
+        config: what to record.
+        policy: overrides ``config.policy`` (e.g. an in-memory policy from the Python API).
+        progress: show a tqdm bar with frames/s, episodes and mean return.
+
+    Returns:
+        ``CollectSummary``.
+
+    Raises:
+        FileExistsError, ValueError: bad output path, game, mode or policy, before any stepping.
+    """
+    check_game(config.env)
+    check_distribution_mode(config.env, config.distribution_mode)
+    check_output_dir(config.out, config.overwrite)
+    policy = policy if policy is not None else make_policy(config.policy, config.seed)
+    env = ProcgenVecEnv(
+        config.env,
+        config.num_envs,
+        distribution_mode=config.distribution_mode,
+        num_levels=config.num_levels,
+        start_level=config.start_level,
+        seed=config.seed,
+    )
+    source = {
+        "kind": "procgen",
+        "game": config.env,
+        "policy": config.policy,
+        "distribution_mode": config.distribution_mode,
+        "num_levels": config.num_levels,
+        "start_level": config.start_level,
+        "seed": config.seed,
+        "num_envs": config.num_envs,
+    }
+    action_space = {"type": "discrete", "n": NUM_ACTIONS, "meanings": list(ACTION_MEANINGS)}
+    writer = DatasetWriter(
+        config.out,
+        frame_shape=OBS_SHAPE,
+        fields=("actions", "rewards", "dones"),
+        source=source,
+        action_space=action_space,
+        shard_frames=config.shard_frames,
+        overwrite=config.overwrite,
+    )
+    summary = CollectSummary(frames=0, episodes=0, complete_episodes=0)
+    buffers = [_EpisodeBuffer() for _ in range(config.num_envs)]
+    start = time.perf_counter()  # after env construction (about 2 s for gym3's library load)
+    bar = tqdm(total=config.frames, unit="frame", disable=not progress, mininterval=0.5)
+    with writer, bar:
+        obs = env.reset()
+        while summary.frames < config.frames:
+            take = min(config.num_envs, config.frames - summary.frames)  # last step may be partial
+            actions = np.asarray(policy.act(obs))
+            step = env.step(actions)
+            for i in range(take):
+                buffers[i].append(
+                    obs[i], int(actions[i]), float(step.reward[i]), bool(step.done[i])
+                )
+            for ep in step.episodes:
+                if ep.env_index < take:
+                    buffers[ep.env_index].write(writer, ep.episode_return)
+                    summary.complete_episodes += 1
+                    summary.episode_returns.append(ep.episode_return)
+            summary.frames += take
+            obs = step.obs
+            bar.update(take)
+            if summary.episode_returns:
+                bar.set_postfix(
+                    episodes=summary.complete_episodes,
+                    mean_return=f"{np.mean(summary.episode_returns[-100:]):.2f}",
+                )
+        for buffer in buffers:  # episodes still running at the end are written as cut
+            if buffer.frames:
+                buffer.write(writer, None)
+    env.close()
+    summary.seconds = time.perf_counter() - start
+    summary.episodes = writer.num_episodes
+    return summary
+
+
+def format_summary(config: CollectConfig, summary: CollectSummary) -> str:
+    """Human-readable end-of-collection summary (frames, episodes, returns, speed)."""
+    lines = [
+        f"recorded {summary.frames} frames of {config.env} with policy '{config.policy}' "
+        f"into {config.out}",
+        f"  complete episodes: {summary.complete_episodes}",
+        f"  speed: {summary.frames_per_second:.0f} frames/s over {summary.seconds:.1f} s",
+    ]
+    if summary.episode_returns:
+        returns = np.asarray(summary.episode_returns)
+        lines.append(
+            f"  episode return: mean {returns.mean():.3f}, std {returns.std():.3f}, "
+            f"normalized {normalized_return(config.env, returns.mean()):.3f}"
+        )
+    return "\n".join(lines)

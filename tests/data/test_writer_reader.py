@@ -1,0 +1,452 @@
+"""DatasetWriter -> LapoDataset round trips, the manifest, and what the writer refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from lapo.data import SCHEMA_VERSION, DatasetWriter, LapoDataset, open_dataset
+from lapo.data.format import FORMAT_NAME, MANIFEST, shard_name
+
+FRAME_SHAPE = (8, 8, 3)
+ACTION_SPACE = {"type": "discrete", "n": 15}
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def names(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def episode(length: int, seed: int = 0, value: int | None = None) -> dict:
+    """Keyword arguments of ``add_episode`` for a writer with all three fields."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, size=(length, *FRAME_SHAPE), dtype=np.uint8)
+    if value is not None:
+        frames[:] = value
+    return {
+        "frames": frames,
+        "actions": rng.integers(0, 15, size=length),
+        "rewards": rng.normal(size=length).astype(np.float32),
+        "dones": np.zeros(length, dtype=bool),
+    }
+
+
+def writer(path, **kwargs) -> DatasetWriter:
+    kwargs.setdefault("fields", ("actions", "rewards", "dones"))
+    kwargs.setdefault("action_space", ACTION_SPACE)
+    kwargs.setdefault("shard_frames", 4)
+    return DatasetWriter(path, frame_shape=FRAME_SHAPE, **kwargs)
+
+
+# ---------------------------------------------------------------------------- round trip
+def test_round_trip_frames_across_shards(small_dataset):
+    w = small_dataset
+    ds = open_dataset(w.path)
+    n = len(w.frames)
+    assert (ds.num_frames, ds.num_episodes, ds.frame_shape) == (n, len(w.episodes), FRAME_SHAPE)
+    np.testing.assert_array_equal(ds.read_frames(0, n), w.frames)
+    # every range that starts and ends anywhere, including across shard boundaries (5 frames)
+    for start in range(0, n, 3):
+        for stop in (start, start + 1, start + 4, start + 6, start + 11):
+            stop = min(stop, n)
+            got = ds.read_frames(start, stop)
+            assert got.shape == (stop - start, *FRAME_SHAPE) and got.dtype == np.uint8
+            np.testing.assert_array_equal(got, w.frames[start:stop])
+    _, _, g = w.decode(ds.read_frames(0, n))
+    np.testing.assert_array_equal(g, np.arange(n))
+
+
+def test_round_trip_episodes(small_dataset):
+    w = small_dataset
+    ds = LapoDataset(w.path)
+    np.testing.assert_array_equal(ds.episodes, w.episodes)
+    assert ds.episodes.dtype == np.int64
+    for e, (start, length) in enumerate(w.episodes):
+        np.testing.assert_array_equal(ds.episode_frames(e), w.frames[start : start + length])
+
+
+def test_round_trip_transitions(small_dataset):
+    w = small_dataset
+    ds = LapoDataset(w.path)
+    assert ds.fields == ("actions", "rewards", "dones")
+    assert ds.has_actions and ds.num_actions == 15
+    for name, dtype in (("actions", np.int64), ("rewards", np.float32), ("dones", np.bool_)):
+        got = getattr(ds, name)
+        assert got.dtype == dtype and got.shape == (len(w.frames),)
+        np.testing.assert_array_equal(got, getattr(w, name))
+
+
+def test_round_trip_episode_returns_none_is_nan(make_dataset):
+    w = make_dataset(lengths=(3, 4, 5, 2), returns=[1.5, None, -2.0, None])
+    ds = LapoDataset(w.path)
+    np.testing.assert_array_equal(ds.episode_returns, [1.5, np.nan, -2.0, np.nan])
+    assert w.manifest["episode_returns"] == [1.5, None, -2.0, None]
+    assert w.manifest["mean_episode_return"] == pytest.approx(-0.25)
+
+
+def test_all_returns_unknown(make_dataset):
+    w = make_dataset(lengths=(3, 4), returns=[None, None])
+    assert w.manifest["mean_episode_return"] is None
+    assert np.isnan(LapoDataset(w.path).episode_returns).all()
+
+
+@pytest.mark.parametrize(
+    ("lengths", "shard_frames"),
+    [((5, 5), 5), ((4, 6), 5), ((1,), 1), ((3, 2, 4), 1), ((3, 2), 100), ((13,), 4)],
+)
+def test_shard_layout(make_dataset, lengths, shard_frames):
+    w = make_dataset(lengths=lengths, shard_frames=shard_frames)
+    n = sum(lengths)
+    num_shards = -(-n // shard_frames)
+    files = sorted((w.path / "frames").iterdir())
+    assert [f.name for f in files] == [shard_name(i).split("/")[1] for i in range(num_shards)]
+    ds = LapoDataset(w.path)
+    for i, file in enumerate(files):
+        expected = w.frames[i * shard_frames : (i + 1) * shard_frames]
+        np.testing.assert_array_equal(np.load(file, mmap_mode="r"), expected)  # plain .npy
+        np.testing.assert_array_equal(ds.shard_memmap(i), expected)
+    np.testing.assert_array_equal(ds.read_frames(0, n), w.frames)
+
+
+def test_frames_only_dataset(make_dataset):
+    w = make_dataset(lengths=(4, 6), fields=())
+    ds = LapoDataset(w.path)
+    assert ds.fields == () and not ds.has_actions and ds.num_actions is None
+    assert not any((w.path / f"{name}.npy").exists() for name in ("actions", "rewards", "dones"))
+    with pytest.raises(KeyError, match="actions"):
+        _ = ds.actions
+    np.testing.assert_array_equal(ds.read_frames(0, 10), w.frames)
+
+
+def test_subset_of_fields(make_dataset):
+    w = make_dataset(lengths=(4, 6), fields=("rewards",))
+    ds = LapoDataset(w.path)
+    assert ds.fields == ("rewards",) and not ds.has_actions
+    np.testing.assert_array_equal(ds.rewards, w.rewards)
+    with pytest.raises(KeyError, match="dones"):
+        _ = ds.dones
+
+
+def test_read_frames_into_out_and_errors(small_dataset):
+    w = small_dataset
+    ds = LapoDataset(w.path)
+    out = np.zeros((6, *FRAME_SHAPE), dtype=np.uint8)
+    assert ds.read_frames(3, 9, out=out) is out
+    np.testing.assert_array_equal(out, w.frames[3:9])
+    assert ds.read_frames(4, 4).shape == (0, *FRAME_SHAPE)
+    for start, stop in ((-1, 2), (0, len(w.frames) + 1), (5, 4)):
+        with pytest.raises(IndexError, match="outside"):
+            ds.read_frames(start, stop)
+
+
+def test_read_frames_rejects_unusable_out(small_dataset):
+    ds = LapoDataset(small_dataset.path)
+    bad = [
+        np.zeros((4, *FRAME_SHAPE), dtype=np.uint8),  # wrong length
+        np.zeros((3, *FRAME_SHAPE), dtype=np.float32),  # wrong dtype
+        np.zeros((3, 8, 8, 6), dtype=np.uint8)[..., ::2],  # not contiguous
+    ]
+    for out in bad:
+        with pytest.raises(ValueError, match="out"):
+            ds.read_frames(0, 3, out=out)
+
+
+def test_close_and_reopen_descriptors(small_dataset):
+    w = small_dataset
+    with LapoDataset(w.path) as ds:
+        np.testing.assert_array_equal(ds.read_frames(0, 12), w.frames[:12])
+        ds.close()
+        np.testing.assert_array_equal(ds.read_frames(2, 14), w.frames[2:14])  # reopened
+    assert "frames=40" in repr(ds) and "episodes=7" in repr(ds)
+
+
+def test_verify_passes_and_reports_every_file(small_dataset):
+    w = small_dataset
+    seen = []
+    LapoDataset(w.path).verify(progress=lambda name, nbytes: seen.append((name, nbytes)))
+    expected = [(s["file"], s["bytes"]) for s in w.manifest["shards"]]
+    expected += [(name, e["bytes"]) for name, e in w.manifest["files"].items()]
+    assert seen == expected
+    assert len(seen) == 8 + 4  # 40 frames in shards of 5; episodes + 3 transition arrays
+
+
+# ---------------------------------------------------------------------------- manifest
+def test_manifest_fields(small_dataset):
+    w = small_dataset
+    m = json.loads((w.path / MANIFEST).read_text())
+    assert m == w.manifest
+    lengths = w.episodes[:, 1]
+    assert m["format"] == FORMAT_NAME
+    assert m["schema_version"] == SCHEMA_VERSION == 1
+    assert m["frame_shape"] == list(FRAME_SHAPE) and m["frame_dtype"] == "uint8"
+    assert m["num_frames"] == lengths.sum() == 40
+    assert m["num_episodes"] == len(lengths) == 7
+    assert m["num_transitions"] == (lengths - 1).sum() == 33
+    assert m["shard_frames"] == 5
+    assert m["fields"] == ["actions", "rewards", "dones"]
+    assert m["action_space"] == {"type": "discrete", "n": 15}
+    assert m["source"] == {"test": "conftest", "seed": 0}
+    assert m["lapo_version"] and m["created"]
+    known = [r for r in w.returns if r is not None]
+    assert m["mean_episode_return"] == pytest.approx(np.mean(known))
+
+
+def test_manifest_sizes_and_hashes(small_dataset):
+    w = small_dataset
+    m = w.manifest
+    assert [s["file"] for s in m["shards"]] == [shard_name(i) for i in range(8)]
+    assert [s["num_frames"] for s in m["shards"]] == [5] * 8
+    for shard in m["shards"]:
+        file = w.path / shard["file"]
+        assert shard["bytes"] == file.stat().st_size
+        assert shard["sha256"] == sha256(file)
+    assert sorted(m["files"]) == ["actions.npy", "dones.npy", "episodes.npy", "rewards.npy"]
+    for name, entry in m["files"].items():
+        file = w.path / name
+        assert entry["bytes"] == file.stat().st_size
+        assert entry["sha256"] == sha256(file)
+        assert len(entry["sha256"]) == 64
+
+
+def test_no_temporary_files_left(small_dataset):
+    w = small_dataset
+    assert names(w.path.parent) == ["ds"]
+    assert names(w.path) == sorted(
+        ["actions.npy", "dones.npy", "episodes.npy", "frames", "manifest.json", "rewards.npy"]
+    )
+    assert all(p.suffix == ".npy" for p in (w.path / "frames").iterdir())
+
+
+def test_uneven_last_shard_in_manifest(make_dataset):
+    w = make_dataset(lengths=(7, 4), shard_frames=4)
+    assert [s["num_frames"] for s in w.manifest["shards"]] == [4, 4, 3]
+
+
+# ---------------------------------------------------------------------------- existing output
+def test_refuses_existing_dataset_before_writing(small_dataset, tmp_path):
+    before = names(tmp_path)
+    hashes = {p: sha256(p) for p in small_dataset.path.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        writer(small_dataset.path)
+    assert names(tmp_path) == before  # no partial directory was even created
+    assert {p: sha256(p) for p in small_dataset.path.rglob("*") if p.is_file()} == hashes
+
+
+def test_refuses_existing_file(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    with pytest.raises(FileExistsError, match=str(target)):
+        writer(target)
+    assert target.read_text() == "keep me" and names(tmp_path) == ["taken"]
+
+
+def test_overwrite_replaces_only_after_close(make_dataset, tmp_path):
+    old = make_dataset(lengths=(6, 5), name="ds")
+    w = writer(old.path, overwrite=True)
+    ep = episode(9, seed=7)
+    w.add_episode(**ep)
+    # still the old dataset, readable and intact, until close()
+    with LapoDataset(old.path) as ds:
+        np.testing.assert_array_equal(ds.read_frames(0, 11), old.frames)
+        ds.verify()
+    manifest = w.close()
+    assert manifest["num_frames"] == 9
+    ds = LapoDataset(old.path)
+    np.testing.assert_array_equal(ds.read_frames(0, 9), ep["frames"])
+    np.testing.assert_array_equal(ds.actions, ep["actions"])
+    ds.verify()
+    assert names(tmp_path) == ["ds"]  # no .old- or .partial- leftovers
+    assert sorted(p.name for p in (old.path / "frames").iterdir()) == [
+        "shard-00000.npy",
+        "shard-00001.npy",
+        "shard-00002.npy",
+    ]
+
+
+def test_overwrite_a_file(tmp_path):
+    target = tmp_path / "out"
+    target.write_text("old")
+    with writer(target, overwrite=True) as w:
+        w.add_episode(**episode(3))
+    assert target.is_dir() and LapoDataset(target).num_frames == 3
+    assert names(tmp_path) == ["out"]
+
+
+def test_path_created_while_writing_is_not_clobbered(tmp_path):
+    target = tmp_path / "out"
+    w = writer(target)
+    w.add_episode(**episode(3))
+    target.mkdir()
+    (target / "precious.txt").write_text("someone else's")
+    with pytest.raises(FileExistsError, match="out"):
+        w.close()
+    assert (target / "precious.txt").read_text() == "someone else's"
+    assert names(tmp_path) == ["out"]
+
+
+# ---------------------------------------------------------------------------- failures
+def test_exception_in_with_leaves_nothing(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="boom"), writer(target) as w:
+        for i in range(4):
+            w.add_episode(**episode(5, seed=i))  # several shards are complete on disk
+        raise RuntimeError("boom")
+    assert names(tmp_path) == []
+
+
+def test_exception_in_with_leaves_existing_dataset_untouched(small_dataset, tmp_path):
+    hashes = {p: sha256(p) for p in small_dataset.path.rglob("*") if p.is_file()}
+    with pytest.raises(RuntimeError, match="boom"), writer(small_dataset.path, overwrite=True) as w:
+        w.add_episode(**episode(11))
+        raise RuntimeError("boom")
+    assert names(tmp_path) == ["ds"]
+    assert {p: sha256(p) for p in small_dataset.path.rglob("*") if p.is_file()} == hashes
+    ds = LapoDataset(small_dataset.path)
+    ds.verify()
+    np.testing.assert_array_equal(ds.read_frames(0, ds.num_frames), small_dataset.frames)
+
+
+def test_failed_close_leaves_nothing(tmp_path):
+    target = tmp_path / "out"
+    w = writer(target, source={"policy": "ppo"})
+    w.source["not json"] = object()  # makes writing the manifest fail inside close()
+    w.add_episode(**episode(6))
+    with pytest.raises(TypeError):
+        w.close()
+    assert names(tmp_path) == []
+
+
+def test_unserializable_source_rejected_up_front(tmp_path):
+    with pytest.raises(ValueError, match="source"):
+        writer(tmp_path / "out", source={"fn": print})
+    assert names(tmp_path) == []
+
+
+def test_empty_dataset_refused(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(ValueError, match="empty"), writer(target):
+        pass
+    assert names(tmp_path) == []
+    w = writer(target)
+    with pytest.raises(ValueError, match="empty"):
+        w.close()
+    assert names(tmp_path) == []
+
+
+def test_add_after_close_and_double_close(tmp_path):
+    w = writer(tmp_path / "out")
+    w.add_episode(**episode(3))
+    w.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        w.add_episode(**episode(3))
+    with pytest.raises(RuntimeError, match="twice"):
+        w.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"frames": np.zeros((3, *FRAME_SHAPE), dtype=np.float32)}, "uint8, got float32"),
+        ({"frames": np.zeros((3, 8, 8, 4), dtype=np.uint8)}, r"\(3, 8, 8, 4\)"),
+        ({"frames": np.zeros((3, 8, 8), dtype=np.uint8)}, r"\(3, 8, 8\)"),
+        ({"frames": np.zeros(FRAME_SHAPE, dtype=np.uint8)}, r"\(8, 8, 3\)"),
+        ({"frames": np.zeros((0, *FRAME_SHAPE), dtype=np.uint8)}, r"T>=1"),
+        ({"actions": None}, "actions is required"),
+        ({"dones": None}, "dones is required"),
+        ({"actions": np.array([0, 1, 15])}, r"actions must be in \[0, 15\).*\[0, 15\]"),
+        ({"actions": np.array([-1, 1, 2])}, r"actions must be in \[0, 15\).*\[-1, 2\]"),
+        ({"actions": np.array([0.0, 1.0, 2.0])}, "actions must be integers, got float64"),
+        ({"actions": np.array([1, 2])}, r"actions must have shape \(3,\), got \(2,\)"),
+        ({"rewards": np.zeros((3, 1))}, r"rewards must have shape \(3,\), got \(3, 1\)"),
+        ({"dones": np.zeros(4, bool)}, r"dones must have shape \(3,\), got \(4,\)"),
+    ],
+)
+def test_add_episode_rejects(tmp_path, change, match):
+    w = writer(tmp_path / "out")
+    with pytest.raises(ValueError, match=match):
+        w.add_episode(**{**episode(3), **change})
+    w.abort()
+    assert names(tmp_path) == []
+
+
+def test_extra_field_rejected(tmp_path):
+    w = writer(tmp_path / "out", fields=("actions",))
+    ep = episode(3)
+    with pytest.raises(ValueError, match="rewards is not stored by this writer"):
+        w.add_episode(ep["frames"], actions=ep["actions"], rewards=ep["rewards"])
+    w.abort()
+    w = writer(tmp_path / "video", fields=(), action_space=None)
+    with pytest.raises(ValueError, match="actions is not stored"):
+        w.add_episode(ep["frames"], actions=ep["actions"])
+    w.abort()
+    assert names(tmp_path) == []
+
+
+def test_rejected_episode_leaves_no_trace(tmp_path):
+    """A rejected episode must not leave some of its fields behind (a later field was bad)."""
+    target = tmp_path / "out"
+    good1, good2 = episode(4, seed=1), episode(5, seed=2)
+    with writer(target) as w:
+        w.add_episode(**good1)
+        bad = {**episode(3, seed=3), "rewards": np.zeros(2, np.float32)}  # actions fine
+        with pytest.raises(ValueError, match="rewards"):
+            w.add_episode(**bad)
+        bad = {**episode(3, seed=3), "dones": np.zeros(7, bool)}
+        with pytest.raises(ValueError, match="dones"):
+            w.add_episode(**bad)
+        w.add_episode(**good2)
+    ds = LapoDataset(target)  # raised DatasetError (actions.npy size) before the fix
+    assert ds.num_frames == 9 and ds.num_episodes == 2
+    for name in ("frames", "actions", "rewards", "dones"):
+        expected = np.concatenate([good1[name], good2[name]])
+        got = ds.read_frames(0, 9) if name == "frames" else getattr(ds, name)
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"frame_shape": (8, 8)}, r"frame_shape must be \(H, W, C\)"),
+        ({"frame_shape": (8, 0, 3)}, "positive"),
+        ({"fields": ("actions", "values")}, r"unknown fields \['values'\]"),
+        ({"fields": ("actions",), "action_space": None}, "needs an action_space"),
+        ({"shard_frames": 0}, "shard_frames must be >= 1"),
+    ],
+)
+def test_writer_constructor_rejects(tmp_path, kwargs, match):
+    kwargs = {"frame_shape": FRAME_SHAPE, "action_space": ACTION_SPACE, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        DatasetWriter(tmp_path / "out", **kwargs)
+    assert names(tmp_path) == []
+
+
+def test_writer_stores_fields_in_canonical_order(tmp_path):
+    with writer(tmp_path / "out", fields=("dones", "actions")) as w:
+        ep = episode(3)
+        w.add_episode(ep["frames"], actions=ep["actions"], dones=ep["dones"])
+    assert LapoDataset(tmp_path / "out").fields == ("actions", "dones")
+
+
+def test_open_missing_directory(tmp_path):
+    from lapo.data import DatasetError
+
+    with pytest.raises(DatasetError, match="no such dataset directory"):
+        open_dataset(tmp_path / "nope")
+
+
+def test_nan_return_is_stored_as_null(tmp_path):
+    with writer(tmp_path / "out") as w:
+        w.add_episode(**episode(3), episode_return=float("nan"))
+        w.add_episode(**episode(2), episode_return=np.float32(4.0))
+    text = (tmp_path / "out" / MANIFEST).read_text()
+    assert "NaN" not in text  # strict JSON
+    manifest = json.loads(text)
+    assert manifest["episode_returns"] == [None, 4.0]
+    assert manifest["mean_episode_return"] == 4.0
+    np.testing.assert_array_equal(LapoDataset(tmp_path / "out").episode_returns, [np.nan, 4.0])
