@@ -180,6 +180,36 @@ class ProcgenVecEnv:
         self._lengths[done] = 0
         return StepResult(obs["rgb"].copy(), reward, done, episodes)
 
+    def get_state(self) -> dict:
+        """Snapshot of every environment (game state, level sampler) and the return bookkeeping.
+
+        Returns:
+            ``{"envs": list of N bytes (procgen's serialized states, ~20 KB each),
+            "returns": (N,) float64, "lengths": (N,) int64}``; ``set_state`` restores it so
+            that the same actions give bitwise the same observations and rewards.
+        """
+        return {
+            "envs": self._env.get_state(),
+            "returns": self._returns.copy(),
+            "lengths": self._lengths.copy(),
+        }
+
+    def set_state(self, state: dict) -> np.ndarray:
+        """Restore a ``get_state`` snapshot; return the current observations ``(N, 64, 64, 3)``.
+
+        Raises:
+            ValueError: the snapshot is for a different number of environments.
+        """
+        if len(state["envs"]) != self.num_envs:
+            raise ValueError(
+                f"state holds {len(state['envs'])} environments, this vector has {self.num_envs}"
+            )
+        self._env.set_state(list(state["envs"]))
+        self._returns = np.asarray(state["returns"], dtype=np.float64).copy()
+        self._lengths = np.asarray(state["lengths"], dtype=np.int64).copy()
+        _, obs, _ = self._env.observe()
+        return obs["rgb"].copy()
+
     def close(self) -> None:
         """Release the environments."""
         self._env = None
