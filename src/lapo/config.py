@@ -51,3 +51,104 @@ class CollectConfig:
             raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
         if self.shard_frames < 1:
             raise ValueError(f"shard_frames must be >= 1, got {self.shard_frames}")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO for Procgen (Cobbe et al. 2020 settings; PAPER.md "Stage 3: decoding" lists them).
+
+    Units: ``total_steps`` counts environment steps summed over envs (frames); one update
+    consumes ``num_envs * num_steps`` of them.
+
+    Attributes:
+        env: Procgen game.
+        total_steps: environment steps to train for.
+        encoder: ``impala`` or ``nature`` (``lapo.models.ENCODERS``).
+        multiplier: encoder channel multiplier (the paper's IMPALA uses 4).
+        features: width of the fully connected layer before the heads.
+        num_envs: parallel environments; num_steps: rollout length per env and update.
+        learning_rate: Adam step size, linearly annealed to 0 when ``anneal_lr``.
+        gamma, gae_lambda: discount and GAE lambda.
+        epochs, num_minibatches: optimization passes per update and minibatches per pass.
+        clip, value_clip: PPO ratio clip and value clip (None: unclipped value loss).
+        value_coef, entropy_coef: loss weights.
+        max_grad_norm: global gradient-norm clip.
+        normalize_rewards: divide rewards by the running std of discounted returns.
+        distribution_mode, num_levels, start_level: training levels (0 levels = all).
+        eval_start_level, eval_num_levels: held-out evaluation levels.
+        eval_every: updates between evaluations (0: never); eval_episodes: per evaluation.
+        checkpoint_every: updates between checkpoints.
+        bf16: bf16 autocast for forward and backward passes.
+        seed: environment, initialization and sampling seed.
+    """
+
+    env: str = "bigfish"
+    total_steps: int = 25_000_000
+    encoder: str = "impala"
+    multiplier: int = 1
+    features: int = 256
+    num_envs: int = 64
+    num_steps: int = 256
+    learning_rate: float = 5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.999
+    gae_lambda: float = 0.95
+    epochs: int = 3
+    num_minibatches: int = 8
+    clip: float = 0.2
+    value_clip: float | None = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    max_grad_norm: float = 0.5
+    normalize_rewards: bool = True
+    distribution_mode: str = "easy"
+    num_levels: int = 0
+    start_level: int = 0
+    eval_start_level: int = 1_000_000
+    eval_num_levels: int = 0
+    eval_every: int = 50
+    eval_episodes: int = 64
+    checkpoint_every: int = 10
+    bf16: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        batch = self.num_envs * self.num_steps
+        if self.total_steps < batch:
+            raise ValueError(
+                f"total_steps ({self.total_steps}) must be >= one rollout "
+                f"(num_envs * num_steps = {batch})"
+            )
+        if batch % self.num_minibatches:
+            raise ValueError(
+                f"num_envs * num_steps ({batch}) must be divisible by "
+                f"num_minibatches ({self.num_minibatches})"
+            )
+        for name in ("learning_rate", "gamma", "gae_lambda", "clip", "max_grad_norm"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.multiplier < 1 or self.epochs < 1 or self.checkpoint_every < 1:
+            raise ValueError("multiplier, epochs and checkpoint_every must be >= 1")
+
+    @property
+    def batch_size(self) -> int:
+        """Environment steps per update (num_envs * num_steps)."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Number of PPO updates: total_steps // batch_size."""
+        return self.total_steps // self.batch_size
+
+
+#: Named PPO presets. ``paper``: the paper's expert recipe (IMPALA x4, 50M frames, GPU scale);
+#: ``cpu``: a network and rollout sized for 2 CPU cores; ``smoke``: seconds, for tests.
+PPO_PRESETS: dict[str, dict] = {
+    "paper": {"encoder": "impala", "multiplier": 4, "total_steps": 50_000_000},
+    "cpu": {"encoder": "nature", "multiplier": 1, "features": 256, "total_steps": 10_000_000},
+    "smoke": {
+        "encoder": "nature", "features": 32, "num_envs": 4, "num_steps": 16,
+        "num_minibatches": 2, "total_steps": 4 * 16 * 3, "eval_every": 2, "eval_episodes": 2,
+        "checkpoint_every": 1,
+    },
+}  # fmt: skip

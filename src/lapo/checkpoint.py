@@ -1,0 +1,430 @@
+"""Atomic, pickle-free training checkpoints for every lapo stage (format version 1).
+
+A checkpoint at path ``P`` (e.g. ``runs/x/checkpoint``) is two files in ``P``'s directory::
+
+    P.json                  the commit marker: {"format": "lapo-checkpoint", "version": 1,
+                            "tensors_file": "P.<sha8>.safetensors", "tensors_sha256": <hex>,
+                            "modules": [names], "optimizers": {name: {"type", "param_groups",
+                            "state": {index: {non-tensor values}}}}, "schedulers": {name:
+                            {"type", "state"}}, "tensors": [extra tensor names], "meta": {...}}
+    P.<sha8>.safetensors    every tensor, keyed "module/{name}/{param}",
+                            "optimizer/{name}/state/{param_index}/{key}" and "tensor/{key}"
+
+Saving writes the tensor file under a temporary name, fsyncs it and renames it to its
+content-addressed name (the first 8 hex digits of its sha256); then it writes ``P.json`` the same
+way and renames it last; only then are older ``P.<sha8>.safetensors`` files deleted. A crash at any
+point leaves either the previous checkpoint or the new one loadable, never a mix: ``P.json`` names
+its tensor file and stores its full sha256, which every load verifies. Loading reads only JSON and
+safetensors (``safetensors.torch.load_file``): nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.optim.lr_scheduler import LRScheduler
+
+from lapo.data.format import sha256_file
+
+FORMAT_NAME = "lapo-checkpoint"
+FORMAT_VERSION = 1
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is malformed, inconsistent, or does not fit the objects it is loaded into.
+
+    The message names the offending file and says what was expected and what was found.
+    """
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What `load_checkpoint` returns besides the states it loads into the given objects.
+
+    Attributes:
+        meta: the ``meta`` given to `save_checkpoint` (tuples come back as lists).
+        tensors: the extra ``tensors`` given to `save_checkpoint`, on ``map_location``.
+        path: the checkpoint path ``P`` (without ``.json``).
+    """
+
+    meta: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    path: Path
+
+
+def _json_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def _check_json(obj: Any, where: str) -> None:
+    """Raise TypeError naming the key path ``where`` unless ``obj`` is plain JSON data.
+
+    Plain: None, bool, int, float, str, and lists, tuples (loaded back as lists) and str-keyed
+    dicts of these. Int dict keys are refused: JSON would silently turn them into strings.
+    """
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return
+    if isinstance(obj, list | tuple):
+        for i, item in enumerate(obj):
+            _check_json(item, f"{where}[{i}]")
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} has key {key!r} ({type(key).__name__}); JSON needs str")
+            _check_json(value, f"{where}[{key!r}]")
+    else:
+        raise TypeError(f"{where} is a {type(obj).__name__}, which is not JSON-serializable")
+
+
+def _flatten_optimizer(name: str, optimizer: torch.optim.Optimizer, flat: dict) -> dict:
+    """Move the tensors of ``optimizer.state_dict()`` into ``flat``; return the JSON rest."""
+    state_dict = optimizer.state_dict()
+    state: dict[str, dict] = {}
+    for index, values in state_dict["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                flat[f"optimizer/{name}/state/{index}/{key}"] = value
+            else:
+                _check_json(value, f"optimizers[{name!r}].state[{index}][{key!r}]")
+                state.setdefault(str(index), {})[key] = value
+    groups = state_dict["param_groups"]  # hyper-parameters, and parameter indices in "params"
+    _check_json(groups, f"optimizers[{name!r}].param_groups")
+    return {"type": type(optimizer).__name__, "param_groups": groups, "state": state}
+
+
+def _storable(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors owning their whole storage, as safetensors requires (tied weights
+    and views are cloned)."""
+    out, seen = {}, set()
+    for key, tensor in flat.items():
+        tensor = tensor.detach().cpu()
+        storage = tensor.untyped_storage()
+        if (
+            not tensor.is_contiguous()
+            or storage.nbytes() != tensor.nbytes
+            or storage.data_ptr() in seen
+        ):
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        seen.add(storage.data_ptr())
+        out[key] = tensor
+    return out
+
+
+def _collect(modules, optimizers, schedulers, tensors, meta) -> tuple[dict, dict]:
+    """Flatten every state into (tensors for the safetensors file, JSON document); write nothing."""
+    for kind, named in (("module", modules), ("optimizer", optimizers), ("scheduler", schedulers)):
+        for name in named:
+            if not name or "/" in name:
+                raise ValueError(f"{kind} name {name!r} must be non-empty and contain no '/'")
+    _check_json(meta, "meta")
+    flat: dict[str, torch.Tensor] = {}
+    for name, module in modules.items():
+        for key, value in module.state_dict().items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"modules[{name!r}] state {key!r} is a {type(value).__name__}")
+            flat[f"module/{name}/{key}"] = value
+    opts = {name: _flatten_optimizer(name, opt, flat) for name, opt in optimizers.items()}
+    scheds = {}
+    for name, scheduler in schedulers.items():
+        scheds[name] = {"type": type(scheduler).__name__, "state": scheduler.state_dict()}
+        _check_json(scheds[name]["state"], f"schedulers[{name!r}]")
+    for key, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"tensors[{key!r}] is a {type(value).__name__}, not a tensor")
+        flat[f"tensor/{key}"] = value
+    doc = {"modules": list(modules), "optimizers": opts, "schedulers": scheds}
+    return _storable(flat), {**doc, "tensors": list(tensors), "meta": meta}
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make renames in ``directory`` durable (POSIX only; a no-op elsewhere)."""
+    if os.name == "posix":
+        fd = os.open(directory, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    modules: Mapping[str, torch.nn.Module] | None = None,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    schedulers: Mapping[str, LRScheduler] | None = None,
+    tensors: Mapping[str, torch.Tensor] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> None:
+    """Atomically write a checkpoint at ``path`` (files ``path.json`` and
+    ``path.<sha8>.safetensors``, see the module docstring), replacing any previous one.
+
+    Stores each module's ``state_dict()`` (parameters and persistent buffers), each optimizer's
+    ``state_dict()`` (state tensors in the tensor file, hyper-parameters and ``param_groups`` in the
+    JSON), each scheduler's ``state_dict()`` (JSON), the extra ``tensors`` (e.g. from `rng_state`)
+    and ``meta`` (config, step, metrics: plain JSON data). Names may not contain ``/``.
+    Parent directories are created.
+
+    Raises:
+        TypeError: ``meta``, a scheduler state or a non-tensor optimizer value is not plain JSON
+            data (the message names the key path), or a module state holds a non-tensor. Raised
+            before anything is written.
+        ValueError: a name is empty or contains ``/``.
+    """
+    flat, doc = _collect(
+        modules or {}, optimizers or {}, schedulers or {}, tensors or {}, dict(meta or {})
+    )
+    path = Path(path)
+    directory, name = path.parent, path.name
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp_tensors, tmp_json = directory / f"{name}.safetensors.tmp", directory / f"{name}.json.tmp"
+    try:
+        save_file(flat, str(tmp_tensors))
+        sha = sha256_file(tmp_tensors)
+        with open(tmp_tensors, "rb") as fh:
+            os.fsync(fh.fileno())
+        tensors_file = f"{name}.{sha[:8]}.safetensors"
+        os.replace(tmp_tensors, directory / tensors_file)
+        _fsync_dir(directory)
+        head = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "tensors_file": tensors_file}
+        with open(tmp_json, "w") as fh:
+            json.dump({**head, "tensors_sha256": sha, **doc}, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_json, _json_path(path))  # the commit point
+        _fsync_dir(directory)
+    finally:
+        tmp_tensors.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
+    stale = re.compile(re.escape(name) + r"\.[0-9a-f]{8}\.safetensors")
+    for file in directory.iterdir():  # older tensor files, and orphans of interrupted saves
+        if file.name != tensors_file and stale.fullmatch(file.name):
+            file.unlink(missing_ok=True)
+
+
+def checkpoint_exists(path: str | os.PathLike) -> bool:
+    """True if a checkpoint was committed at ``path`` (its ``path.json`` marker exists)."""
+    return _json_path(path).is_file()
+
+
+def _read_doc(path: str | os.PathLike) -> dict:
+    """The JSON document of the checkpoint at ``path``, with its format and version checked."""
+    json_path = _json_path(path)
+    try:
+        doc = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{json_path}: no checkpoint (its .json file is missing)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{json_path}: not valid JSON ({exc})") from None
+    found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+    if found != FORMAT_NAME:
+        raise CheckpointError(f"{json_path}: format is {found!r}, expected {FORMAT_NAME!r}")
+    if doc.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{json_path}: version {doc.get('version')!r} is not supported "
+            f"(this lapo reads version {FORMAT_VERSION})"
+        )
+    return doc
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta`` of the checkpoint at ``path``, reading only its JSON (cheap: no tensors).
+
+    Raises:
+        FileNotFoundError: ``path.json`` is missing.
+        CheckpointError: it is not a version-1 lapo checkpoint.
+    """
+    return _read_doc(path)["meta"]
+
+
+def _read_tensors(path: Path, map_location: str | torch.device) -> tuple[dict, dict]:
+    """The JSON document and all tensors of a checkpoint, the pair verified by sha256."""
+    doc = _read_doc(path)
+    if not (path.parent / doc["tensors_file"]).is_file():  # a concurrent save may have replaced
+        doc = _read_doc(path)  # it since we read path.json: read that again, once
+    tensor_path = path.parent / doc["tensors_file"]
+    try:
+        sha = sha256_file(tensor_path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{_json_path(path)}: tensor file {tensor_path} is missing"
+        ) from None
+    if sha != doc["tensors_sha256"]:
+        raise CheckpointError(
+            f"{tensor_path}: sha256 {sha[:16]}... differs from {doc['tensors_sha256'][:16]}... "
+            f"recorded in {_json_path(path)}: the tensor file does not belong to this checkpoint"
+        )
+    return doc, load_file(tensor_path, device=str(map_location))
+
+
+def _module_state(where: str, name: str, module: torch.nn.Module, flat: dict, strict: bool):
+    """The checkpoint's state dict for ``module``; CheckpointError listing all keys that differ."""
+    prefix = f"module/{name}/"
+    saved = {key[len(prefix) :]: value for key, value in flat.items() if key.startswith(prefix)}
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - expected.keys())
+    shapes = [
+        f"{key}: checkpoint {tuple(saved[key].shape)}, model {tuple(expected[key].shape)}"
+        for key in expected
+        if key in saved and saved[key].shape != expected[key].shape
+    ]
+    if shapes or (strict and (missing or unexpected)):
+        lines = [f"{where}: module {name!r} does not match the checkpoint's architecture"]
+        if missing:
+            lines.append(f"  missing from the checkpoint: {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected in the checkpoint: {', '.join(unexpected)}")
+        if shapes:
+            lines += ["  shape mismatch (name: checkpoint shape, model shape):"]
+            lines += [f"    {line}" for line in shapes]
+        raise CheckpointError("\n".join(lines))
+    return saved
+
+
+def _optimizer_state(where: str, name: str, optimizer, saved: dict, flat: dict) -> dict:
+    """Rebuild ``optimizer``'s state dict from the JSON part ``saved`` and the tensors ``flat``."""
+    sizes = [len(group["params"]) for group in saved["param_groups"]]
+    current = [len(group["params"]) for group in optimizer.param_groups]
+    if saved["type"] != type(optimizer).__name__ or sizes != current:
+        raise CheckpointError(
+            f"{where}: optimizer {name!r} is a {saved['type']} with parameter groups of sizes "
+            f"{sizes} in the checkpoint, but a {type(optimizer).__name__} with {current} here"
+        )
+    state = {int(index): dict(values) for index, values in saved["state"].items()}
+    prefix = f"optimizer/{name}/state/"
+    for key, value in flat.items():
+        if key.startswith(prefix):
+            index, _, field = key[len(prefix) :].partition("/")
+            state.setdefault(int(index), {})[field] = value
+    groups = [  # JSON turned tuples such as Adam's betas into lists
+        {k: tuple(v) if isinstance(now.get(k), tuple) else v for k, v in group.items()}
+        for group, now in zip(saved["param_groups"], optimizer.param_groups, strict=True)
+    ]
+    return {"state": state, "param_groups": groups}
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    modules: Mapping[str, torch.nn.Module] | None = None,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    schedulers: Mapping[str, LRScheduler] | None = None,
+    strict: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Load the checkpoint at ``path`` into the given modules, optimizers and schedulers.
+
+    Everything is checked before any state is loaded, so on error the objects are unchanged.
+    ``strict=False`` tolerates missing and unexpected module keys, never shape mismatches.
+    Tensors are read to ``map_location`` (then copied into the modules' own devices).
+
+    Returns:
+        `Checkpoint` with the ``meta`` and extra ``tensors`` that were saved.
+
+    Raises:
+        FileNotFoundError: ``path.json`` or the tensor file it names is missing.
+        CheckpointError: the tensor file's sha256 differs from the one in ``path.json``; wrong
+            format or version; a name not in the checkpoint; a module whose keys or shapes differ
+            (all missing, unexpected and shape-mismatched keys are listed); an optimizer or
+            scheduler of another type or with other parameter group sizes.
+    """
+    path = Path(path)
+    modules, optimizers, schedulers = modules or {}, optimizers or {}, schedulers or {}
+    doc, flat = _read_tensors(path, map_location)
+    where = str(_json_path(path))
+    for kind, given in (("module", modules), ("optimizer", optimizers), ("scheduler", schedulers)):
+        saved = doc[f"{kind}s"]
+        if absent := [name for name in given if name not in saved]:
+            raise CheckpointError(f"{where}: no {kind} named {absent}; it has {sorted(saved)}")
+    for name, scheduler in schedulers.items():
+        if (saved := doc["schedulers"][name]["type"]) != (here := type(scheduler).__name__):
+            raise CheckpointError(f"{where}: scheduler {name!r} is a {saved}, not a {here}")
+    states = {name: _module_state(where, name, m, flat, strict) for name, m in modules.items()}
+    opt_states = {
+        name: _optimizer_state(where, name, opt, doc["optimizers"][name], flat)
+        for name, opt in optimizers.items()
+    }
+    for name, module in modules.items():
+        module.load_state_dict(states[name], strict=strict)
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(opt_states[name])
+    for name, scheduler in schedulers.items():
+        scheduler.load_state_dict(doc["schedulers"][name]["state"])
+    extra = {key: flat[f"tensor/{key}"] for key in doc["tensors"]}
+    return Checkpoint(meta=doc["meta"], tensors=extra, path=path)
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Capture the torch CPU RNG, every CUDA device's RNG (if CUDA is available) and Python's
+    ``random``, for `save_checkpoint(tensors=..., meta={"rng": ...})`.
+
+    Returns:
+        ``(tensors, meta)``: tensors ``"rng/torch"`` and ``"rng/cuda/{i}"`` (uint8 byte states),
+        meta ``{"cuda_devices": int, "python": [version, [625 ints], gauss_next]}``.
+    """
+    tensors = {"rng/torch": torch.get_rng_state()}
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    tensors.update({f"rng/cuda/{i}": state for i, state in enumerate(cuda)})
+    version, internal, gauss = random.getstate()
+    return tensors, {"cuda_devices": len(cuda), "python": [version, list(internal), gauss]}
+
+
+def set_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
+    """Restore what `rng_state` captured (other keys of ``tensors`` are ignored).
+
+    CUDA states are restored for the devices present; a warning says if the count differs.
+
+    Raises:
+        CheckpointError: ``tensors`` has no ``"rng/torch"``.
+    """
+    if "rng/torch" not in tensors:
+        raise CheckpointError("no 'rng/torch' tensor: pass the tensors that rng_state() returned")
+    torch.set_rng_state(tensors["rng/torch"].cpu())
+    saved = [tensors[f"rng/cuda/{i}"].cpu() for i in range(meta["cuda_devices"])]
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if len(saved) != available:
+        warnings.warn(
+            f"RNG states of {len(saved)} CUDA devices saved, {available} present", stacklevel=2
+        )
+    if saved and available:
+        torch.cuda.set_rng_state_all(saved[:available])
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with numpy arrays and scalars turned into lists and Python numbers."""
+    if isinstance(obj, dict):
+        return {key: _plain(value) for key, value in obj.items()}
+    return obj.tolist() if isinstance(obj, np.ndarray | np.generic) else obj
+
+
+def generator_state(gen: np.random.Generator) -> dict[str, Any]:
+    """The state of ``gen``'s bit generator as plain JSON data (for ``meta``)."""
+    return _plain(gen.bit_generator.state)
+
+
+def restore_generator(state: Mapping[str, Any]) -> np.random.Generator:
+    """A new ``np.random.Generator`` continuing exactly where `generator_state`'s source was.
+
+    Raises:
+        CheckpointError: the bit generator is not one of numpy's (PCG64, MT19937, ...).
+    """
+    name = state.get("bit_generator")
+    if name not in _BIT_GENERATORS:
+        raise CheckpointError(f"unknown numpy bit generator {name!r}; expected {_BIT_GENERATORS}")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = dict(state)
+    return np.random.Generator(bit_generator)
