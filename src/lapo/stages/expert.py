@@ -44,13 +44,17 @@ def sample_actions(logits: torch.Tensor, generator: torch.Generator):
 class _Run:
     """Everything an expert run mutates; saved to and restored from one checkpoint."""
 
-    def __init__(self, config: PPOConfig) -> None:
+    def __init__(self, config: PPOConfig, env: ProcgenVecEnv | None = None) -> None:
         torch.manual_seed(config.seed)
         self.config = config
-        self.env = ProcgenVecEnv(config.env, config.num_envs,
-                                 distribution_mode=config.distribution_mode,
-                                 num_levels=config.num_levels, start_level=config.start_level,
-                                 seed=config.seed)  # fmt: skip
+        self.env = env or ProcgenVecEnv(
+            config.env,
+            config.num_envs,
+            distribution_mode=config.distribution_mode,
+            num_levels=config.num_levels,
+            start_level=config.start_level,
+            seed=config.seed,
+        )
         self.net = build_policy(config)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, eps=1e-5)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -174,12 +178,33 @@ def evaluate_expert(net: ActorCritic, config: PPOConfig, episodes: int, seed: in
 
 
 def train_expert(
-    config: PPOConfig, run_dir: Path, *, resume: bool = False, progress: bool = True
+    config: PPOConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    env: ProcgenVecEnv | None = None,
+    time_budget_s: float | None = None,
+    max_updates: int | None = None,
 ) -> dict:
     """Train (or resume) a PPO expert in ``run_dir``; return the final metrics.
 
     Files in ``run_dir``: ``checkpoint.json`` + ``checkpoint.*.safetensors`` (latest state),
     ``metrics.jsonl`` and ``tb/`` (TensorBoard). Logged x-axis: environment steps.
+
+    Args:
+        time_budget_s: stop (with a checkpoint) after this many seconds of wall clock; resume
+            later with ``resume=True``. Run control only: results do not depend on it.
+        max_updates: stop (with a checkpoint) after this many updates in this call.
+        env: an environment with ProcgenVecEnv's interface (reset, step, get_state, set_state,
+            num_envs) to train in instead of the game ``config.env`` (e.g. a test environment).
+
+    Args:
+        time_budget_s: stop (with a checkpoint) after this many seconds of wall clock; resume
+            later with ``resume=True``. Run control only: results do not depend on it.
+        max_updates: stop (with a checkpoint) after this many updates in this call.
+        env: an environment with ProcgenVecEnv's interface (reset, step, get_state, set_state,
+            num_envs) to train in instead of the game ``config.env`` (e.g. a test environment).
 
     Raises:
         FileExistsError: ``run_dir`` has a checkpoint and ``resume`` is False.
@@ -189,7 +214,7 @@ def train_expert(
     ckpt_path = run_dir / CHECKPOINT
     if checkpoint_exists(ckpt_path) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
-    run = _Run(config)
+    run = _Run(config, env)
     if resume and checkpoint_exists(ckpt_path):
         _check_same_config(config, ckpt_path)
         run.restore(ckpt_path)
@@ -203,8 +228,15 @@ def train_expert(
         disable=not progress,
         mininterval=1.0,
     )
+    started, first_update = time.monotonic(), run.update
     with GracefulStop() as stop, bar:
         while run.update < config.num_updates and stop.requested is None:
+            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
+                stop.requested = "time budget"
+                break
+            if max_updates is not None and run.update - first_update >= max_updates:
+                stop.requested = "max_updates"
+                break
             t0 = time.perf_counter()
             frac = 1.0 - run.update / config.num_updates
             for group in run.optimizer.param_groups:
@@ -219,7 +251,8 @@ def train_expert(
                 metrics["return/train_normalized"] = float(
                     normalized_return(config.env, metrics["return/train_mean100"])
                 )
-            if config.eval_every and run.update % config.eval_every == 0:
+            last = run.update == config.num_updates
+            if config.eval_every and (run.update % config.eval_every == 0 or last):
                 result = evaluate_expert(run.net, config, config.eval_episodes)
                 metrics |= {
                     "return/eval_mean": result.mean,
@@ -233,7 +266,7 @@ def train_expert(
                 sps=f"{metrics['steps_per_second']:.0f}",
                 refresh=False,
             )
-            if run.update % config.checkpoint_every == 0 or run.update == config.num_updates:
+            if run.update % config.checkpoint_every == 0 or last:
                 run.save(ckpt_path, metrics)
         if stop.requested is not None:
             run.save(ckpt_path, metrics)
