@@ -104,5 +104,5 @@ def test_policy_specs(tmp_path: Path) -> None:
     assert np.array_equal(
         RandomPolicy(seed=1).act(np.zeros((50, 1))), RandomPolicy(seed=1).act(np.zeros((50, 1)))
     )
-    with pytest.raises(FileNotFoundError, match="'random' or a checkpoint"):
+    with pytest.raises(FileNotFoundError, match="'random' or a policy checkpoint"):
         make_policy(str(tmp_path / "missing.safetensors"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -40,21 +39,24 @@ class RandomPolicy:
 
 
 def make_policy(spec: str, seed: int = 0) -> Policy:
-    """Build the policy named by ``spec``: ``random`` or a checkpoint path.
+    """Build the policy named by ``spec``: ``random`` or a PPO expert checkpoint (``lapo expert
+    train`` run directory or its ``checkpoint`` path); experts sample from their softmax.
 
     Raises:
-        FileNotFoundError: ``spec`` is neither ``random`` nor an existing path.
-        ValueError: ``spec`` is a path; loading policy checkpoints is not available yet (it
-            arrives with the PPO expert stage).
+        FileNotFoundError: ``spec`` is neither ``random`` nor an existing checkpoint.
+        lapo.checkpoint.CheckpointError: the checkpoint is not a loadable policy.
     """
     if spec == "random":
         return RandomPolicy(NUM_ACTIONS, seed)
-    if not Path(spec).exists():
-        raise FileNotFoundError(f"--policy must be 'random' or a checkpoint path; {spec} not found")
-    raise ValueError(
-        f"cannot load policy checkpoint {spec}: this version of lapo records with 'random' "
-        "only (policy checkpoints arrive with the expert/PPO stage)"
-    )
+    from lapo.stages.expert import ExpertPolicy, load_expert
+
+    try:
+        net, config = load_expert(spec)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--policy must be 'random' or a policy checkpoint; {spec} not found"
+        ) from None
+    return ExpertPolicy(net, bf16=config.bf16, seed=seed)
 
 
 @dataclass

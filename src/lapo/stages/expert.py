@@ -159,15 +159,9 @@ def _learn(run: _Run, last_value: torch.Tensor) -> dict[str, float]:
 
 def evaluate_expert(net: ActorCritic, config: PPOConfig, episodes: int, seed: int = 1):
     """Held-out-level evaluation of a sampling policy; returns an ``EvalResult``."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=config.bf16):
-            logits, _ = net(torch.from_numpy(obs))
-        return sample_actions(logits, generator)[0].numpy()
-
+    policy = ExpertPolicy(net, bf16=config.bf16, seed=seed)
     return evaluate_policy(
-        act,
+        policy.act,
         config.env,
         episodes,
         start_level=config.eval_start_level,
@@ -285,3 +279,45 @@ def _check_same_config(config: PPOConfig, path: Path) -> None:
     if diff:
         listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"cannot resume {path}: the config differs ({listed})")
+
+
+def load_expert(path: str | Path) -> tuple[ActorCritic, PPOConfig]:
+    """Load an expert checkpoint written by ``train_expert``: the network (eval mode) and config.
+
+    ``path`` may be the run directory or the checkpoint path inside it.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: not a PPO expert checkpoint or mismatched weights.
+    """
+    from lapo.checkpoint import CheckpointError, read_meta
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    path = path.with_suffix("") if path.suffix == ".json" else path
+    meta = read_meta(path)
+    if meta.get("kind") != "ppo-expert":
+        raise CheckpointError(
+            f"{path}: expected a PPO expert checkpoint, found {meta.get('kind')!r}"
+        )
+    config = PPOConfig(**meta["config"])
+    net = build_policy(config)
+    load_checkpoint(path, modules={"policy": net})
+    return net.eval(), config
+
+
+class ExpertPolicy:
+    """A trained expert as a ``Policy``: samples actions from its softmax (as data collection does).
+
+    ``act(obs (N, 64, 64, 3) uint8) -> (N,) int64``.
+    """
+
+    def __init__(self, net: ActorCritic, bf16: bool = True, seed: int = 0) -> None:
+        self.net, self.bf16 = net, bf16
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+            logits, _ = self.net(torch.from_numpy(obs))
+        return sample_actions(logits, self.generator)[0].numpy()
