@@ -193,13 +193,6 @@ def train_expert(
         env: an environment with ProcgenVecEnv's interface (reset, step, get_state, set_state,
             num_envs) to train in instead of the game ``config.env`` (e.g. a test environment).
 
-    Args:
-        time_budget_s: stop (with a checkpoint) after this many seconds of wall clock; resume
-            later with ``resume=True``. Run control only: results do not depend on it.
-        max_updates: stop (with a checkpoint) after this many updates in this call.
-        env: an environment with ProcgenVecEnv's interface (reset, step, get_state, set_state,
-            num_envs) to train in instead of the game ``config.env`` (e.g. a test environment).
-
     Raises:
         FileExistsError: ``run_dir`` has a checkpoint and ``resume`` is False.
         ValueError: ``resume`` with a config that differs from the checkpoint's (fields named).
