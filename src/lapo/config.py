@@ -152,3 +152,94 @@ PPO_PRESETS: dict[str, dict] = {
         "checkpoint_every": 1,
     },
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LAMConfig:
+    """Stage 1, the latent action model: IDM + quantizer + FDM (paper section 4.1, PAPER.md).
+
+    Units: ``steps`` are optimizer updates of ``batch_size`` windows (summed over DDP ranks).
+
+    Attributes:
+        context: k, frames before o_t the IDM and FDM see (windows hold k + 2 frames).
+        idm_multiplier: IMPALA channel multiplier of the IDM (paper 4).
+        fdm_base: U-Net base width of the FDM (paper/release 24, about 8M parameters).
+        quantizer: ``vq`` (EMA vector quantization, the paper's), ``none`` (no-VQ ablation),
+            or ``fsq``.
+        num_codebooks, num_latents, codebook_size, code_dim: VQ layout; the latent action has
+            ``num_codebooks * num_latents * code_dim`` dimensions (2 x 4 x 16 = 128).
+        commitment_cost, ema_decay: VQ commitment weight and codebook EMA decay.
+        restart_dead_codes: re-seed unused codes from the batch (off in the paper).
+        learning_rate: peak Adam step size (paper table 2e-4; release 3e-4).
+        warmup_steps: linear warm-up from ``0.1 x`` the peak (release: 50 steps).
+        final_lr_fraction: linear decay to this fraction of the peak at ``steps`` (release 0.01).
+        batch_size: windows per update (global).
+        steps: updates (paper 70,000; release 50,000).
+        grad_clip: global gradient-norm clip (release 2).
+        bf16: bf16 autocast (and channels_last) for the forward and backward passes.
+        test_fraction: fraction of episodes held out for test loss and latent probes.
+        log_every, eval_every, checkpoint_every: in updates.
+        probe_samples: held-out windows used for the final latent-quality probes.
+        seed: initialization, split and data-order seed.
+    """
+
+    context: int = 1
+    idm_multiplier: int = 4
+    fdm_base: int = 24
+    quantizer: str = "vq"
+    num_codebooks: int = 2
+    num_latents: int = 4
+    codebook_size: int = 64
+    code_dim: int = 16
+    commitment_cost: float = 0.05
+    ema_decay: float = 0.999
+    restart_dead_codes: bool = False
+    learning_rate: float = 2e-4
+    warmup_steps: int = 50
+    final_lr_fraction: float = 0.01
+    batch_size: int = 128
+    steps: int = 70_000
+    grad_clip: float = 2.0
+    bf16: bool = True
+    test_fraction: float = 0.05
+    log_every: int = 100
+    eval_every: int = 1000
+    checkpoint_every: int = 1000
+    probe_samples: int = 8192
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.quantizer not in ("vq", "none", "fsq"):
+            raise ValueError(f"quantizer must be one of vq, none, fsq; got {self.quantizer!r}")
+        for name in ("context",):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in (
+            "idm_multiplier",
+            "fdm_base",
+            "num_codebooks",
+            "num_latents",
+            "codebook_size",
+            "code_dim",
+            "batch_size",
+            "steps",
+            "log_every",
+            "eval_every",
+            "checkpoint_every",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the latent action: num_codebooks * num_latents * code_dim."""
+        return self.num_codebooks * self.num_latents * self.code_dim
+
+    def learning_rate_at(self, step: int) -> float:
+        """Warm-up from 0.1x over ``warmup_steps``, then linear decay to ``final_lr_fraction``."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (0.1 + 0.9 * step / self.warmup_steps)
+        progress = (step - self.warmup_steps) / max(self.steps - self.warmup_steps, 1)
+        return self.learning_rate * (1.0 - (1.0 - self.final_lr_fraction) * min(progress, 1.0))
