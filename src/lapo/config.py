@@ -162,8 +162,8 @@ class LAMConfig:
 
     Attributes:
         context: k, frames before o_t the IDM and FDM see (windows hold k + 2 frames).
-        idm_multiplier: IMPALA channel multiplier of the IDM (paper 4).
-        fdm_base: U-Net base width of the FDM (paper/release 24, about 8M parameters).
+        size: network sizes, ``paper`` (IDM IMPALA x4, FDM U-Net base 24, about 8M parameters),
+            ``cpu`` or ``smoke`` (``lapo.models.lam_sizes.LAM_SIZES``).
         quantizer: ``vq`` (EMA vector quantization, the paper's), ``none`` (no-VQ ablation),
             or ``fsq``.
         num_codebooks, num_latents, codebook_size, code_dim: VQ layout; the latent action has
@@ -184,8 +184,7 @@ class LAMConfig:
     """
 
     context: int = 1
-    idm_multiplier: int = 4
-    fdm_base: int = 24
+    size: str = "paper"
     quantizer: str = "vq"
     num_codebooks: int = 2
     num_latents: int = 4
@@ -211,12 +210,11 @@ class LAMConfig:
     def __post_init__(self) -> None:
         if self.quantizer not in ("vq", "none", "fsq"):
             raise ValueError(f"quantizer must be one of vq, none, fsq; got {self.quantizer!r}")
-        for name in ("context",):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.context < 0:
+            raise ValueError(f"context must be >= 0, got {self.context}")
+        if self.size not in ("paper", "cpu", "smoke"):
+            raise ValueError(f"size must be one of paper, cpu, smoke; got {self.size!r}")
         for name in (
-            "idm_multiplier",
-            "fdm_base",
             "num_codebooks",
             "num_latents",
             "codebook_size",
@@ -243,3 +241,15 @@ class LAMConfig:
             return self.learning_rate * (0.1 + 0.9 * step / self.warmup_steps)
         progress = (step - self.warmup_steps) / max(self.steps - self.warmup_steps, 1)
         return self.learning_rate * (1.0 - (1.0 - self.final_lr_fraction) * min(progress, 1.0))
+
+
+#: Named stage-1 presets. ``paper``: the paper table (sizes, lr 2e-4, batch 128, 70k updates).
+#: ``cpu``: small networks tuned to show the method on 2 CPU cores in about 15 minutes.
+#: ``smoke``: seconds, for tests.
+LAM_PRESETS: dict[str, dict] = {
+    "paper": {},
+    "cpu": {"size": "cpu", "batch_size": 64, "learning_rate": 1e-3, "steps": 6000,
+            "log_every": 50, "eval_every": 500, "checkpoint_every": 500, "probe_samples": 4096},
+    "smoke": {"size": "smoke", "batch_size": 8, "steps": 6, "log_every": 2, "eval_every": 3,
+              "checkpoint_every": 3, "probe_samples": 64, "warmup_steps": 2},
+}  # fmt: skip

@@ -1,0 +1,115 @@
+"""The latent action model of LAPO stage 1 (paper section 4.1): IDM -> quantizer -> FDM.
+
+The IDM sees o_{t-k} .. o_{t+1} and outputs a continuous latent action z_t; the quantizer is the
+information bottleneck; the FDM predicts o_{t+1} from o_{t-k} .. o_t and the quantized z_t. Both
+networks train jointly on the next-frame MSE; true actions are never used.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from lapo.models.lam_sizes import make_lam_nets
+from lapo.models.quantizer import VQOutput, make_quantizer
+
+
+def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
+    """``(..., H, W, C) uint8`` -> ``(..., C, H, W) float32`` in [-0.5, 0.5] (as the release)."""
+    return frames.movedim(-1, -3).float().div_(255.0).sub_(0.5)
+
+
+class LAMOutput(NamedTuple):
+    """What ``LatentActionModel.forward`` returns.
+
+    Attributes:
+        prediction: ``(B, C, H, W) float``, predicted o_{t+1} in [-0.5, 0.5].
+        latent: ``(B, D) float``, the IDM's continuous (pre-quantization) latent action z_t.
+        vq: the quantizer's output (quantized latent, code indices, commitment loss, perplexity).
+    """
+
+    prediction: torch.Tensor
+    latent: torch.Tensor
+    vq: VQOutput
+
+
+class LatentActionModel(nn.Module):
+    """IDM + quantizer + FDM, built from a ``LAMConfig``.
+
+    Args:
+        config: ``lapo.config.LAMConfig``.
+        channels: C of a frame; image_size: H = W.
+    """
+
+    def __init__(self, config, channels: int = 3, image_size: int = 64) -> None:
+        super().__init__()
+        self.context = config.context
+        self.idm, self.fdm = make_lam_nets(
+            config.size,
+            context=config.context,
+            latent_dim=config.latent_dim,
+            channels=channels,
+            image_size=image_size,
+        )
+        kwargs = {}
+        if config.quantizer == "vq":
+            kwargs = dict(
+                num_codebooks=config.num_codebooks,
+                num_latents=config.num_latents,
+                codebook_size=config.codebook_size,
+                dim=config.code_dim,
+                commitment_cost=config.commitment_cost,
+                decay=config.ema_decay,
+                restart_dead_codes=config.restart_dead_codes,
+            )
+        elif config.quantizer == "fsq":
+            kwargs = dict(input_dim=config.latent_dim)
+        self.quantizer = make_quantizer(config.quantizer, **kwargs)
+
+    def forward(self, frames: torch.Tensor) -> LAMOutput:
+        """``frames (B, k+2, C, H, W) float`` in [-0.5, 0.5], o_{t-k} .. o_{t+1}."""
+        latent = self.idm(frames)  # (B, D)
+        vq = self.quantizer(latent)
+        prediction = self.fdm(frames[:, :-1], vq.quantized)  # (B, C, H, W)
+        return LAMOutput(prediction, latent, vq)
+
+    @torch.no_grad()
+    def label(
+        self, frames: np.ndarray | torch.Tensor, batch_size: int = 256, bf16: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Latent actions of every transition of one frame sequence.
+
+        Args:
+            frames: ``(T, H, W, C) uint8``, consecutive frames of one episode (T >= k + 2).
+
+        Returns:
+            ``latents (T - k - 1, D) float32`` (continuous, pre-quantization) for t = k .. T-2,
+            and ``codes (T - k - 1, G, L) int64`` (None without a discrete quantizer).
+
+        Raises:
+            ValueError: fewer than k + 2 frames or not ``(T, H, W, C) uint8``.
+        """
+        frames = torch.as_tensor(frames)
+        k = self.context
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or len(frames) < k + 2:
+            raise ValueError(
+                f"label expects (T >= {k + 2}, H, W, C) uint8 frames, "
+                f"got {frames.dtype} {tuple(frames.shape)}"
+            )
+        windows = frames.unfold(0, k + 2, 1).movedim(-1, 1)  # (T-k-1, k+2, H, W, C)
+        was_training = self.training
+        self.eval()
+        latents, codes = [], []
+        for start in range(0, len(windows), batch_size):
+            chunk = frames_to_float(windows[start : start + batch_size])
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                latent = self.idm(chunk)
+                vq = self.quantizer(latent)
+            latents.append(latent.float())
+            if vq.indices is not None:
+                codes.append(vq.indices)
+        self.train(was_training)
+        return torch.cat(latents).numpy(), (torch.cat(codes).numpy() if codes else None)

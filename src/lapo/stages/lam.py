@@ -1,0 +1,334 @@
+"""Stage 1: train the latent action model (``lapo train-lam``), paper section 4.1.
+
+Loss: next-frame MSE of the FDM's prediction of o_{t+1} plus the VQ commitment loss; Adam with
+warm-up and linear decay; gradients clipped to global norm 2 (the release's). Runs unchanged under
+``torchrun`` (DistributedDataParallel; each rank draws its own batches; the quantizer all-reduces
+its EMA statistics). Checkpoints hold weights, optimizer, RNG and the update count, which is the
+whole data-order state (batch b is a pure function of the seed, rank and b), so a resumed run
+ends with bitwise the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lapo.checkpoint import (
+    checkpoint_exists,
+    load_checkpoint,
+    read_meta,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from lapo.config import LAMConfig
+from lapo.data import LapoDataset, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
+from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.runtime import GracefulStop, RunLogger
+
+CHECKPOINT = "checkpoint"
+
+
+def _distributed() -> tuple[int, int]:
+    """Join the torchrun process group if there is one; return (rank, world_size)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _batch(index: WindowIndex, windows, device: torch.device) -> torch.Tensor:
+    """Window numbers -> ``(B, k+2, C, H, W) float`` in [-0.5, 0.5] on ``device``."""
+    frames = torch.from_numpy(index.read(np.asarray(windows)))  # (B, k+2, H, W, C) uint8
+    return frames_to_float(frames.to(device))
+
+
+def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict]:
+    device_type = frames.device.type
+    with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
+        out = model(frames)
+    mse = F.mse_loss(out.prediction.float(), frames[:, -1])
+    loss = mse + out.vq.commitment_loss
+    stats = {"fdm_mse": mse.detach(), "commitment": out.vq.commitment_loss.detach()}
+    if out.vq.perplexity is not None:
+        for g, p in enumerate(out.vq.perplexity):
+            stats[f"perplexity/{g}"] = p.detach()
+    return loss, stats
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model, index: WindowIndex, config: LAMConfig, device: torch.device, batches: int = 8
+) -> dict[str, float]:
+    """Mean FDM MSE and PSNR (dB, signal range 1) on fixed held-out windows."""
+    model.eval()
+    sampler = WindowBatchSampler(
+        len(index), config.batch_size, seed=config.seed + 1, rank=0, world_size=1
+    )
+    mse = np.mean(
+        [
+            float(
+                _losses(model, _batch(index, sampler.batch(b), device), config.bf16)[1]["fdm_mse"]
+            )
+            for b in range(batches)
+        ]
+    )
+    model.train()
+    return {"test/fdm_mse": float(mse), "test/psnr": float(-10 * math.log10(max(mse, 1e-12)))}
+
+
+def _save(
+    path: Path, model, optimizer, config: LAMConfig, step: int, dataset: LapoDataset, metrics: dict
+) -> None:
+    tensors, rng_meta = rng_state()
+    meta = {
+        "kind": "latent-action-model",
+        "config": dataclasses.asdict(config),
+        "step": step,
+        "frame_shape": list(dataset.frame_shape),
+        "data": str(dataset.path),
+        "data_manifest_sha256": _manifest_digest(dataset),
+        "rng": rng_meta,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    save_checkpoint(
+        path,
+        modules={"lam": model},
+        optimizers={"optimizer": optimizer},
+        tensors=tensors,
+        meta=meta,
+    )
+
+
+def _manifest_digest(dataset: LapoDataset) -> str:
+    import hashlib
+
+    return hashlib.sha256((dataset.path / "manifest.json").read_bytes()).hexdigest()
+
+
+def _restore(path: Path, model, optimizer, config: LAMConfig, dataset: LapoDataset) -> int:
+    meta = read_meta(path)
+    stored = meta["config"]
+    diff = {
+        k: (stored.get(k), v) for k, v in dataclasses.asdict(config).items() if stored.get(k) != v
+    }
+    if diff:
+        listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume {path}: the config differs ({listed})")
+    if meta["data_manifest_sha256"] != _manifest_digest(dataset):
+        raise ValueError(
+            f"cannot resume {path}: it was trained on {meta['data']}, whose "
+            f"manifest differs from {dataset.path}'s"
+        )
+    ckpt = load_checkpoint(path, modules={"lam": model}, optimizers={"optimizer": optimizer})
+    set_rng_state(ckpt.tensors, meta["rng"])
+    return int(meta["step"])
+
+
+def train_lam(
+    config: LAMConfig,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Train (or resume) the latent action model on the dataset ``data_dir`` in ``run_dir``.
+
+    Files written by rank 0: ``checkpoint.json`` + ``checkpoint.*.safetensors``, ``metrics.jsonl``,
+    ``tb/`` and, when the data has true actions, ``latent_quality.json`` (probe accuracy, NMI,
+    per-code action histogram on held-out episodes). Logged x-axis: updates.
+
+    Args:
+        time_budget_s: stop with a checkpoint after this many seconds (resume later).
+        device: default ``cuda`` when available (with ``LOCAL_RANK`` under torchrun), else cpu.
+
+    Returns:
+        The last logged metrics plus the latent-quality summary when computed.
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
+        ValueError: resuming with another config or dataset; batch size not divisible by ranks.
+        FloatingPointError: a non-finite loss; names the update, keeps the last good checkpoint.
+        lapo.data.DatasetError: invalid data or no window of k + 2 frames.
+    """
+    run_dir, ckpt_path = Path(run_dir), Path(run_dir) / CHECKPOINT
+    if checkpoint_exists(ckpt_path) and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+    rank, world = _distributed()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
+    if device is None:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    dataset = open_dataset(data_dir)
+    train_eps, test_eps = split_episodes(dataset, config.test_fraction, config.seed)
+    train_index = WindowIndex(dataset, config.context, train_eps)
+    test_index = WindowIndex(dataset, config.context, test_eps)
+    torch.manual_seed(config.seed)
+    h, w, c = dataset.frame_shape
+    model = LatentActionModel(config, channels=c, image_size=h).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    step = 0
+    if resume and checkpoint_exists(ckpt_path):
+        step = _restore(ckpt_path, model, optimizer, config, dataset)
+    trained = (
+        torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+        if world > 1
+        else model
+    )
+    sampler = WindowBatchSampler(
+        len(train_index), config.batch_size // world, seed=config.seed, rank=rank, world_size=world
+    )
+    logger = RunLogger(run_dir) if rank == 0 else None
+    metrics, sums, count, t0 = {}, {}, 0, time.perf_counter()
+    started = time.monotonic()
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        unit="upd",
+        disable=not progress or rank > 0,
+        mininterval=1.0,
+    )
+    with GracefulStop() as stop, bar:
+        while step < config.steps and stop.requested is None:
+            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
+                stop.requested = "time budget"
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
+            loss, stats = _losses(
+                trained, _batch(train_index, sampler.batch(step), device), config.bf16
+            )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss ({float(loss)}) at update {step}; stopped. The last good "
+                    f"checkpoint in {run_dir} is kept (lower the learning rate?)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), config.grad_clip
+            )
+            optimizer.step()
+            step += 1
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                metrics = {f"train/{k}": v / count for k, v in sums.items()}
+                metrics["lr"] = config.learning_rate_at(step - 1)
+                metrics["samples_per_second"] = (
+                    count * config.batch_size / (time.perf_counter() - t0)
+                )
+                if getattr(model.quantizer, "num_used_codes", None):
+                    for g, n in enumerate(model.quantizer.num_used_codes().tolist()):
+                        metrics[f"codes_used/{g}"] = n
+                if step % config.eval_every == 0 or step == config.steps:
+                    metrics |= evaluate_loss(model, test_index, config, device)
+                if logger:
+                    logger.log(step, metrics)
+                bar.set_postfix(mse=f"{metrics['train/fdm_mse']:.5f}", refresh=False)
+                sums, count, t0 = {}, 0, time.perf_counter()
+            if (step % config.checkpoint_every == 0 or step == config.steps) and rank == 0:
+                _save(ckpt_path, model, optimizer, config, step, dataset, metrics)
+        if stop.requested is not None and rank == 0:
+            _save(ckpt_path, model, optimizer, config, step, dataset, metrics)
+            print(f"{stop.requested}: saved checkpoint at update {step} in {run_dir}")
+    if logger:
+        logger.close()
+    if step == config.steps and rank == 0 and dataset.has_actions:
+        quality = latent_quality(model, test_index, config)
+        (run_dir / "latent_quality.json").write_text(json.dumps(quality, indent=2))
+        metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
+    return metrics
+
+
+@torch.no_grad()
+def latent_quality(
+    model: LatentActionModel, index: WindowIndex, config: LAMConfig, top_codes: int = 32
+) -> dict:
+    """True-action probes on held-out windows (``config.probe_samples`` of them).
+
+    Returns a JSON-able dict: ``probe_linear_accuracy``, ``probe_mlp_accuracy``,
+    ``majority_accuracy``, ``nmi`` (joint code vs action, discrete quantizers only),
+    ``code_action_histogram`` (the ``top_codes`` most used joint codes), ``num_samples``.
+    """
+    from lapo.eval.probes import (
+        code_action_histogram,
+        joint_code,
+        normalized_mutual_information,
+        probe_accuracy,
+    )
+
+    dataset = index.dataset
+    windows = np.sort(index.labelled_subset(min(config.probe_samples, len(index)), seed=123))
+    actions = np.asarray(dataset.actions[index.frame_index(windows)])
+    device = next(model.parameters()).device
+    model.eval()
+    latents, codes = [], []
+    for start in range(0, len(windows), 256):
+        frames = _batch(index, windows[start : start + 256], device)
+        with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
+            latent = model.idm(frames)
+            vq = model.quantizer(latent)
+        latents.append(latent.float().cpu())
+        if vq.indices is not None:
+            codes.append(vq.indices.cpu())
+    model.train()
+    num_actions = dataset.num_actions or int(actions.max()) + 1
+    probe = probe_accuracy(torch.cat(latents).numpy(), actions, num_actions)
+    result = {
+        "num_samples": len(windows),
+        "probe_linear_accuracy": probe.linear_accuracy,
+        "probe_mlp_accuracy": probe.mlp_accuracy,
+        "majority_accuracy": probe.majority_accuracy,
+    }
+    if codes:
+        joint = joint_code(torch.cat(codes).numpy(), config.codebook_size)
+        result["nmi"] = normalized_mutual_information(joint, actions)
+        used, counts = np.unique(joint, return_counts=True)
+        top = used[np.argsort(-counts)[:top_codes]]
+        hist = code_action_histogram(joint, actions, num_actions)
+        result["code_action_histogram"] = {str(c): hist[int(c)] for c in top}
+        result["distinct_codes"] = int(len(used))
+    return result
+
+
+def load_lam(path: str | Path, device: str = "cpu") -> tuple[LatentActionModel, LAMConfig]:
+    """Load a trained latent action model (run directory or checkpoint path), in eval mode.
+
+    Use ``model.label(frames)`` to get latent actions and codes for any frame sequence.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: not a latent action model, or mismatched weights.
+    """
+    from lapo.checkpoint import CheckpointError
+
+    path = Path(path)
+    path = path / CHECKPOINT if path.is_dir() else path.with_suffix("")
+    meta = read_meta(path)
+    if meta.get("kind") != "latent-action-model":
+        raise CheckpointError(f"{path}: expected a latent action model, found {meta.get('kind')!r}")
+    config = LAMConfig(**meta["config"])
+    h, _, c = meta["frame_shape"]
+    model = LatentActionModel(config, channels=c, image_size=h)
+    load_checkpoint(path, modules={"lam": model}, map_location=device)
+    return model.to(device).eval(), config
