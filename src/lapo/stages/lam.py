@@ -88,9 +88,27 @@ def evaluate_loss(
     return {"test/fdm_mse": float(mse), "test/psnr": float(-10 * math.log10(max(mse, 1e-12)))}
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer (to compare replicas, e.g. DDP ranks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def _save(
     path: Path, model, optimizer, config: LAMConfig, step: int, dataset: LapoDataset, metrics: dict
 ) -> None:
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point()
+           and not torch.isfinite(p).all()]  # fmt: skip
+    if bad:  # never overwrite the last good checkpoint with a broken model
+        raise FloatingPointError(
+            f"non-finite weights after update {step} ({', '.join(bad[:3])}); the last good "
+            f"checkpoint {path} is kept (lower the learning rate?)"
+        )
     tensors, rng_meta = rng_state()
     meta = {
         "kind": "latent-action-model",
@@ -157,7 +175,8 @@ def train_lam(
         device: default ``cuda`` when available (with ``LOCAL_RANK`` under torchrun), else cpu.
 
     Returns:
-        The last logged metrics plus the latent-quality summary when computed.
+        The last logged metrics, the latent-quality summary when computed, and
+        ``weights_sha256`` (a digest of this rank's final weights and buffers).
 
     Raises:
         FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
@@ -253,6 +272,7 @@ def train_lam(
             print(f"{stop.requested}: saved checkpoint at update {step} in {run_dir}")
     if logger:
         logger.close()
+    metrics["weights_sha256"] = weights_digest(model)
     if step == config.steps and rank == 0 and dataset.has_actions:
         quality = latent_quality(model, test_index, config)
         (run_dir / "latent_quality.json").write_text(json.dumps(quality, indent=2))
