@@ -273,7 +273,8 @@ def train_lam(
     if logger:
         logger.close()
     metrics["weights_sha256"] = weights_digest(model)
-    if step == config.steps and rank == 0 and dataset.has_actions:
+    finished = step == config.steps or stop.requested == "time budget"
+    if finished and rank == 0 and dataset.has_actions:
         quality = latent_quality(model, test_index, config)
         (run_dir / "latent_quality.json").write_text(json.dumps(quality, indent=2))
         metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
