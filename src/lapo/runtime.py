@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 
 class RunLogger:
@@ -69,3 +71,20 @@ class GracefulStop:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def check_resume_config(config: Any, stored: dict[str, Any], path: Path) -> None:
+    """Refuse to resume ``path`` under a config that differs from the one it was trained with.
+
+    Args:
+        config: the dataclass config of the new invocation.
+        stored: the config dict saved in the checkpoint's metadata.
+
+    Raises:
+        ValueError: naming every differing field with both values.
+    """
+    current = dataclasses.asdict(config)
+    diff = {k: (stored.get(k), v) for k, v in current.items() if stored.get(k) != v}
+    if diff:
+        listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume {path}: the config differs ({listed})")

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lapo.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from lapo.checkpoint import checkpoint_exists, load_checkpoint, read_meta, save_checkpoint
 from lapo.config import PPOConfig
 from lapo.envs import NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv, normalized_return
 from lapo.eval.rollouts import evaluate_policy
 from lapo.models import ActorCritic, make_encoder
 from lapo.rl import RewardNormalizer, RolloutBuffer, compute_gae, ppo_loss
-from lapo.runtime import GracefulStop, RunLogger
+from lapo.runtime import GracefulStop, RunLogger, check_resume_config
 
 CHECKPOINT = "checkpoint"
 
@@ -203,7 +203,7 @@ def train_expert(
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
     run = _Run(config, env)
     if resume and checkpoint_exists(ckpt_path):
-        _check_same_config(config, ckpt_path)
+        check_resume_config(config, read_meta(ckpt_path)["config"], ckpt_path)
         run.restore(ckpt_path)
     logger = RunLogger(run_dir)
     metrics: dict = {}
@@ -263,17 +263,6 @@ def train_expert(
     return metrics
 
 
-def _check_same_config(config: PPOConfig, path: Path) -> None:
-    from lapo.checkpoint import read_meta
-
-    stored = read_meta(path)["config"]
-    current = dataclasses.asdict(config)
-    diff = {k: (stored.get(k), v) for k, v in current.items() if stored.get(k) != v}
-    if diff:
-        listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"cannot resume {path}: the config differs ({listed})")
-
-
 def load_expert(path: str | Path) -> tuple[ActorCritic, PPOConfig]:
     """Load an expert checkpoint written by ``train_expert``: the network (eval mode) and config.
 
@@ -283,7 +272,7 @@ def load_expert(path: str | Path) -> tuple[ActorCritic, PPOConfig]:
         FileNotFoundError: no checkpoint there.
         lapo.checkpoint.CheckpointError: not a PPO expert checkpoint or mismatched weights.
     """
-    from lapo.checkpoint import CheckpointError, read_meta
+    from lapo.checkpoint import CheckpointError
 
     path = Path(path)
     if path.is_dir():

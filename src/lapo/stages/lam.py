@@ -33,7 +33,7 @@ from lapo.checkpoint import (
 from lapo.config import LAMConfig
 from lapo.data import LapoDataset, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.runtime import GracefulStop, RunLogger
+from lapo.runtime import GracefulStop, RunLogger, check_resume_config
 
 CHECKPOINT = "checkpoint"
 
@@ -137,13 +137,7 @@ def _manifest_digest(dataset: LapoDataset) -> str:
 
 def _restore(path: Path, model, optimizer, config: LAMConfig, dataset: LapoDataset) -> int:
     meta = read_meta(path)
-    stored = meta["config"]
-    diff = {
-        k: (stored.get(k), v) for k, v in dataclasses.asdict(config).items() if stored.get(k) != v
-    }
-    if diff:
-        listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"cannot resume {path}: the config differs ({listed})")
+    check_resume_config(config, meta["config"], path)
     if meta["data_manifest_sha256"] != _manifest_digest(dataset):
         raise ValueError(
             f"cannot resume {path}: it was trained on {meta['data']}, whose "
