@@ -52,3 +52,16 @@ def test_histogram_and_joint_code() -> None:
     assert code_action_histogram(codes, actions, 3) == {0: [0, 0, 2], 1: [1, 2, 0]}
     idx = np.array([[[1, 2]], [[0, 0]], [[3, 1]]])  # (N=3, G=1, L=2), codebook size 4
     assert joint_code(idx, 4).tolist() == [1 + 2 * 4, 0, 3 + 1 * 4]
+
+
+def test_probe_is_seeded_and_leaves_global_rng_alone() -> None:
+    import torch
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(400, 8)), rng.integers(0, 3, 400)
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = probe_accuracy(x, y, 3, steps=50)
+    assert torch.equal(torch.rand(1), expected_next)  # caller's RNG stream untouched
+    assert probe_accuracy(x, y, 3, steps=50) == first

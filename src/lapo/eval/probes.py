@@ -78,20 +78,16 @@ def probe_accuracy(
     y = torch.from_numpy(actions)
     dim = x.shape[1]
     results = []
-    for model in (
-        nn.Linear(dim, num_actions),
-        nn.Sequential(
-            nn.Linear(dim, 128),
-            nn.ReLU(),
-            nn.Linear(128, 128),
-            nn.ReLU(),
-            nn.Linear(128, num_actions),
-        ),
-    ):
-        _fit_classifier(model, x[train], y[train], steps, 1e-2 if dim < 1024 else 3e-3, 1e-4, seed)
-        with torch.no_grad():
-            predicted = model(x[test]).argmax(1)
-        results.append(float((predicted == y[test]).float().mean()))
+    with torch.random.fork_rng():  # seeded probes, without touching the caller's RNG stream
+        torch.manual_seed(seed)
+        probes = (nn.Linear(dim, num_actions),
+                  nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                                nn.Linear(128, num_actions)))  # fmt: skip
+        for model in probes:
+            _fit_classifier(model, x[train], y[train], steps, 1e-2 if dim < 1024 else 3e-3, 1e-4)
+            with torch.no_grad():
+                predicted = model(x[test]).argmax(1)
+            results.append(float((predicted == y[test]).float().mean()))
     majority = np.bincount(actions[train], minlength=num_actions).argmax()
     return ProbeResult(
         results[0], results[1], float((actions[test] == majority).mean()), len(train), len(test)

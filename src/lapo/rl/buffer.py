@@ -15,15 +15,21 @@ class RolloutBuffer:
         ``(T, N) float32``; dones: ``(T, N) bool`` (the action at t ended the episode).
     """
 
-    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        num_steps: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        device: torch.device | str = "cpu",
+    ) -> None:
         T, N = num_steps, num_envs
         self.num_steps, self.num_envs = T, N
-        self.obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8)
-        self.actions = torch.zeros((T, N), dtype=torch.int64)
-        self.logprobs = torch.zeros((T, N))
-        self.values = torch.zeros((T, N))
-        self.rewards = torch.zeros((T, N))
-        self.dones = torch.zeros((T, N), dtype=torch.bool)
+        self.obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8, device=device)
+        self.actions = torch.zeros((T, N), dtype=torch.int64, device=device)
+        self.logprobs = torch.zeros((T, N), device=device)
+        self.values = torch.zeros((T, N), device=device)
+        self.rewards = torch.zeros((T, N), device=device)
+        self.dones = torch.zeros((T, N), dtype=torch.bool, device=device)
 
     def minibatches(
         self,
@@ -34,11 +40,13 @@ class RolloutBuffer:
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffle the T*N samples and yield ``num_minibatches`` dicts of flat tensors.
 
+        ``generator`` must live on the buffer's device.
+
         Keys: obs ``(B, H, W, C)``, actions, logprobs, values, advantages, returns ``(B,)``.
         """
         total = self.num_steps * self.num_envs
         size = total // num_minibatches
-        order = torch.randperm(total, generator=generator)
+        order = torch.randperm(total, generator=generator, device=generator.device)
         flat = {
             "obs": self.obs.flatten(0, 1),
             "actions": self.actions.flatten(),

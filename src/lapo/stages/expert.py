@@ -44,9 +44,12 @@ def sample_actions(logits: torch.Tensor, generator: torch.Generator):
 class _Run:
     """Everything an expert run mutates; saved to and restored from one checkpoint."""
 
-    def __init__(self, config: PPOConfig, env: ProcgenVecEnv | None = None) -> None:
+    def __init__(
+        self, config: PPOConfig, env: ProcgenVecEnv | None = None, device: str | None = None
+    ) -> None:
         torch.manual_seed(config.seed)
         self.config = config
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.env = env or ProcgenVecEnv(
             config.env,
             config.num_envs,
@@ -55,18 +58,18 @@ class _Run:
             start_level=config.start_level,
             seed=config.seed,
         )
-        self.net = build_policy(config)
+        self.net = build_policy(config).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, eps=1e-5)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.normalizer = RewardNormalizer(config.num_envs, config.gamma)
-        self.buffer = RolloutBuffer(config.num_steps, config.num_envs, OBS_SHAPE)
+        self.buffer = RolloutBuffer(config.num_steps, config.num_envs, OBS_SHAPE, self.device)
         self.obs = self.env.reset()
         self.update = 0
         self.recent_returns: deque[float] = deque(maxlen=100)
 
     def save(self, path: Path, metrics: dict) -> None:
         env_state = self.env.get_state()
-        tensors = {"generator": self.generator.get_state(), "obs": torch.from_numpy(self.obs)}
+        tensors = {"generator": self.generator.get_state().cpu(), "obs": torch.from_numpy(self.obs)}
         for i, blob in enumerate(env_state["envs"]):
             tensors[f"env/{i}"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
         meta = {
@@ -90,11 +93,16 @@ class _Run:
 
     def restore(self, path: Path) -> None:
         ckpt = load_checkpoint(
-            path, modules={"policy": self.net}, optimizers={"optimizer": self.optimizer}
+            path,
+            modules={"policy": self.net},
+            optimizers={"optimizer": self.optimizer},
+            map_location=self.device,
         )
         meta = ckpt.meta
-        self.generator.set_state(ckpt.tensors["generator"])
-        envs = [ckpt.tensors[f"env/{i}"].numpy().tobytes() for i in range(self.config.num_envs)]
+        self.generator.set_state(ckpt.tensors["generator"].cpu())
+        envs = [
+            ckpt.tensors[f"env/{i}"].cpu().numpy().tobytes() for i in range(self.config.num_envs)
+        ]
         self.obs = self.env.set_state(
             {"envs": envs, "returns": meta["env_returns"], "lengths": meta["env_lengths"]}
         )
@@ -105,13 +113,13 @@ class _Run:
 
 def _rollout(run: _Run) -> dict[str, float]:
     """Fill the buffer with ``num_steps`` steps of every env; return rollout stats."""
-    cfg, buf = run.config, run.buffer
-    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=cfg.bf16):
+    cfg, buf, device = run.config, run.buffer, run.device
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
         for t in range(cfg.num_steps):
-            obs = torch.from_numpy(run.obs)
+            obs = torch.from_numpy(run.obs).to(device)
             logits, value = run.net(obs)
             actions, logprob = sample_actions(logits, run.generator)
-            step = run.env.step(actions.numpy())
+            step = run.env.step(actions.cpu().numpy())
             buf.obs[t], buf.actions[t], buf.logprobs[t], buf.values[t] = (
                 obs,
                 actions,
@@ -121,11 +129,11 @@ def _rollout(run: _Run) -> dict[str, float]:
             reward = (
                 run.normalizer(step.reward, step.done) if cfg.normalize_rewards else step.reward
             )
-            buf.rewards[t] = torch.from_numpy(np.asarray(reward, dtype=np.float32))
-            buf.dones[t] = torch.from_numpy(step.done)
+            buf.rewards[t] = torch.from_numpy(np.asarray(reward, dtype=np.float32)).to(device)
+            buf.dones[t] = torch.from_numpy(step.done).to(device)
             run.recent_returns.extend(ep.episode_return for ep in step.episodes)
             run.obs = step.obs
-        _, last_value = run.net(torch.from_numpy(run.obs))
+        _, last_value = run.net(torch.from_numpy(run.obs).to(device))
     return {"last_value": last_value.float()}
 
 
@@ -139,7 +147,7 @@ def _learn(run: _Run, last_value: torch.Tensor) -> dict[str, float]:
     n = 0
     for _ in range(cfg.epochs):
         for mb in buf.minibatches(adv, ret, cfg.num_minibatches, run.generator):
-            with torch.autocast("cpu", torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(run.device.type, torch.bfloat16, enabled=cfg.bf16):
                 logits, value = run.net(mb["obs"])
             loss, stats = ppo_loss(logits.float(), value.float(), mb["actions"], mb["logprobs"],
                                    mb["values"], mb["advantages"], mb["returns"], clip=cfg.clip,
@@ -180,6 +188,7 @@ def train_expert(
     env: ProcgenVecEnv | None = None,
     time_budget_s: float | None = None,
     max_updates: int | None = None,
+    device: str | None = None,
 ) -> dict:
     """Train (or resume) a PPO expert in ``run_dir``; return the final metrics.
 
@@ -190,6 +199,7 @@ def train_expert(
         time_budget_s: stop (with a checkpoint) after this many seconds of wall clock; resume
             later with ``resume=True``. Run control only: results do not depend on it.
         max_updates: stop (with a checkpoint) after this many updates in this call.
+        device: torch device; default ``cuda`` when available, else ``cpu``.
         env: an environment with ProcgenVecEnv's interface (reset, step, get_state, set_state,
             num_envs) to train in instead of the game ``config.env`` (e.g. a test environment).
 
@@ -201,7 +211,7 @@ def train_expert(
     ckpt_path = run_dir / CHECKPOINT
     if checkpoint_exists(ckpt_path) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
-    run = _Run(config, env)
+    run = _Run(config, env, device)
     if resume and checkpoint_exists(ckpt_path):
         check_resume_config(config, read_meta(ckpt_path)["config"], ckpt_path)
         run.restore(ckpt_path)
@@ -297,9 +307,10 @@ class ExpertPolicy:
 
     def __init__(self, net: ActorCritic, bf16: bool = True, seed: int = 0) -> None:
         self.net, self.bf16 = net, bf16
-        self.generator = torch.Generator().manual_seed(seed)
+        self.device = next(net.parameters()).device
+        self.generator = torch.Generator(self.device).manual_seed(seed)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
-            logits, _ = self.net(torch.from_numpy(obs))
-        return sample_actions(logits, self.generator)[0].numpy()
+        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+            logits, _ = self.net(torch.from_numpy(obs).to(self.device))
+        return sample_actions(logits, self.generator)[0].cpu().numpy()

@@ -148,6 +148,49 @@ def _restore(path: Path, model, optimizer, config: LAMConfig, dataset: LapoDatas
     return int(meta["step"])
 
 
+def _build(config: LAMConfig, dataset: LapoDataset, device: torch.device):
+    """Seeded model (channels_last, on ``device``) and its Adam optimizer."""
+    torch.manual_seed(config.seed)
+    h, _, c = dataset.frame_shape
+    model = LatentActionModel(config, channels=c, image_size=h).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    return model, torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+
+def _update(
+    trained, model, optimizer, config: LAMConfig, step: int, frames: torch.Tensor, run_dir: Path
+) -> dict:
+    """One optimizer update at ``step`` on ``frames``; returns detached loss statistics.
+
+    Raises:
+        FloatingPointError: the loss is not finite (nothing is updated or saved).
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = config.learning_rate_at(step)
+    loss, stats = _losses(trained, frames, config.bf16)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss ({float(loss)}) at update {step}; stopped. The last good "
+            f"checkpoint in {run_dir} is kept (lower the learning rate?)"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return stats
+
+
+def _summarize(sums: dict, count: int, seconds: float, model, config: LAMConfig, step: int) -> dict:
+    """Mean training statistics since the last log, learning rate, speed and code usage."""
+    metrics = {f"train/{k}": v / count for k, v in sums.items()}
+    metrics["lr"] = config.learning_rate_at(step - 1)
+    metrics["samples_per_second"] = count * config.batch_size / seconds
+    if getattr(model.quantizer, "num_used_codes", None):
+        for g, n in enumerate(model.quantizer.num_used_codes().tolist()):
+            metrics[f"codes_used/{g}"] = n
+    return metrics
+
+
 def train_lam(
     config: LAMConfig,
     data_dir: str | Path,
@@ -192,11 +235,7 @@ def train_lam(
     train_eps, test_eps = split_episodes(dataset, config.test_fraction, config.seed)
     train_index = WindowIndex(dataset, config.context, train_eps)
     test_index = WindowIndex(dataset, config.context, test_eps)
-    torch.manual_seed(config.seed)
-    h, w, c = dataset.frame_shape
-    model = LatentActionModel(config, channels=c, image_size=h).to(device)
-    model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    model, optimizer = _build(config, dataset, device)
     step = 0
     if resume and checkpoint_exists(ckpt_path):
         step = _restore(ckpt_path, model, optimizer, config, dataset)
@@ -223,36 +262,22 @@ def train_lam(
             if time_budget_s is not None and time.monotonic() - started > time_budget_s:
                 stop.requested = "time budget"
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate_at(step)
-            loss, stats = _losses(
-                trained, _batch(train_index, sampler.batch(step), device), config.bf16
+            stats = _update(
+                trained,
+                model,
+                optimizer,
+                config,
+                step,
+                _batch(train_index, sampler.batch(step), device),
+                run_dir,
             )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite loss ({float(loss)}) at update {step}; stopped. The last good "
-                    f"checkpoint in {run_dir} is kept (lower the learning rate?)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), config.grad_clip
-            )
-            optimizer.step()
             step += 1
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
             bar.update(1)
             if step % config.log_every == 0 or step == config.steps:
-                metrics = {f"train/{k}": v / count for k, v in sums.items()}
-                metrics["lr"] = config.learning_rate_at(step - 1)
-                metrics["samples_per_second"] = (
-                    count * config.batch_size / (time.perf_counter() - t0)
-                )
-                if getattr(model.quantizer, "num_used_codes", None):
-                    for g, n in enumerate(model.quantizer.num_used_codes().tolist()):
-                        metrics[f"codes_used/{g}"] = n
+                metrics = _summarize(sums, count, time.perf_counter() - t0, model, config, step)
                 if step % config.eval_every == 0 or step == config.steps:
                     metrics |= evaluate_loss(model, test_index, config, device)
                 if logger:
@@ -282,6 +307,8 @@ def latent_quality(
     """True-action probes on held-out windows (``config.probe_samples`` of them).
 
     Returns a JSON-able dict: ``probe_linear_accuracy``, ``probe_mlp_accuracy``,
+    ``frame_difference_mlp_accuracy`` (the same MLP probe on the 4x-pooled o_{t+1} - o_t: what
+    the latents should beat),
     ``majority_accuracy``, ``nmi`` (joint code vs action, discrete quantizers only),
     ``code_action_histogram`` (the ``top_codes`` most used joint codes), ``num_samples``.
     """
@@ -323,6 +350,14 @@ def latent_quality(
         hist = code_action_histogram(joint, actions, num_actions)
         result["code_action_histogram"] = {str(c): hist[int(c)] for c in top}
         result["distinct_codes"] = int(len(used))
+    # Reference without any learning: an MLP probe on the 4x-pooled frame difference o_{t+1} - o_t.
+    diffs = []
+    for start in range(0, len(windows), 256):
+        frames = _batch(index, windows[start : start + 256], torch.device("cpu"))
+        diff = F.avg_pool2d(frames[:, -1] - frames[:, -2], 4)  # (B, C, H/4, W/4)
+        diffs.append(diff.flatten(1))
+    baseline = probe_accuracy(torch.cat(diffs).numpy(), actions, num_actions)
+    result["frame_difference_mlp_accuracy"] = baseline.mlp_accuracy
     return result
 
 
