@@ -36,9 +36,7 @@ def _fit_classifier(
     steps: int,
     lr: float,
     weight_decay: float,
-    seed: int,
 ) -> nn.Module:
-    torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     with torch.enable_grad():  # callers may be inside no_grad
         for _ in range(steps):
