@@ -256,3 +256,109 @@ LAM_PRESETS: dict[str, dict] = {
     "smoke": {"size": "smoke", "batch_size": 8, "steps": 6, "log_every": 2, "eval_every": 3,
               "checkpoint_every": 3, "probe_samples": 64, "warmup_steps": 2},
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Stage 2, latent behaviour cloning: pi(o_t) regresses the frozen IDM's z_t (section 4.2).
+
+    Units: ``steps`` are optimizer updates of ``batch_size`` observations.
+
+    Attributes:
+        encoder, multiplier, features: the policy's image encoder (paper: IMPALA x4, 256).
+        target: ``continuous`` (the IDM's pre-quantization latent, as the release) or
+            ``quantized`` (the quantizer's output).
+        learning_rate: peak Adam step size (paper 2e-4).
+        warmup_steps: linear warm-up from 0.01x the peak (release: 1,000), then linear decay to 0.
+        batch_size, steps: observations per update and number of updates (paper 128, 60,000).
+        bf16: bf16 autocast (and channels_last).
+        test_fraction: fraction of episodes held out for the test loss (the stage-1 split seed
+            is reused, so the held-out episodes are the same as stage 1's).
+        log_every, eval_every, checkpoint_every: in updates.
+        seed: initialization and data-order seed.
+    """
+
+    encoder: str = "impala"
+    multiplier: int = 4
+    features: int = 256
+    target: str = "continuous"
+    learning_rate: float = 2e-4
+    warmup_steps: int = 1000
+    batch_size: int = 128
+    steps: int = 60_000
+    bf16: bool = True
+    test_fraction: float = 0.05
+    log_every: int = 100
+    eval_every: int = 1000
+    checkpoint_every: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target not in ("continuous", "quantized"):
+            raise ValueError(f"target must be continuous or quantized, got {self.target!r}")
+        if self.encoder not in ("impala", "nature"):
+            raise ValueError(f"encoder must be impala or nature, got {self.encoder!r}")
+        for name in ("multiplier", "features", "batch_size", "steps", "log_every", "eval_every",
+                     "checkpoint_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+    def learning_rate_at(self, step: int) -> float:
+        """Warm-up from 0.01x over ``warmup_steps``, then linear decay to 0 at ``steps``."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (0.01 + 0.99 * step / self.warmup_steps)
+        progress = (step - self.warmup_steps) / max(self.steps - self.warmup_steps, 1)
+        return self.learning_rate * max(1.0 - progress, 0.0)
+
+
+#: Named stage-2 presets. ``paper``: IMPALA x4, lr 2e-4, batch 128, 60k updates. ``cpu``: the
+#: Nature-CNN of the CPU experts (its conv trunk is reused frozen by online fine-tuning, whose
+#: PPO-from-scratch baseline must train the same network on 2 cores). ``smoke``: tests.
+BC_PRESETS: dict[str, dict] = {
+    "paper": {},
+    "cpu": {"encoder": "nature", "multiplier": 1, "learning_rate": 1e-3, "warmup_steps": 100,
+            "batch_size": 128, "steps": 3000, "log_every": 50, "eval_every": 500,
+            "checkpoint_every": 500},
+    "smoke": {"encoder": "nature", "multiplier": 1, "features": 32, "batch_size": 8, "steps": 6,
+              "warmup_steps": 2, "log_every": 2, "eval_every": 3, "checkpoint_every": 3},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Stage 3 offline: decode latent actions to true actions with ``labels`` labelled transitions.
+
+    Attributes:
+        labels: number of labelled transitions (o_t, a_t) drawn reproducibly from the training
+            episodes; the only place where true actions enter the pipeline.
+        hidden: decoder MLP hidden sizes (paper (128, 128)).
+        validation_fraction: part of the labels held out for early stopping (at least one).
+        learning_rate, batch_size, max_epochs, patience: decoder training (epochs over the
+            labelled set; stop after ``patience`` epochs without validation improvement).
+        bc_steps, bc_learning_rate: the label-only behaviour-cloning baseline (same encoder as the
+            latent policy, trained from scratch on the same labels), in updates.
+        seed: label draw and initialization seed.
+    """
+
+    labels: int = 256
+    hidden: tuple[int, ...] = (128, 128)
+    validation_fraction: float = 0.2
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    max_epochs: int = 500
+    patience: int = 50
+    bc_steps: int = 2000
+    bc_learning_rate: float = 5e-4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.labels < 2:
+            raise ValueError(f"labels must be >= 2 (train + validation), got {self.labels}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
+        if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1 or self.bc_steps < 0:
+            raise ValueError("max_epochs, patience and batch_size must be >= 1, bc_steps >= 0")

@@ -1,0 +1,145 @@
+"""``lapo expert train|eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lapo.envs.games import GAMES
+
+
+def _add_expert(sub: argparse._SubParsersAction) -> None:
+    from lapo.config import PPO_PRESETS
+
+    p = sub.add_parser(
+        "expert",
+        help="train and evaluate PPO experts",
+        description="Train and evaluate PPO experts for Procgen games.",
+    )
+    ex_sub = p.add_subparsers(dest="expert_command", required=True, metavar="COMMAND")
+    tr = ex_sub.add_parser(
+        "train",
+        help="train a PPO expert (resumable)",
+        description="Train a PPO expert (Cobbe et al. 2020 settings) with periodic evaluation on "
+        "held-out levels, TensorBoard and jsonl logs and atomic checkpoints. Rerun with --resume "
+        "to continue exactly where a run stopped (Ctrl-C/SIGTERM save a checkpoint first).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    tr.add_argument(
+        "--env",
+        required=True,
+        choices=GAMES,
+        metavar="GAME",
+        help=f"Procgen game, one of: {', '.join(GAMES)}",
+    )
+    tr.add_argument("--steps", type=int, help="environment steps to train for (default: preset)")
+    tr.add_argument(
+        "--preset",
+        default="cpu",
+        choices=sorted(PPO_PRESETS),
+        help="paper: IMPALA x4, 50M steps; cpu: Nature-CNN for 2 cores; smoke: tests",
+    )
+    tr.add_argument("--out", type=Path, help="run directory (default: runs/expert-GAME)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop with a checkpoint after this many minutes (resume later)",
+    )
+    tr.add_argument("--encoder", choices=("impala", "nature"), help="override the preset's")
+    tr.add_argument("--multiplier", type=int, help="encoder channel multiplier")
+    tr.add_argument("--num-envs", type=int, help="parallel environments (default 64)")
+    tr.add_argument("--learning-rate", type=float, help="Adam step size (default 5e-4)")
+    tr.add_argument("--num-levels", type=int, help="training levels, 0 = all (default 0)")
+    tr.add_argument("--start-level", type=int, help="first training level (default 0)")
+    tr.add_argument(
+        "--eval-start-level", type=int, help="first held-out evaluation level (default 1000000)"
+    )
+    tr.add_argument("--eval-every", type=int, help="updates between evaluations (default 50)")
+    tr.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    tr.add_argument("--seed", type=int, help="seed (default 0)")
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.set_defaults(func=_run_expert_train)
+    ev = ex_sub.add_parser(
+        "eval",
+        help="evaluate an expert checkpoint",
+        description="Roll out an expert on held-out levels; print mean return with a 95%% CI "
+        "and the normalized return.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ev.add_argument(
+        "checkpoint", type=Path, metavar="CHECKPOINT", help="run directory or checkpoint path"
+    )
+    ev.add_argument("--episodes", type=int, default=100, help="episodes to average over")
+    ev.add_argument(
+        "--start-level",
+        type=int,
+        help="first evaluation level (default: the checkpoint's held-out levels)",
+    )
+    ev.add_argument("--num-levels", type=int, default=0, help="evaluation levels, 0 = all")
+    ev.add_argument("--seed", type=int, default=1, help="evaluation seed")
+    ev.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    ev.set_defaults(func=_run_expert_eval)
+
+
+def _run_expert_train(args: argparse.Namespace) -> None:
+    from lapo.config import PPO_PRESETS, PPOConfig
+    from lapo.stages.expert import train_expert
+
+    overrides = {
+        "total_steps": args.steps, "encoder": args.encoder, "multiplier": args.multiplier,
+        "num_envs": args.num_envs, "learning_rate": args.learning_rate,
+        "num_levels": args.num_levels, "start_level": args.start_level,
+        "eval_start_level": args.eval_start_level, "eval_every": args.eval_every,
+        "seed": args.seed, "bf16": False if args.no_bf16 else None,
+    }  # fmt: skip
+    values = {**PPO_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None}}
+    config = PPOConfig(env=args.env, **values)
+    out = args.out or Path("runs") / f"expert-{args.env}"
+    budget = args.time_budget * 60 if args.time_budget else None
+    metrics = train_expert(
+        config, out, resume=args.resume, progress=not args.no_progress, time_budget_s=budget
+    )
+    shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("return/")}
+    print(f"{out}: {shown}")
+
+
+def _run_expert_eval(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from lapo.stages.expert import evaluate_expert, load_expert
+
+    net, config = load_expert(args.checkpoint)
+    if args.start_level is not None:
+        config = dataclasses.replace(config, eval_start_level=args.start_level)
+    config = dataclasses.replace(config, eval_num_levels=args.num_levels)
+    result = evaluate_expert(net, config, args.episodes, seed=args.seed)
+    print(result.summary())
+    print(
+        f"levels: start {result.start_level}, count {result.num_levels or 'all'}; "
+        f"trained on start {config.start_level}, count {config.num_levels or 'all'}"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "game": result.game,
+                    "episodes": len(result.returns),
+                    "mean": result.mean,
+                    "ci95": result.ci95,
+                    "normalized": result.normalized,
+                    "normalized_ci95": result.normalized_ci95,
+                    "returns": result.returns.tolist(),
+                    "start_level": result.start_level,
+                    "num_levels": result.num_levels,
+                },
+                indent=2,
+            )
+        )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``expert`` to the ``lapo`` subcommands."""
+    _add_expert(sub)

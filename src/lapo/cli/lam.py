@@ -1,0 +1,90 @@
+"""``lapo train-lam``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _add_train_lam(sub: argparse._SubParsersAction) -> None:
+    from lapo.config import LAM_PRESETS
+
+    p = sub.add_parser(
+        "train-lam",
+        help="stage 1: train the latent action model (IDM + VQ + FDM)",
+        description="Train LAPO's latent action model (paper section 4.1) on a dataset: the IDM "
+        "infers a latent action from o_(t-k)..o_(t+1), vector quantization bottlenecks it, the "
+        "FDM predicts o_(t+1) from o_(t-k)..o_t and the quantized latent. No true actions are "
+        "used; when the data has them, held-out probe accuracy is reported at the end. Runs "
+        "under torchrun (DDP) unchanged.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset directory")
+    p.add_argument(
+        "--preset",
+        choices=sorted(LAM_PRESETS),
+        help="paper (the paper's sizes and schedule), cpu (2 CPU cores, ~15 min) or "
+        "smoke (tests); default: paper with a GPU, cpu without",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/lam"), help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop with a checkpoint after this many minutes",
+    )
+    p.add_argument("--steps", type=int, help="updates (overrides the preset)")
+    p.add_argument("--batch-size", type=int, help="windows per update (overrides the preset)")
+    p.add_argument("--learning-rate", type=float, help="peak learning rate (overrides the preset)")
+    p.add_argument(
+        "--quantizer",
+        choices=("vq", "none", "fsq"),
+        help="vq (paper), none (no-VQ ablation) or fsq",
+    )
+    p.add_argument(
+        "--restart-dead-codes",
+        action="store_true",
+        help="re-seed unused codes from the batch (off in the paper)",
+    )
+    p.add_argument("--context", type=int, help="k, past frames before o_t (paper 1)")
+    p.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_run_train_lam)
+
+
+def _run_train_lam(args: argparse.Namespace) -> None:
+    import torch
+
+    from lapo.config import LAM_PRESETS, LAMConfig
+    from lapo.stages.lam import train_lam
+
+    preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
+    overrides = {
+        "steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "quantizer": args.quantizer, "context": args.context, "seed": args.seed,
+        "bf16": False if args.no_bf16 else None,
+        "restart_dead_codes": True if args.restart_dead_codes else None,
+    }  # fmt: skip
+    values = {**LAM_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    config = LAMConfig(**values)
+    budget = args.time_budget * 60 if args.time_budget else None
+    metrics = train_lam(
+        config,
+        args.data,
+        args.out,
+        resume=args.resume,
+        time_budget_s=budget,
+        progress=not args.no_progress,
+    )
+    keys = ("test/fdm_mse", "test/psnr", "probe_linear_accuracy", "probe_mlp_accuracy", "nmi")
+    print(
+        f"{args.out} ({preset}): "
+        + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), float))
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train-lam`` to the ``lapo`` subcommands."""
+    _add_train_lam(sub)
