@@ -262,7 +262,8 @@ LAM_PRESETS: dict[str, dict] = {
 class BCConfig:
     """Stage 2, latent behaviour cloning: pi(o_t) regresses the frozen IDM's z_t (section 4.2).
 
-    Units: ``steps`` are optimizer updates of ``batch_size`` observations.
+    Units: ``steps`` are optimizer updates of ``batch_size`` observations. Train and test
+    episodes are stage 1's split (the latent action model's ``test_fraction`` and ``seed``).
 
     Attributes:
         encoder, multiplier, features: the policy's image encoder (paper: IMPALA x4, 256).
@@ -272,8 +273,6 @@ class BCConfig:
         warmup_steps: linear warm-up from 0.01x the peak (release: 1,000), then linear decay to 0.
         batch_size, steps: observations per update and number of updates (paper 128, 60,000).
         bf16: bf16 autocast (and channels_last).
-        test_fraction: fraction of episodes held out for the test loss (the stage-1 split seed
-            is reused, so the held-out episodes are the same as stage 1's).
         log_every, eval_every, checkpoint_every: in updates.
         seed: initialization and data-order seed.
     """
@@ -287,7 +286,6 @@ class BCConfig:
     batch_size: int = 128
     steps: int = 60_000
     bf16: bool = True
-    test_fraction: float = 0.05
     log_every: int = 100
     eval_every: int = 1000
     checkpoint_every: int = 1000
@@ -302,8 +300,6 @@ class BCConfig:
                      "checkpoint_every"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
 
     def learning_rate_at(self, step: int) -> float:
         """Warm-up from 0.01x over ``warmup_steps``, then linear decay to 0 at ``steps``."""

@@ -103,13 +103,23 @@ ENCODERS: dict[str, type[nn.Module]] = {"impala": ImpalaEncoder, "nature": Natur
 
 
 def make_encoder(
-    name: str, *, in_channels: int = 3, multiplier: int = 1, features: int = 256
+    name: str,
+    *,
+    in_channels: int = 3,
+    multiplier: int = 1,
+    features: int = 256,
+    image_size: int = 64,
 ) -> nn.Module:
-    """Build encoder ``name`` (``impala`` or ``nature``).
+    """Build encoder ``name`` (``impala`` or ``nature``) for square ``image_size`` inputs.
 
     Raises:
-        ValueError: unknown name; the message lists the valid ones.
+        ValueError: unknown name (the message lists the valid ones); an image too small for the
+            Nature-CNN's strides (it needs at least 36 pixels).
     """
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; expected one of: {', '.join(ENCODERS)}")
-    return ENCODERS[name](in_channels=in_channels, multiplier=multiplier, features=features)
+    if name == "nature" and image_size < 36:
+        raise ValueError(f"the nature encoder needs frames of >= 36 pixels, got {image_size}")
+    return ENCODERS[name](
+        in_channels=in_channels, multiplier=multiplier, features=features, image_size=image_size
+    )

@@ -47,6 +47,8 @@ class LatentActionModel(nn.Module):
     def __init__(self, config, channels: int = 3, image_size: int = 64) -> None:
         super().__init__()
         self.context = config.context
+        self.latent_dim = config.latent_dim
+        self.frame_shape = (image_size, image_size, channels)  # (H, W, C) of the frames it sees
         self.idm, self.fdm = make_lam_nets(
             config.size,
             context=config.context,

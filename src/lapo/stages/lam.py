@@ -116,7 +116,7 @@ def _save(
         "step": step,
         "frame_shape": list(dataset.frame_shape),
         "data": str(dataset.path),
-        "data_manifest_sha256": _manifest_digest(dataset),
+        "data_manifest_sha256": manifest_digest(dataset),
         "rng": rng_meta,
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
@@ -129,7 +129,8 @@ def _save(
     )
 
 
-def _manifest_digest(dataset: LapoDataset) -> str:
+def manifest_digest(dataset: LapoDataset) -> str:
+    """sha256 of the dataset's manifest (which holds every file's sha256): the data's identity."""
     import hashlib
 
     return hashlib.sha256((dataset.path / "manifest.json").read_bytes()).hexdigest()
@@ -138,7 +139,7 @@ def _manifest_digest(dataset: LapoDataset) -> str:
 def _restore(path: Path, model, optimizer, config: LAMConfig, dataset: LapoDataset) -> int:
     meta = read_meta(path)
     check_resume_config(config, meta["config"], path)
-    if meta["data_manifest_sha256"] != _manifest_digest(dataset):
+    if meta["data_manifest_sha256"] != manifest_digest(dataset):
         raise ValueError(
             f"cannot resume {path}: it was trained on {meta['data']}, whose "
             f"manifest differs from {dataset.path}'s"

@@ -27,7 +27,7 @@ from torch import nn
 
 from lapo.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from lapo.config import BCConfig
-from lapo.envs import NUM_ACTIONS
+from lapo.envs import NUM_ACTIONS, OBS_SHAPE
 from lapo.models import make_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy, LatentPolicy
 
@@ -42,21 +42,33 @@ def checkpoint_path(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix == ".json" else path
 
 
-def build_encoder(config: BCConfig) -> nn.Module:
-    """The image encoder a ``BCConfig`` describes (on 3-channel frames)."""
-    return make_encoder(config.encoder, multiplier=config.multiplier, features=config.features)
+def build_encoder(config: BCConfig, frame_shape: tuple[int, ...] = OBS_SHAPE) -> nn.Module:
+    """The image encoder a ``BCConfig`` describes, for frames of ``frame_shape`` (H, W, C)."""
+    h, _, c = frame_shape
+    return make_encoder(
+        config.encoder,
+        in_channels=c,
+        multiplier=config.multiplier,
+        features=config.features,
+        image_size=h,
+    )
 
 
-def build_latent_policy(config: BCConfig, latent_dim: int) -> LatentPolicy:
+def build_latent_policy(
+    config: BCConfig, latent_dim: int, frame_shape: tuple[int, ...] = OBS_SHAPE
+) -> LatentPolicy:
     """A freshly initialized latent policy (channels_last) for latents of ``latent_dim``."""
-    return LatentPolicy(build_encoder(config), latent_dim).to(memory_format=torch.channels_last)
+    encoder = build_encoder(config, frame_shape)
+    return LatentPolicy(encoder, latent_dim).to(memory_format=torch.channels_last)
 
 
-def save_policy(
-    path: str | Path, kind: str, modules: dict[str, nn.Module], meta: dict
-) -> None:
+def save_policy(path: str | Path, kind: str, modules: dict[str, nn.Module], meta: dict) -> None:
     """Write a policy checkpoint of ``kind`` (weights only; ``meta`` must rebuild the network)."""
     save_checkpoint(path, modules=modules, meta={"kind": kind, **meta})
+
+
+def _shape(meta: dict) -> tuple[int, ...]:
+    return tuple(meta.get("frame_shape", OBS_SHAPE))
 
 
 def _kind(path: Path, expected: tuple[str, ...]) -> dict:
@@ -78,23 +90,24 @@ def load_latent_policy(path: str | Path) -> tuple[LatentPolicy, BCConfig]:
     path = checkpoint_path(path)
     meta = _kind(path, ("latent-policy",))
     config = BCConfig(**meta["config"])
-    policy = build_latent_policy(config, int(meta["latent_dim"]))
+    policy = build_latent_policy(config, int(meta["latent_dim"]), _shape(meta))
     load_checkpoint(path, modules={"policy": policy})
     return policy.eval(), config
 
 
 def _load_decoded(path: Path, meta: dict) -> nn.Module:
     config = BCConfig(**meta["bc_config"])
-    latent_policy = build_latent_policy(config, int(meta["latent_dim"]))
-    decoder = ActionDecoder(int(meta["latent_dim"]), int(meta["num_actions"]),
-                            tuple(meta["hidden"]))  # fmt: skip
+    latent_policy = build_latent_policy(config, int(meta["latent_dim"]), _shape(meta))
+    decoder = ActionDecoder(
+        int(meta["latent_dim"]), int(meta["num_actions"]), tuple(meta["hidden"])
+    )
     load_checkpoint(path, modules={"latent_policy": latent_policy, "decoder": decoder})
     return DecodedPolicy(latent_policy, decoder)
 
 
 def _load_bc(path: Path, meta: dict) -> nn.Module:
     config = BCConfig(**meta["bc_config"])
-    net = ActionClassifier(build_encoder(config), int(meta["num_actions"]))
+    net = ActionClassifier(build_encoder(config, _shape(meta)), int(meta["num_actions"]))
     net = net.to(memory_format=torch.channels_last)
     load_checkpoint(path, modules={"policy": net})
     return net

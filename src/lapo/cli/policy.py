@@ -1,0 +1,208 @@
+"""``lapo train-bc``, ``lapo decode-offline`` and ``lapo evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lapo.envs.games import GAMES
+
+FORMAT = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _add_train_bc(sub: argparse._SubParsersAction) -> None:
+    from lapo.config import BC_PRESETS
+
+    p = sub.add_parser(
+        "train-bc",
+        help="stage 2: latent behaviour cloning from a trained latent action model",
+        description="Train a latent policy pi(o_t) to regress the frozen IDM's latent action "
+        "z_t with MSE (paper section 4.2). No true action is used. The IDM's labels are cached "
+        "in the run directory once.",
+        formatter_class=FORMAT,
+    )
+    p.add_argument("--lam", required=True, type=Path, help="stage-1 run directory or checkpoint")
+    p.add_argument("--data", required=True, type=Path, help="dataset directory")
+    p.add_argument(
+        "--preset",
+        choices=sorted(BC_PRESETS),
+        help="paper (IMPALA x4, 60k updates), cpu or smoke; default: paper with a GPU, cpu without",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/bc"), help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop with a checkpoint after this many minutes",
+    )
+    p.add_argument("--steps", type=int, help="updates (overrides the preset)")
+    p.add_argument(
+        "--target",
+        choices=("continuous", "quantized"),
+        help="regress the pre-quantization latent (release) or the quantized one",
+    )
+    p.add_argument("--learning-rate", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_run_train_bc)
+
+
+def _run_train_bc(args: argparse.Namespace) -> None:
+    import torch
+
+    from lapo.config import BC_PRESETS, BCConfig
+    from lapo.stages.bc import train_bc
+
+    preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
+    overrides = {
+        "steps": args.steps,
+        "target": args.target,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+    }
+    values = {**BC_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    config = BCConfig(**values)
+    budget = args.time_budget * 60 if args.time_budget else None
+    metrics = train_bc(
+        config,
+        args.lam,
+        args.data,
+        args.out,
+        resume=args.resume,
+        time_budget_s=budget,
+        progress=not args.no_progress,
+    )
+    shown = ", ".join(
+        f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("train/", "test/"))
+    )
+    print(f"{args.out} ({preset}): {shown}")
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "decode-offline",
+        help="stage 3: decode latent actions to true actions with a few labels",
+        description="Train an MLP decoder from the IDM's latent action to the true action on N "
+        "labelled transitions and compose it with the latent policy (paper section 4.3); also "
+        "train the label-only behaviour-cloning baseline on the same labels. With --sweep, "
+        "evaluate the decoded policy in the game for several label counts and seeds instead "
+        "(the paper's Figure 4).",
+        formatter_class=FORMAT,
+    )
+    p.add_argument("--policy", required=True, type=Path, help="stage-2 run directory/checkpoint")
+    p.add_argument("--lam", required=True, type=Path, help="stage-1 run directory/checkpoint")
+    p.add_argument("--data", required=True, type=Path, help="dataset with true actions")
+    p.add_argument("--labels", type=int, default=256, help="labelled transitions N")
+    p.add_argument("--out", type=Path, default=Path("runs/decode"), help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="label draw and initialization seed")
+    p.add_argument("--no-baseline", action="store_true", help="skip the label-only BC baseline")
+    p.add_argument(
+        "--sweep",
+        type=str,
+        metavar="N,N,...",
+        help="label counts for the sweep, e.g. 16,32,64,128,256,512,1024",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="sweep: seeds per label count")
+    p.add_argument("--episodes", type=int, default=32, help="sweep: episodes per evaluation")
+    p.set_defaults(func=_run_decode)
+
+
+def _run_decode(args: argparse.Namespace) -> None:
+    from lapo.config import DecodeConfig
+
+    if args.sweep:
+        from lapo.stages.evaluate import label_sweep, sweep_table
+
+        try:
+            labels = tuple(int(n) for n in args.sweep.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--sweep expects comma-separated integers, got {args.sweep!r}"
+            ) from None
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = label_sweep(
+            args.policy,
+            args.lam,
+            args.data,
+            args.out / "label_sweep.json",
+            labels=labels,
+            seeds=tuple(range(args.seeds)),
+            episodes=args.episodes,
+        )
+        for row in sweep_table(rows):
+            print(
+                f"labels {row['labels']:>5}: normalized return {row['normalized']:.3f} "
+                f"+- {row['normalized_sem']:.3f} (SEM over {row['seeds']} seeds)"
+            )
+        return
+    from lapo.stages.decode import decode_offline
+
+    config = DecodeConfig(labels=args.labels, seed=args.seed)
+    facts = decode_offline(
+        config, args.policy, args.lam, args.data, args.out, baseline=not args.no_baseline
+    )
+    print(
+        f"{args.out}: decoder validation accuracy "
+        f"{facts['decoder']['validation_accuracy']:.3f}; held-out accuracy of the decoded "
+        f"policy {facts['test/decoded_policy_accuracy']:.3f}"
+        + (
+            f", label-only BC {facts['test/label_bc_accuracy']:.3f}"
+            if "test/label_bc_accuracy" in facts
+            else ""
+        )
+    )
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from lapo.stages.evaluate import EVAL_SEED
+
+    p = sub.add_parser(
+        "evaluate",
+        help="roll out any policy checkpoint and report its (normalized) return",
+        description="Roll out a policy checkpoint (expert, decoded, label-only BC, fine-tuned) "
+        "in its game for K complete episodes; print the mean return with a 95%% confidence "
+        "interval and the normalized return (0 = random, 1 = the paper's expert).",
+        formatter_class=FORMAT,
+    )
+    p.add_argument("policy", type=Path, metavar="POLICY", help="run directory or checkpoint")
+    p.add_argument(
+        "--env",
+        choices=GAMES,
+        metavar="GAME",
+        help="game (default: the one stored in the checkpoint)",
+    )
+    p.add_argument("--episodes", type=int, default=100, help="complete episodes K")
+    p.add_argument("--start-level", type=int, default=0, help="first level seed")
+    p.add_argument("--num-levels", type=int, default=0, help="levels, 0 = all")
+    p.add_argument("--seed", type=int, default=EVAL_SEED, help="environment and sampling seed")
+    p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
+    p.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from lapo.stages.evaluate import evaluate_checkpoint, result_dict
+
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    result = evaluate_checkpoint(
+        args.policy,
+        args.episodes,
+        game=args.env,
+        start_level=args.start_level,
+        num_levels=args.num_levels,
+        seed=args.seed,
+        greedy=args.greedy,
+    )
+    print(result.summary())
+    if args.json:
+        args.json.write_text(json.dumps(result_dict(result), indent=2))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train-bc``, ``decode-offline`` and ``evaluate`` to the ``lapo`` subcommands."""
+    _add_train_bc(sub)
+    _add_decode(sub)
+    _add_evaluate(sub)

@@ -1,0 +1,291 @@
+"""Stage 2: latent behaviour cloning (``lapo train-bc``), paper section 4.2.
+
+A latent policy pi(o_t) regresses the frozen IDM's latent action z_t with MSE; no true action is
+used. z_t is the IDM's continuous, pre-quantization output (as the release) or, as an option, the
+quantizer's output.
+
+Latents are computed once before training and cached in the run directory (``latents-train.npy``,
+``latents-test.npy``, stamped with the IDM's weight digest) rather than on the fly: on 2 CPU
+cores the IDM forward costs about as much as a policy update, and caching labels each window once
+(``benchmarks/bc_labelling.py`` prints both costs). The train/test episode split is stage 1's.
+Checkpoints hold weights, optimizer, RNG and the update count (the whole data-order state), so a
+resumed run ends with bitwise the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lapo.checkpoint import (
+    checkpoint_exists,
+    load_checkpoint,
+    read_meta,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from lapo.config import BCConfig
+from lapo.data import DatasetError, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
+from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.runtime import GracefulStop, RunLogger, check_resume_config
+from lapo.stages.lam import load_lam, manifest_digest, weights_digest
+from lapo.stages.policy_io import CHECKPOINT, build_latent_policy
+
+
+@torch.no_grad()
+def label_windows(
+    lam: LatentActionModel,
+    index: WindowIndex,
+    target: str = "continuous",
+    bf16: bool = True,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> np.ndarray:
+    """The IDM's latent action for every window of ``index``.
+
+    Args:
+        lam: a trained latent action model (eval mode).
+        target: ``continuous`` (pre-quantization z_t) or ``quantized``.
+
+    Returns:
+        ``(len(index), latent_dim) float32``, row w for window w.
+    """
+    device = next(lam.parameters()).device
+    out = np.empty((len(index), lam.latent_dim), dtype=np.float32)
+    for start in tqdm(
+        range(0, len(index), batch_size),
+        disable=not progress,
+        desc="labelling",
+        unit="batch",
+        mininterval=1.0,
+    ):
+        windows = np.arange(start, min(start + batch_size, len(index)))
+        frames = frames_to_float(torch.from_numpy(index.read(windows)).to(device))
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            latent = lam.idm(frames)  # (B, D)
+            if target == "quantized":
+                latent = lam.quantizer(latent).quantized
+        out[windows] = latent.float().cpu().numpy()
+    return out
+
+
+def _cached_labels(
+    run_dir: Path,
+    split: str,
+    lam,
+    lam_digest: str,
+    index: WindowIndex,
+    config: BCConfig,
+    progress: bool,
+) -> np.ndarray:
+    """``latents-<split>.npy`` if these IDM weights made it, else compute and save it."""
+    path, stamp_path = run_dir / f"latents-{split}.npy", run_dir / f"latents-{split}.json"
+    stamp = {"lam_weights_sha256": lam_digest, "target": config.target, "windows": len(index)}
+    if path.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
+        return np.load(path)
+    latents = label_windows(lam, index, config.target, config.bf16, progress=progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, latents)
+    tmp.replace(path)
+    stamp_path.write_text(json.dumps(stamp))
+    return latents
+
+
+def _observations(index: WindowIndex, windows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """o_t of the given windows: ``(B, H, W, C) uint8`` on ``device``."""
+    return torch.from_numpy(index.read(windows)[:, index.context]).to(device)
+
+
+def _loss(policy, obs: torch.Tensor, target: torch.Tensor, bf16: bool) -> torch.Tensor:
+    with torch.autocast(obs.device.type, torch.bfloat16, enabled=bf16):
+        prediction = policy(obs)  # (B, D)
+    return F.mse_loss(prediction.float(), target)
+
+
+@torch.no_grad()
+def evaluate_bc(
+    policy, index: WindowIndex, latents: np.ndarray, config: BCConfig, batches: int = 8
+) -> dict[str, float]:
+    """Held-out MSE and its ratio to the latents' variance (1.0 = predicting the mean latent)."""
+    device = next(policy.parameters()).device
+    sampler = WindowBatchSampler(
+        len(index), config.batch_size, seed=config.seed + 1, rank=0, world_size=1
+    )
+    policy.eval()
+    losses = []
+    for b in range(batches):
+        windows = np.asarray(sampler.batch(b))
+        target = torch.from_numpy(latents[windows]).to(device)
+        losses.append(
+            float(_loss(policy, _observations(index, windows, device), target, config.bf16))
+        )
+    policy.train()
+    mse = float(np.mean(losses))
+    variance = float(latents.var(axis=0).mean())
+    return {"test/mse": mse, "test/relative_mse": mse / max(variance, 1e-12)}
+
+
+def _save(path: Path, policy, optimizer, config: BCConfig, step: int, info: dict, metrics: dict):
+    bad = [n for n, p in policy.state_dict().items() if not torch.isfinite(p).all()]
+    if bad:  # never overwrite the last good checkpoint with a broken model
+        raise FloatingPointError(
+            f"non-finite weights after update {step} ({', '.join(bad[:3])}); the last good "
+            f"checkpoint {path} is kept (lower the learning rate?)"
+        )
+    tensors, rng_meta = rng_state()
+    meta = {
+        "kind": "latent-policy",
+        "config": dataclasses.asdict(config),
+        "step": step,
+        "rng": rng_meta,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        **info,
+    }
+    save_checkpoint(
+        path,
+        modules={"policy": policy},
+        optimizers={"optimizer": optimizer},
+        tensors=tensors,
+        meta=meta,
+    )
+
+
+def train_bc(
+    config: BCConfig,
+    lam_path: str | Path,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Train (or resume) a latent policy on ``data_dir`` labelled by the IDM of ``lam_path``.
+
+    Files in ``run_dir``: ``checkpoint.json`` + ``checkpoint.*.safetensors`` (kind
+    ``latent-policy``), ``latents-{train,test}.npy`` (the cached IDM labels), ``metrics.jsonl``,
+    ``tb/``. Logged x-axis: updates.
+
+    Args:
+        time_budget_s: stop with a checkpoint after this many seconds (resume later).
+        device: default ``cuda`` when available, else cpu.
+
+    Returns:
+        The last logged metrics (``train/mse``, ``test/mse``, ``test/relative_mse``, ...).
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
+        ValueError: resuming with another config, latent action model or dataset.
+        FloatingPointError: a non-finite loss; names the update, keeps the last good checkpoint.
+        lapo.checkpoint.CheckpointError: ``lam_path`` is not a latent action model.
+        lapo.data.DatasetError: invalid data, or frames of another shape than stage 1's.
+    """
+    run_dir = Path(run_dir)
+    ckpt = run_dir / CHECKPOINT
+    if checkpoint_exists(ckpt) and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    lam, lam_config = load_lam(lam_path, device=str(device))
+    dataset = open_dataset(data_dir)
+    if tuple(dataset.frame_shape) != lam.frame_shape:
+        raise DatasetError(
+            f"{data_dir}: frames are {tuple(dataset.frame_shape)}, but the latent action model "
+            f"was trained on {lam.frame_shape}"
+        )
+    train_eps, test_eps = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
+    train_index = WindowIndex(dataset, lam_config.context, train_eps)
+    test_index = WindowIndex(dataset, lam_config.context, test_eps)
+    info = {
+        "latent_dim": lam_config.latent_dim,
+        "frame_shape": list(dataset.frame_shape),
+        "lam": str(lam_path),
+        "lam_weights_sha256": weights_digest(lam),
+        "data": str(dataset.path),
+        "data_manifest_sha256": manifest_digest(dataset),
+    }
+    torch.manual_seed(config.seed)
+    policy = build_latent_policy(config, lam_config.latent_dim, dataset.frame_shape).to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    step = 0
+    if resume and checkpoint_exists(ckpt):
+        meta = read_meta(ckpt)
+        check_resume_config(config, meta["config"], ckpt)
+        for key in ("lam_weights_sha256", "data_manifest_sha256"):
+            if meta[key] != info[key]:
+                raise ValueError(
+                    f"cannot resume {ckpt}: {key} differs ({meta[key]} vs "
+                    f"{info[key]}); it was trained on other inputs"
+                )
+        restored = load_checkpoint(
+            ckpt, modules={"policy": policy}, optimizers={"optimizer": optimizer}
+        )
+        set_rng_state(restored.tensors, meta["rng"])
+        step = int(meta["step"])
+    digest = info["lam_weights_sha256"]
+    train_latents = _cached_labels(run_dir, "train", lam, digest, train_index, config, progress)
+    test_latents = _cached_labels(run_dir, "test", lam, digest, test_index, config, progress)
+    del lam
+    sampler = WindowBatchSampler(
+        len(train_index), config.batch_size, seed=config.seed, rank=0, world_size=1
+    )
+    logger = RunLogger(run_dir)
+    metrics: dict = {}
+    total, count, t0, started = 0.0, 0, time.perf_counter(), time.monotonic()
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        unit="upd",
+        disable=not progress,
+        mininterval=1.0,
+        desc="latent BC",
+    )
+    with GracefulStop() as stop, bar:
+        while step < config.steps and stop.requested is None:
+            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
+                stop.requested = "time budget"
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
+            windows = np.asarray(sampler.batch(step))
+            obs = _observations(train_index, windows, device)  # (B, H, W, C) uint8
+            target = torch.from_numpy(train_latents[windows]).to(device)  # (B, D)
+            loss = _loss(policy, obs, target, config.bf16)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss ({float(loss)}) at update {step}; stopped. The last good "
+                    f"checkpoint in {run_dir} is kept (lower the learning rate?)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            total, count = total + float(loss.detach()), count + 1
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                metrics = {
+                    "train/mse": total / count,
+                    "lr": config.learning_rate_at(step - 1),
+                    "samples_per_second": count * config.batch_size / (time.perf_counter() - t0),
+                }
+                if step % config.eval_every == 0 or step == config.steps:
+                    metrics |= evaluate_bc(policy, test_index, test_latents, config)
+                logger.log(step, metrics)
+                bar.set_postfix(mse=f"{metrics['train/mse']:.4f}", refresh=False)
+                total, count, t0 = 0.0, 0, time.perf_counter()
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                _save(ckpt, policy, optimizer, config, step, info, metrics)
+        if stop.requested is not None:
+            _save(ckpt, policy, optimizer, config, step, info, metrics)
+            print(f"{stop.requested}: saved checkpoint at update {step} in {run_dir}")
+    logger.close()
+    return metrics

@@ -1,0 +1,287 @@
+"""Stage 3, offline decoding (``lapo decode-offline``), paper section 4.3.
+
+With N labelled transitions (o_t, a_t) drawn reproducibly from the training episodes (the only
+place where true actions enter the pipeline):
+- an MLP decoder (128, 128) learns a_t from the IDM's latent action z_t of the same transition;
+  composed with the latent policy it gives the decoded policy ``decoder(pi(o_t))``;
+- the label-only baseline trains the latent policy's encoder architecture from scratch to predict
+  a_t from o_t on the same N labels, so the value of latent pre-training is visible.
+Both keep the weights with the lowest validation loss (a held-out part of the N labels).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lapo.config import BCConfig, DecodeConfig
+from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
+from lapo.stages.bc import label_windows
+from lapo.stages.lam import load_lam
+from lapo.stages.policy_io import build_encoder, load_latent_policy, save_policy
+
+DECODED, LABEL_BC = "decoded", "label-bc"
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """N labelled transitions.
+
+    Attributes:
+        windows: ``(N,) int64`` window numbers in the training index.
+        observations: ``(N, H, W, C) uint8``, o_t.
+        latents: ``(N, D) float32``, the IDM's latent action of (o_{t-k} .. o_{t+1}).
+        actions: ``(N,) int64``, the true a_t.
+    """
+
+    windows: np.ndarray
+    observations: np.ndarray
+    latents: np.ndarray
+    actions: np.ndarray
+
+    def split(self, validation_fraction: float) -> tuple[LabelledSet, LabelledSet]:
+        """First ``N - n_val`` as training, the last ``n_val >= 1`` as validation."""
+        n_val = min(max(1, round(len(self.actions) * validation_fraction)), len(self.actions) - 1)
+        cut = len(self.actions) - n_val
+        take = lambda s: LabelledSet(*(getattr(self, f.name)[s] for f in dataclasses.fields(self)))  # noqa: E731
+        return take(slice(0, cut)), take(slice(cut, None))
+
+
+def draw_labelled_set(
+    lam, index: WindowIndex, n: int, seed: int, target: str = "continuous"
+) -> LabelledSet:
+    """Draw ``n`` labelled transitions (nested in ``n`` for a fixed seed) and label them.
+
+    Raises:
+        ValueError: ``n`` exceeds the number of windows; the dataset has no true actions.
+    """
+    dataset = index.dataset
+    if not dataset.has_actions:
+        raise ValueError(f"{dataset.path} has no true actions: offline decoding needs a few")
+    windows = index.labelled_subset(n, seed=seed)
+    frames = index.read(windows)  # (N, k+2, H, W, C)
+    sub = _Subset(index, windows)
+    latents = label_windows(lam, sub, target)
+    actions = np.asarray(dataset.actions[index.frame_index(windows)], dtype=np.int64)
+    return LabelledSet(windows, frames[:, index.context].copy(), latents, actions)
+
+
+class _Subset:
+    """A window index restricted to given windows (only what ``label_windows`` needs)."""
+
+    def __init__(self, index: WindowIndex, windows: np.ndarray) -> None:
+        self.index, self.windows = index, windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        return self.index.read(self.windows[positions])
+
+
+def _fit(
+    net: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    val_inputs: torch.Tensor,
+    val_targets: torch.Tensor,
+    *,
+    lr: float,
+    batch_size: int,
+    updates: int,
+    eval_every: int,
+    patience: int,
+    generator: torch.Generator,
+) -> dict:
+    """Adam on cross-entropy; keep the weights of the best validation loss (early stopping).
+
+    ``patience`` counts evaluations without improvement. Returns training facts.
+    """
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+    since_best = 0
+    for update in range(1, updates + 1):
+        idx = torch.randint(len(inputs), (min(batch_size, len(inputs)),), generator=generator)
+        loss = F.cross_entropy(net(inputs[idx]), targets[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if update % eval_every == 0 or update == updates:
+            with torch.no_grad():
+                net.eval()
+                val = float(F.cross_entropy(net(val_inputs), val_targets))
+                net.train()
+            if val < best[0]:
+                best, since_best = (val, copy.deepcopy(net.state_dict()), update), 0
+            else:
+                since_best += 1
+                if since_best >= patience:
+                    break
+    net.load_state_dict(best[1])
+    net.eval()
+    with torch.no_grad():
+        accuracy = float((net(val_inputs).argmax(-1) == val_targets).float().mean())
+    return {
+        "validation_loss": best[0],
+        "validation_accuracy": accuracy,
+        "best_update": best[2],
+        "updates": update,
+    }
+
+
+def train_decoder(
+    labelled: LabelledSet, config: DecodeConfig, num_actions: int
+) -> tuple[ActionDecoder, dict]:
+    """Fit the MLP decoder z_t -> a_t on ``labelled`` (section 4.3); returns it (eval) + facts."""
+    train, val = labelled.split(config.validation_fraction)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        decoder = ActionDecoder(labelled.latents.shape[1], num_actions, config.hidden)
+        steps_per_epoch = max(1, -(-len(train.actions) // config.batch_size))
+        info = _fit(
+            decoder,
+            torch.from_numpy(train.latents),
+            torch.from_numpy(train.actions),
+            torch.from_numpy(val.latents),
+            torch.from_numpy(val.actions),
+            lr=config.learning_rate,
+            batch_size=config.batch_size,
+            updates=config.max_epochs * steps_per_epoch,
+            eval_every=steps_per_epoch,
+            patience=config.patience,
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+    return decoder, info
+
+
+def train_label_bc(
+    labelled: LabelledSet, config: DecodeConfig, bc_config: BCConfig, num_actions: int
+) -> tuple[ActionClassifier, dict]:
+    """Baseline: the latent policy's encoder trained from scratch on o_t -> a_t, same labels."""
+    train, val = labelled.split(config.validation_fraction)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        net = ActionClassifier(
+            build_encoder(bc_config, labelled.observations.shape[1:]), num_actions
+        )
+        net = net.to(memory_format=torch.channels_last)
+        info = _fit(
+            net,
+            torch.from_numpy(train.observations),
+            torch.from_numpy(train.actions),
+            torch.from_numpy(val.observations),
+            torch.from_numpy(val.actions),
+            lr=config.bc_learning_rate,
+            batch_size=config.batch_size,
+            updates=max(config.bc_steps, 1),
+            eval_every=25,
+            patience=config.patience,
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+    return net, info
+
+
+@torch.no_grad()
+def predict_actions(net: nn.Module, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Greedy actions of a logits module on ``(N, H, W, C) uint8`` -> ``(N,) int64``."""
+    out = [
+        net(torch.from_numpy(observations[i : i + batch_size])).argmax(-1)
+        for i in range(0, len(observations), batch_size)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def decode_offline(
+    config: DecodeConfig,
+    policy_path: str | Path,
+    lam_path: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    baseline: bool = True,
+    test_samples: int = 2048,
+) -> dict:
+    """Train the decoder (and the label-only baseline) and save both as acting policies.
+
+    Files in ``out_dir``: ``decoded/checkpoint`` (kind ``decoded-policy``), ``label-bc/checkpoint``
+    (kind ``bc-policy``, when ``baseline``) and ``decode.json`` (the returned facts).
+
+    Returns:
+        JSON-able facts: labels used, decoder/baseline validation accuracy, and on up to
+        ``test_samples`` held-out windows (stage 1's test episodes): the decoder's accuracy on IDM
+        latents, the decoded policy's and the baseline's accuracy on o_t, the true and decoded
+        actions (for a confusion matrix) and the game the data came from.
+
+    Raises:
+        ValueError: no true actions in the data; more labels than training windows.
+        lapo.checkpoint.CheckpointError: wrong checkpoint kinds.
+    """
+    out_dir = Path(out_dir)
+    latent_policy, bc_config = load_latent_policy(policy_path)
+    lam, lam_config = load_lam(lam_path)
+    dataset = open_dataset(data_dir)
+    num_actions = dataset.num_actions or 15
+    train_eps, test_eps = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
+    train_index = WindowIndex(dataset, lam_config.context, train_eps)
+    test_index = WindowIndex(dataset, lam_config.context, test_eps)
+    labelled = draw_labelled_set(lam, train_index, config.labels, config.seed, bc_config.target)
+    test = draw_labelled_set(
+        lam, test_index, min(test_samples, len(test_index)), 1, bc_config.target
+    )
+    decoder, decoder_info = train_decoder(labelled, config, num_actions)
+    decoded = DecodedPolicy(latent_policy, decoder).eval()
+    game = dataset.manifest.get("source", {}).get("game")
+    common = {
+        "env": game,
+        "num_actions": num_actions,
+        "latent_dim": lam_config.latent_dim,
+        "bc_config": dataclasses.asdict(bc_config),
+        "labels": config.labels,
+        "decode_config": dataclasses.asdict(config),
+        "frame_shape": list(dataset.frame_shape),
+        "data": str(dataset.path),
+    }
+    save_policy(
+        out_dir / DECODED / "checkpoint",
+        "decoded-policy",
+        {"latent_policy": latent_policy, "decoder": decoder},
+        {**common, "hidden": list(config.hidden), "metrics": decoder_info},
+    )
+    with torch.no_grad():
+        decoder_test = decoder(torch.from_numpy(test.latents)).argmax(-1).numpy()
+    decoded_actions = predict_actions(decoded, test.observations)
+    facts = {
+        "env": game,
+        "labels": config.labels,
+        "seed": config.seed,
+        "decoder": decoder_info,
+        "test_samples": len(test.actions),
+        "test/decoder_accuracy": float((decoder_test == test.actions).mean()),
+        "test/decoded_policy_accuracy": float((decoded_actions == test.actions).mean()),
+        "test/true_actions": test.actions.tolist(),
+        "test/decoded_actions": decoded_actions.tolist(),
+    }
+    if baseline:
+        net, bc_info = train_label_bc(labelled, config, bc_config, num_actions)
+        save_policy(
+            out_dir / LABEL_BC / "checkpoint",
+            "bc-policy",
+            {"policy": net},
+            {**common, "metrics": bc_info},
+        )
+        facts["label_bc"] = bc_info
+        facts["test/label_bc_accuracy"] = float(
+            (predict_actions(net, test.observations) == test.actions).mean()
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "decode.json").write_text(json.dumps(facts, indent=2))
+    return facts

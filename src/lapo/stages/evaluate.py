@@ -1,0 +1,162 @@
+"""Evaluate any acting policy checkpoint in its game (``lapo evaluate``), and the label sweep.
+
+Levels: with ``num_levels=0`` (the paper's setting, also for data collection) Procgen draws level
+seeds from the full 31-bit range, so an evaluation with its own ``seed`` meets data levels with
+negligible probability; with ``num_levels > 0`` pass a ``start_level`` past the data's levels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lapo.config import DecodeConfig
+from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.eval.rollouts import EvalResult, evaluate_policy
+from lapo.models.policy import DecodedPolicy
+from lapo.stages.policy_io import PolicyActor, load_latent_policy, load_policy
+
+#: Evaluation seed default: differs from every collection seed the pipeline uses (0, 1).
+EVAL_SEED = 12345
+
+
+def result_dict(result: EvalResult) -> dict:
+    """JSON-able summary of an ``EvalResult`` (returns included)."""
+    return {
+        "game": result.game,
+        "episodes": len(result.returns),
+        "mean": result.mean,
+        "ci95": result.ci95,
+        "normalized": result.normalized,
+        "normalized_ci95": result.normalized_ci95,
+        "returns": result.returns.tolist(),
+        "start_level": result.start_level,
+        "num_levels": result.num_levels,
+    }
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    episodes: int = 100,
+    *,
+    game: str | None = None,
+    start_level: int = 0,
+    num_levels: int = 0,
+    seed: int = EVAL_SEED,
+    greedy: bool = False,
+    num_envs: int = 32,
+) -> EvalResult:
+    """Roll out the policy checkpoint at ``path`` for ``episodes`` complete episodes.
+
+    Args:
+        game: Procgen game; default the one stored in the checkpoint.
+        greedy: argmax actions instead of sampling from the policy's softmax.
+        seed: environment and action-sampling seed (same seed, same returns).
+
+    Raises:
+        ValueError: no game given and none stored in the checkpoint.
+        lapo.checkpoint.CheckpointError: not an acting policy (kinds are listed).
+    """
+    net, meta = load_policy(path)
+    game = game or meta.get("env") or meta.get("config", {}).get("env")
+    if not game:
+        raise ValueError(f"{path} does not say which game it plays; pass --env GAME")
+    actor = PolicyActor(net, greedy=greedy, seed=seed)
+    return evaluate_policy(
+        actor.act,
+        game,
+        episodes,
+        num_envs=num_envs,
+        start_level=start_level,
+        num_levels=num_levels,
+        seed=seed,
+    )
+
+
+def label_sweep(
+    policy_path: str | Path,
+    lam_path: str | Path,
+    data_dir: str | Path,
+    out_path: str | Path,
+    *,
+    labels: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    episodes: int = 32,
+    config: DecodeConfig | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Normalized return of the decoded policy against the number of labels (paper Figure 4).
+
+    For each label count N (skipped when larger than the training windows) and seed, a decoder is
+    trained on N labels (``DecodeConfig`` with ``labels=N``, ``seed``) and the decoded policy is
+    evaluated for ``episodes`` episodes. Rows are appended to ``out_path`` (JSON list) as they
+    finish. Returns the rows: ``labels, seed, mean, ci95, normalized, normalized_ci95,
+    validation_accuracy``.
+    """
+    from tqdm import tqdm
+
+    from lapo.stages.decode import draw_labelled_set, train_decoder
+    from lapo.stages.lam import load_lam
+
+    base = config or DecodeConfig()
+    latent_policy, bc_config = load_latent_policy(policy_path)
+    lam, lam_config = load_lam(lam_path)
+    dataset = open_dataset(data_dir)
+    game = dataset.manifest.get("source", {}).get("game")
+    if not game:
+        raise ValueError(f"{data_dir} does not come from a Procgen recording; cannot evaluate")
+    train_eps, _ = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
+    index = WindowIndex(dataset, lam_config.context, train_eps)
+    counts = [n for n in labels if n <= len(index)]
+    rows: list[dict] = []
+    with tqdm(total=len(counts) * len(seeds), desc="label sweep", disable=not progress) as bar:
+        for seed in seeds:
+            largest = draw_labelled_set(lam, index, max(counts), seed, bc_config.target)
+            for n in counts:
+                subset = dataclasses.replace(
+                    largest,
+                    **{f.name: getattr(largest, f.name)[:n] for f in dataclasses.fields(largest)},
+                )
+                cfg = dataclasses.replace(base, labels=n, seed=seed)
+                decoder, info = train_decoder(subset, cfg, dataset.num_actions or 15)
+                actor = PolicyActor(DecodedPolicy(latent_policy, decoder).eval(), seed=seed)
+                result = evaluate_policy(actor.act, game, episodes, seed=EVAL_SEED + seed)
+                rows.append(
+                    {
+                        "labels": n,
+                        "seed": seed,
+                        **_summary(result),
+                        "validation_accuracy": info["validation_accuracy"],
+                    }
+                )
+                Path(out_path).write_text(json.dumps(rows, indent=2))
+                bar.update(1)
+    return rows
+
+
+def _summary(result: EvalResult) -> dict:
+    d = result_dict(result)
+    return {k: d[k] for k in ("mean", "ci95", "normalized", "normalized_ci95", "episodes")}
+
+
+def sweep_table(rows: list[dict]) -> list[dict]:
+    """Mean over seeds per label count: ``labels, normalized, normalized_sem, seeds``."""
+    out = []
+    for n in sorted({r["labels"] for r in rows}):
+        values = np.array([r["normalized"] for r in rows if r["labels"] == n])
+        sem = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        out.append(
+            {
+                "labels": n,
+                "normalized": float(values.mean()),
+                "normalized_sem": sem,
+                "seeds": len(values),
+            }
+        )
+    return out
+
+
+__all__ = ["EVAL_SEED", "evaluate_checkpoint", "label_sweep", "result_dict", "sweep_table"]

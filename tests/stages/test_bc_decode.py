@@ -1,0 +1,205 @@
+"""Stages 2 and 3 offline: latent BC, decoder, decoded policy, baseline, evaluation, sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lapo.checkpoint import CheckpointError, read_meta
+from lapo.cli import main
+from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, CollectConfig, DecodeConfig, LAMConfig
+from lapo.data.synthetic import write_sprite_dataset
+from lapo.models import make_encoder
+from lapo.models.policy import ActionDecoder, DecodedPolicy, LatentPolicy
+from lapo.stages.bc import train_bc
+from lapo.stages.decode import LabelledSet, decode_offline, train_decoder
+from lapo.stages.lam import train_lam, weights_digest
+from lapo.stages.policy_io import PolicyActor, load_latent_policy, load_policy
+
+
+def bc_smoke(**changes) -> BCConfig:
+    return dataclasses.replace(BCConfig(**BC_PRESETS["smoke"]), **changes)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """A 64x64 sprite dataset, a smoke latent action model and a smoke latent policy."""
+    root = tmp_path_factory.mktemp("bc")
+    data = root / "sprites"
+    write_sprite_dataset(data, episodes=16, length=24, size=64, seed=0)
+    lam = root / "lam"
+    train_lam(LAMConfig(**LAM_PRESETS["smoke"]), data, lam, progress=False)
+    bc = root / "bc"
+    train_bc(bc_smoke(), lam, data, bc, progress=False)
+    return {"data": data, "lam": lam, "bc": bc, "root": root}
+
+
+def test_decoder_learns_a_known_latent_to_action_mapping() -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(6, 16)).astype(np.float32) * 3
+    actions = rng.integers(0, 6, size=400)
+    latents = centers[actions] + rng.normal(scale=0.3, size=(400, 16)).astype(np.float32)
+    obs = np.zeros((400, 1, 1, 1), dtype=np.uint8)
+    labelled = LabelledSet(np.arange(400), obs, latents, actions.astype(np.int64))
+    decoder, info = train_decoder(labelled, DecodeConfig(labels=400, max_epochs=100), 6)
+    assert info["validation_accuracy"] >= 0.95
+    fresh = centers[np.arange(6)] + rng.normal(scale=0.3, size=(6, 16)).astype(np.float32)
+    with torch.no_grad():
+        assert decoder(torch.from_numpy(fresh)).argmax(-1).tolist() == list(range(6))
+    # a decoder trained on shuffled labels cannot beat chance by much: the test can fail
+    shuffled = dataclasses.replace(labelled, actions=rng.permutation(labelled.actions))
+    _, bad = train_decoder(shuffled, DecodeConfig(labels=400, max_epochs=100), 6)
+    assert bad["validation_accuracy"] < 0.5
+
+
+def test_decoded_policy_is_its_parts_and_samples_their_distribution() -> None:
+    torch.manual_seed(0)
+    latent_policy = LatentPolicy(make_encoder("nature", features=32), 8)
+    decoder = ActionDecoder(8, 15, (16,))
+    decoded = DecodedPolicy(latent_policy, decoder).eval()
+    obs = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(decoded(obs), decoder(latent_policy(obs)))
+        probs = torch.softmax(decoded(obs[:1]).float(), -1)[0].numpy()
+    actor = PolicyActor(decoded, bf16=False, seed=0)
+    many = np.repeat(obs[:1].numpy(), 4000, axis=0)
+    counts = np.bincount(actor.act(many), minlength=15) / 4000
+    assert np.abs(counts - probs).max() < 0.03
+    with pytest.raises(ValueError, match="latent policy outputs 8 dims"):
+        DecodedPolicy(latent_policy, ActionDecoder(16, 15))
+
+
+def test_bc_writes_latent_policy_and_resumes_bitwise(trained, tmp_path: Path) -> None:
+    policy, config = load_latent_policy(trained["bc"])
+    assert config == bc_smoke() and policy.latent_dim == 128
+    meta = read_meta(trained["bc"] / "checkpoint")
+    assert meta["kind"] == "latent-policy" and meta["step"] == 6
+    lines = [json.loads(x) for x in (trained["bc"] / "metrics.jsonl").read_text().splitlines()]
+    assert "test/relative_mse" in lines[-1] and np.isfinite(lines[-1]["train/mse"])
+    # 3 + 3 updates with a resume in between == 6 straight
+    half = tmp_path / "half"
+    train_bc(
+        bc_smoke(steps=6), trained["lam"], trained["data"], half, progress=False, time_budget_s=0.0
+    )
+    assert read_meta(half / "checkpoint")["step"] == 0
+    train_bc(bc_smoke(), trained["lam"], trained["data"], half, progress=False, resume=True)
+    assert weights_digest(load_latent_policy(half)[0]) == weights_digest(policy)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_bc(bc_smoke(), trained["lam"], trained["data"], half, progress=False)
+    with pytest.raises(ValueError, match="config differs"):
+        train_bc(
+            bc_smoke(learning_rate=1.0),
+            trained["lam"],
+            trained["data"],
+            half,
+            progress=False,
+            resume=True,
+        )
+
+
+def test_bc_refuses_a_checkpoint_that_is_not_a_latent_action_model(trained, tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="expected a latent action model"):
+        train_bc(bc_smoke(), trained["bc"], trained["data"], tmp_path / "x", progress=False)
+
+
+def test_decode_offline_saves_loadable_policies(trained) -> None:
+    out = trained["root"] / "decode"
+    config = DecodeConfig(labels=32, max_epochs=5, bc_steps=10)
+    facts = decode_offline(config, trained["bc"], trained["lam"], trained["data"], out)
+    saved = json.loads((out / "decode.json").read_text())
+    assert saved["labels"] == 32 and len(saved["test/true_actions"]) == facts["test_samples"]
+    for key in ("test/decoder_accuracy", "test/decoded_policy_accuracy", "test/label_bc_accuracy"):
+        assert 0.0 <= facts[key] <= 1.0
+    for sub, kind in (("decoded", "decoded-policy"), ("label-bc", "bc-policy")):
+        net, meta = load_policy(out / sub)
+        assert meta["kind"] == kind
+        logits = net(torch.zeros((2, 64, 64, 3), dtype=torch.uint8))
+        assert logits.shape == (2, 8)  # the sprite data has 8 actions
+    with pytest.raises(CheckpointError, match="does not act"):
+        load_policy(trained["bc"])
+
+
+def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
+    """Tiny Procgen recording -> smoke stages -> decode -> sweep -> evaluate twice, same returns."""
+    from lapo.stages.collect import collect
+
+    data = tmp_path / "data"
+    collect(CollectConfig(env="bigfish", frames=1200, out=data, num_envs=8, seed=3), progress=False)
+    assert (
+        main(
+            [
+                "train-lam",
+                "--data",
+                str(data),
+                "--preset",
+                "smoke",
+                "--out",
+                str(tmp_path / "lam"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train-bc",
+                "--lam",
+                str(tmp_path / "lam"),
+                "--data",
+                str(data),
+                "--preset",
+                "smoke",
+                "--out",
+                str(tmp_path / "bc"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    common = ["--policy", str(tmp_path / "bc"), "--lam", str(tmp_path / "lam"), "--data", str(data)]
+    assert main(["decode-offline", *common, "--labels", "16", "--out", str(tmp_path / "dec")]) == 0
+    assert (
+        main(
+            [
+                "decode-offline",
+                *common,
+                "--sweep",
+                "4,8",
+                "--seeds",
+                "2",
+                "--episodes",
+                "2",
+                "--out",
+                str(tmp_path / "sweep"),
+            ]
+        )
+        == 0
+    )
+    rows = json.loads((tmp_path / "sweep" / "label_sweep.json").read_text())
+    assert [(r["labels"], r["seed"]) for r in rows] == [(4, 0), (8, 0), (4, 1), (8, 1)]
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(tmp_path / "dec" / "decoded"),
+                    "--episodes",
+                    "3",
+                    "--json",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        results.append(json.loads(out.read_text()))
+    assert results[0]["game"] == "bigfish" and results[0]["episodes"] == 3
+    assert results[0]["returns"] == results[1]["returns"]
+    assert main(["evaluate", str(tmp_path / "lam"), "--episodes", "1"]) == 1
