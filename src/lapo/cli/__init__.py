@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from lapo import __version__
-from lapo.cli import data, expert, lam
+from lapo.cli import data, expert, lam, policy
 
-GROUPS = (data, expert, lam)
+GROUPS = (data, expert, lam, policy)
 
 
 def build_parser() -> argparse.ArgumentParser:
