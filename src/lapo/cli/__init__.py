@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from lapo import __version__
-from lapo.cli import data, expert, lam, policy
+from lapo.cli import data, expert, lam, policy, run
 
-GROUPS = (data, expert, lam, policy)
+GROUPS = (data, expert, lam, policy, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

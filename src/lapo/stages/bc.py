@@ -181,7 +181,8 @@ def train_bc(
         device: default ``cuda`` when available, else cpu.
 
     Returns:
-        The last logged metrics (``train/mse``, ``test/mse``, ``test/relative_mse``, ...).
+        The last logged metrics (``train/mse``, ``test/mse``, ``test/relative_mse``, ...) and
+        ``stop_reason`` (None when all steps ran, else ``time budget``, ``SIGINT``, ...).
 
     Raises:
         FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
@@ -288,4 +289,5 @@ def train_bc(
             _save(ckpt, policy, optimizer, config, step, info, metrics)
             print(f"{stop.requested}: saved checkpoint at update {step} in {run_dir}")
     logger.close()
+    metrics["stop_reason"] = stop.requested  # None: all steps done
     return metrics

@@ -213,8 +213,9 @@ def train_lam(
         device: default ``cuda`` when available (with ``LOCAL_RANK`` under torchrun), else cpu.
 
     Returns:
-        The last logged metrics, the latent-quality summary when computed, and
-        ``weights_sha256`` (a digest of this rank's final weights and buffers).
+        The last logged metrics, the latent-quality summary when computed,
+        ``weights_sha256`` (a digest of this rank's final weights and buffers) and
+        ``stop_reason`` (None when all steps ran, else ``time budget``, ``SIGINT``, ...).
 
     Raises:
         FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
@@ -293,6 +294,7 @@ def train_lam(
     if logger:
         logger.close()
     metrics["weights_sha256"] = weights_digest(model)
+    metrics["stop_reason"] = stop.requested  # None: all steps done
     finished = step == config.steps or stop.requested == "time budget"
     if finished and rank == 0 and dataset.has_actions:
         quality = latent_quality(model, test_index, config)

@@ -1,0 +1,251 @@
+"""The whole LAPO pipeline in one call (``lapo run``): expert recording -> report.
+
+Stages, each writing into its own folder of the run directory::
+
+    data/     collect   the expert plays the game; frames, true actions, rewards
+    lam/      lam       stage 1, latent action model (IDM + VQ + FDM)
+    bc/       bc        stage 2, latent behaviour cloning
+    decode/   decode    stage 3 offline: decoder on N labels + label-only BC baseline
+    eval/     evaluate  returns of expert, random, label-only BC and decoded policy
+    sweep/    sweep     (optional) decoded-policy return against the number of labels
+    online/   online    (optional) PPO fine-tuning of the latent policy vs PPO from scratch
+    report/   report    report.md, report.html, figures, metrics.json
+
+``pipeline.json`` records each finished stage with the settings that determine it. Rerunning
+the same command skips finished stages and resumes an unfinished one from its checkpoint; a
+finished stage whose settings changed is refused unless ``redo`` names it (then it and every
+later stage run again; their old folders are kept under ``<name>.replaced-<time>``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
+DIRS = {
+    "collect": "data",
+    "lam": "lam",
+    "bc": "bc",
+    "decode": "decode",
+    "evaluate": "eval",
+    "sweep": "sweep",
+    "online": "online",
+    "report": "report",
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """``lapo run``: what the pipeline does. Per-preset defaults are in ``RUN_PRESETS``.
+
+    Attributes:
+        env: Procgen game (needs a shipped expert unless ``expert`` is given).
+        preset: ``cpu``, ``paper`` or ``smoke``; selects every stage's preset.
+        out: run directory.
+        expert: expert checkpoint to record; None: the shipped expert of ``env``.
+        frames: frames to record (environment steps summed over envs).
+        num_envs: parallel environments for recording.
+        labels: labelled transitions for offline decoding (paper 256 in the headline figure).
+        eval_episodes: complete episodes per evaluated policy (>= 100 for the paper's CIs).
+        sweep: label counts for the label sweep (empty: no sweep); sweep_seeds, sweep_episodes.
+        online: run online fine-tuning vs PPO from scratch; online_steps, online_seeds.
+        lam_minutes, bc_minutes: optional wall-clock budgets of stages 1 and 2 (None: steps).
+        hide_noop: hide NOOP points in the latent-space map.
+        seed: collection seed (evaluation uses other seeds).
+    """
+
+    env: str = "coinrun"
+    preset: str = "cpu"
+    out: Path = Path("runs/lapo")
+    expert: str | None = None
+    frames: int = 200_000
+    num_envs: int = 64
+    labels: int = 256
+    eval_episodes: int = 100
+    sweep: tuple[int, ...] = ()
+    sweep_seeds: int = 3
+    sweep_episodes: int = 32
+    online: bool = False
+    online_steps: int = 1_000_000
+    online_seeds: int = 2
+    lam_minutes: float | None = None
+    bc_minutes: float | None = None
+    hide_noop: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from lapo.envs.games import check_game
+
+        check_game(self.env)
+        if self.preset not in RUN_PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(RUN_PRESETS)}, got {self.preset!r}")
+        for name in (
+            "frames",
+            "num_envs",
+            "labels",
+            "eval_episodes",
+            "sweep_seeds",
+            "sweep_episodes",
+            "online_steps",
+            "online_seeds",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.labels < 2 or any(n < 2 for n in self.sweep):
+            raise ValueError("label counts must be >= 2 (a training and a validation label)")
+
+
+#: Per-preset defaults of ``RunConfig`` (fields the user did not set).
+RUN_PRESETS: dict[str, dict] = {
+    "paper": {
+        "frames": 8_000_000,
+        "online": True,
+        "online_steps": 4_000_000,
+        "online_seeds": 3,
+        "sweep": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
+    },
+    "cpu": {"frames": 200_000},
+    "smoke": {
+        "frames": 3000,
+        "num_envs": 8,
+        "labels": 32,
+        "eval_episodes": 4,
+        "sweep_seeds": 1,
+        "sweep_episodes": 2,
+        "online_steps": 1024,
+        "online_seeds": 1,
+    },
+}
+
+
+class StageConflict(ValueError):
+    """A finished stage's settings differ from the requested ones (and no redo was asked)."""
+
+
+@dataclass
+class Manifest:
+    """``pipeline.json``: finished stages with their settings and durations."""
+
+    path: Path
+    stages: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        if not path.exists():
+            return cls(path)
+        doc = json.loads(path.read_text())
+        if doc.get("format") != "lapo-pipeline":
+            raise ValueError(f"{path} is not a lapo pipeline manifest")
+        return cls(path, doc["stages"])
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"format": "lapo-pipeline", "stages": self.stages}, indent=2))
+        os.replace(tmp, self.path)
+
+
+def _jsonable(settings: dict) -> dict:
+    return json.loads(json.dumps(settings, default=str))
+
+
+def plan(
+    config: RunConfig, manifest: Manifest, settings: dict[str, dict], redo: tuple[str, ...] = ()
+) -> list[str]:
+    """Stages to run, in order: unfinished ones, changed-and-redone ones and all after them.
+
+    Raises:
+        StageConflict: a finished stage's settings differ and it is not in ``redo``; the message
+            names the stage, the differing settings and the ``--redo`` to pass.
+    """
+    todo: list[str] = []
+    for stage in STAGES:
+        if stage not in settings:
+            continue
+        done = manifest.stages.get(stage)
+        wanted = _jsonable(settings[stage])
+        if todo or done is None or stage in redo:
+            todo.append(stage)
+        elif done["settings"] != wanted:
+            diff = {
+                k: (done["settings"].get(k), v)
+                for k, v in wanted.items()
+                if done["settings"].get(k) != v
+            }
+            listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise StageConflict(
+                f"stage {stage!r} in {config.out} finished with other settings ({listed}); "
+                f"pass --redo {stage} to run it (and every later stage) again"
+            )
+    return todo
+
+
+def _set_aside(directory: Path) -> None:
+    if directory.exists():
+        directory.rename(directory.with_name(f"{directory.name}.replaced-{int(time.time())}"))
+
+
+def run_stages(
+    config: RunConfig,
+    settings: dict[str, dict],
+    actions: dict[str, Callable[[Path], dict]],
+    *,
+    redo: tuple[str, ...] = (),
+    weights: dict[str, float] | None = None,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Run the planned stages of ``settings`` with ``actions[stage](stage_dir) -> summary``.
+
+    Shows one overall progress bar (elapsed time, ETA) weighted by ``weights`` (expected
+    relative durations). Records each finished stage in ``pipeline.json``; a stage redone (in
+    ``redo``, or after a redone stage) has its earlier folder set aside first.
+
+    Returns:
+        ``{stage: summary}`` for every stage of ``settings`` (from the manifest when skipped).
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest.load(out / "pipeline.json")
+    todo = plan(config, manifest, settings, redo)
+    weights = weights or {}
+    total = sum(weights.get(s, 1.0) for s in settings)
+    bar = tqdm(
+        total=total,
+        initial=total - sum(weights.get(s, 1.0) for s in todo),
+        disable=not progress,
+        position=0,
+        desc="lapo run",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}",
+    )
+    with bar:
+        for stage in todo:
+            directory = out / DIRS[stage]
+            if stage in manifest.stages:  # finished before: a redo, so keep the old results
+                manifest.stages.pop(stage)
+                manifest.save()
+                _set_aside(directory)
+            bar.set_postfix_str(f"{STAGES.index(stage) + 1}/{len(STAGES)} {stage}")
+            started = time.monotonic()
+            summary = actions[stage](directory)
+            manifest.stages[stage] = {
+                "settings": _jsonable(settings[stage]),
+                "seconds": round(time.monotonic() - started, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "summary": _jsonable(summary),
+            }
+            manifest.save()
+            bar.update(weights.get(stage, 1.0))
+    return {s: manifest.stages[s]["summary"] for s in settings if s in manifest.stages}
+
+
+def resolve(config: RunConfig, given: set[str]) -> RunConfig:
+    """Fill fields not in ``given`` from the preset's defaults (``RUN_PRESETS``)."""
+    defaults = {k: v for k, v in RUN_PRESETS[config.preset].items() if k not in given}
+    return dataclasses.replace(config, **defaults)

@@ -1,0 +1,67 @@
+"""``lapo run`` plumbing: skip finished stages, resume, refuse changed settings, redo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lapo.stages.pipeline import RunConfig, StageConflict, resolve, run_stages
+
+
+def _actions(calls: list[str], fail: str | None = None):
+    def make(stage):
+        def act(directory: Path) -> dict:
+            if stage == fail:
+                raise RuntimeError(f"{stage} failed")
+            calls.append(stage)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "out.txt").write_text(stage)
+            return {"stage": stage}
+
+        return act
+
+    return {s: make(s) for s in ("collect", "lam", "bc", "report")}
+
+
+def _settings(lr: float = 1e-3) -> dict:
+    return {"collect": {"frames": 10}, "lam": {"lr": lr}, "bc": {"steps": 3}, "report": {}}
+
+
+def test_rerun_skips_finished_and_resumes_after_a_failure(tmp_path: Path) -> None:
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+    with pytest.raises(RuntimeError, match="bc failed"):
+        run_stages(config, _settings(), _actions(calls, fail="bc"), progress=False)
+    assert calls == ["collect", "lam"]
+    done = json.loads((tmp_path / "pipeline.json").read_text())["stages"]
+    assert sorted(done) == ["collect", "lam"] and done["lam"]["summary"] == {"stage": "lam"}
+    summaries = run_stages(config, _settings(), _actions(calls), progress=False)
+    assert calls == ["collect", "lam", "bc", "report"]  # only the unfinished stages ran
+    assert summaries["collect"] == {"stage": "collect"} and set(summaries) == set(_settings())
+    run_stages(config, _settings(), _actions(calls), progress=False)
+    assert len(calls) == 4  # everything finished: nothing runs
+
+
+def test_changed_settings_are_refused_unless_redone(tmp_path: Path) -> None:
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+    run_stages(config, _settings(), _actions(calls), progress=False)
+    with pytest.raises(StageConflict, match=r"stage 'lam'.*lr: 0.001 -> 0.01.*--redo lam"):
+        run_stages(config, _settings(lr=1e-2), _actions(calls), progress=False)
+    assert len(calls) == 4
+    run_stages(config, _settings(lr=1e-2), _actions(calls), redo=("lam",), progress=False)
+    assert calls[4:] == ["lam", "bc", "report"]  # the redone stage and every later one
+    kept = sorted(p.name for p in tmp_path.iterdir() if ".replaced-" in p.name)
+    assert [k.split(".")[0] for k in kept] == ["bc", "lam", "report"]  # old results kept aside
+    assert (tmp_path / "lam" / "out.txt").read_text() == "lam"
+
+
+def test_run_config_presets_and_validation(tmp_path: Path) -> None:
+    config = resolve(RunConfig(env="coinrun", preset="smoke", out=tmp_path, labels=64), {"labels"})
+    assert config.frames == 3000 and config.labels == 64  # preset default vs user value
+    with pytest.raises(ValueError, match="unknown Procgen game"):
+        RunConfig(env="pong")
+    with pytest.raises(ValueError, match="label counts must be >= 2"):
+        RunConfig(sweep=(1, 16))
