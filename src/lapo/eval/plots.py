@@ -1,0 +1,587 @@
+"""Figures of the pipeline report: pure functions from numpy arrays and plain dicts to PNG files.
+
+Every ``plot_*`` function draws on its own ``matplotlib.figure.Figure`` with the Agg canvas (no
+pyplot, no global backend), writes one PNG to ``path`` (parent folders are created) and returns
+what it wrote. Inputs are checked first; a bad shape or an empty array raises ``ValueError`` with
+what was expected. The figures follow the paper (Schmidt & Jiang 2024): the latent map is its
+Figure 5, the FDM grid the idea of its Figure 1, the online curves its Figure 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lapo.envs.games import ACTION_MEANINGS, NOOP_ACTION
+
+#: The paper's offline-decoding curve (PAPER.md): labelled transitions -> normalized return,
+#: mean over the 16 games, read off its figure (approximate; 1k-8k is a plateau at about 0.57).
+PAPER_LABEL_CURVE: dict[int, float] = {
+    16: 0.05, 32: 0.15, 64: 0.23, 128: 0.33, 256: 0.50, 512: 0.55,
+    1024: 0.57, 2048: 0.57, 4096: 0.57, 8192: 0.57,
+}  # fmt: skip
+#: Normalized return of PPO from scratch after 4M steps, mean over 16 games (PAPER.md).
+PAPER_PPO_4M: float = 0.44
+UMAP_NEIGHBOURS = 15
+_DPI = 110
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=_DPI)
+    return path
+
+
+def _array(name: str, value, ndim: int, dtype=None) -> np.ndarray:
+    """``value`` as an array of ``ndim`` dimensions with at least one element, else ValueError."""
+    arr = np.asarray(value) if dtype is None else np.asarray(value, dtype=dtype)
+    if arr.ndim != ndim or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty {ndim}-d array, got shape {arr.shape}")
+    return arr
+
+
+def _action_colors(num_actions: int, noop_action: int | None) -> np.ndarray:
+    """``(num_actions, 4)`` RGBA: distinct colours; NOOP grey (often the largest class)."""
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"](np.arange(20))
+    palette = tab20[[0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19]]  # no greys
+    if num_actions > len(palette):
+        palette = colormaps["hsv"](np.linspace(0, 1, num_actions, endpoint=False))
+    colors = np.array([palette[i % len(palette)] for i in range(num_actions)])
+    if noop_action is not None and 0 <= noop_action < num_actions:
+        colors[noop_action] = (0.6, 0.6, 0.6, 1.0)
+    return colors
+
+
+def _ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """Bias-corrected exponential moving average (as TensorBoard's smoothing)."""
+    out, acc, norm = np.empty_like(values, dtype=np.float64), 0.0, 0.0
+    for i, v in enumerate(values):
+        acc, norm = weight * acc + (1 - weight) * v, weight * norm + (1 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def plot_training_curves(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    title: str,
+    xlabel: str = "update step",
+    ylabel: str = "loss",
+    log_y: bool = False,
+    smooth: float = 0.0,
+) -> Path:
+    """Line plot of one or more logged scalars against steps.
+
+    Args:
+        series: ``{name: (steps (T,), values (T,))}``, numbers of any real dtype; T may differ
+            between series and may be 0 for some (they are left out), not for all. Non-finite
+            values are dropped and counted in the legend.
+        title, xlabel, ylabel: figure text.
+        log_y: logarithmic y axis; symmetric-log when some value is <= 0.
+        smooth: EMA weight in [0, 1); above 0 the raw curve is drawn faint under the smoothed one.
+
+    Returns: the PNG path. Raises: ValueError for no data, mismatched lengths or a bad ``smooth``.
+    """
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+    cleaned = {}
+    for name, pair in series.items():
+        if len(pair) != 2:
+            raise ValueError(f"series {name!r} must be a (steps, values) pair")
+        steps, values = (np.asarray(v, dtype=np.float64).reshape(-1) for v in pair)
+        if len(steps) != len(values):
+            raise ValueError(
+                f"series {name!r}: {len(steps)} steps but {len(values)} values; lengths must match"
+            )
+        ok = np.isfinite(steps) & np.isfinite(values)
+        if ok.any():
+            cleaned[name] = (steps[ok], values[ok], int((~ok).sum()))
+    if not cleaned:
+        raise ValueError(f"plot_training_curves({title!r}): no finite data in any series")
+    fig = _figure(7.0, 4.0)
+    ax = fig.add_subplot()
+    for name, (steps, values, dropped) in cleaned.items():
+        label = name + (f" ({dropped} non-finite dropped)" if dropped else "")
+        if smooth > 0 and len(values) > 2:
+            (line,) = ax.plot(steps, values, alpha=0.25, linewidth=0.8)
+            ax.plot(steps, _ema(values, smooth), color=line.get_color(), label=label)
+        else:
+            ax.plot(steps, values, label=label, marker="." if len(values) < 30 else None)
+    if log_y:
+        positive = all((v > 0).all() for _, v, _ in cleaned.values())
+        ax.set_yscale("log" if positive else "symlog")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class LatentMapResult:
+    """What ``plot_latent_map`` drew.
+
+    Attributes:
+        path: the PNG. method: ``"umap"`` or ``"pca"``, the projection actually used.
+        num_points: points drawn. num_hidden: NOOP points left out (``hide_noop``).
+    """
+
+    path: Path
+    method: str
+    num_points: int
+    num_hidden: int
+
+
+def _project(latents: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str, list[str]]:
+    """``(N, D) -> (N, 2) float64``, the method used and the two axis labels."""
+    if method in ("auto", "umap") and len(latents) > UMAP_NEIGHBOURS + 1:
+        try:
+            import umap  # optional dependency: pip install umap-learn
+        except ImportError as err:
+            if method == "umap":
+                raise ImportError(
+                    "method='umap' needs umap-learn (pip install umap-learn); "
+                    "use method='auto' or 'pca' to fall back to PCA"
+                ) from err
+        else:
+            reducer = umap.UMAP(n_neighbors=UMAP_NEIGHBOURS, random_state=seed)
+            return np.asarray(reducer.fit_transform(latents)), "umap", ["UMAP 1", "UMAP 2"]
+    centred = latents.astype(np.float64) - latents.mean(0, dtype=np.float64)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    coords = np.zeros((len(latents), 2))
+    n = min(2, vt.shape[0])
+    coords[:, :n] = centred @ vt[:n].T
+    var = s**2 / max((s**2).sum(), 1e-30)
+    labels = [f"PC {i + 1} ({100 * var[i]:.0f}% var.)" if i < n else f"PC {i + 1}" for i in (0, 1)]
+    return coords, "pca", labels
+
+
+def plot_latent_map(
+    latents: np.ndarray,
+    actions: np.ndarray,
+    path: str | Path,
+    action_names: Sequence[str] = ACTION_MEANINGS,
+    hide_noop: bool = False,
+    noop_action: int | None = NOOP_ACTION,
+    method: str = "auto",
+    seed: int = 0,
+    max_points: int = 5000,
+    title: str | None = None,
+) -> LatentMapResult:
+    """2-d map of pre-quantization latent actions coloured by true action (paper Figure 5).
+
+    Args:
+        latents: ``(N, D) float`` continuous IDM latents, all finite.
+        actions: ``(N,) int`` true actions in ``[0, len(action_names))``.
+        action_names: legend names by action index (default: Procgen's 15).
+        hide_noop: leave out the points whose action is ``noop_action``.
+        method: ``"auto"`` (UMAP when umap-learn is installed, else PCA), ``"umap"`` or ``"pca"``.
+            UMAP needs more than 16 points; with fewer, PCA is used whatever ``method`` says.
+        seed: seed of the subsample and of UMAP.
+        max_points: a random subsample of at most this many points is drawn (UMAP is slow).
+        title: replaces "Latent actions"; the method used and the NOOP note are appended.
+
+    Returns: ``LatentMapResult``; its ``method`` says which projection was used (also in the title).
+    Raises: ValueError for bad shapes, non-finite latents, out-of-range actions, an unknown
+        method, or no points left after hiding NOOP; ImportError for ``"umap"`` without umap-learn.
+    """
+    if method not in ("auto", "umap", "pca"):
+        raise ValueError(f"method must be 'auto', 'umap' or 'pca', got {method!r}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
+    latents = _array("latents", latents, 2)
+    actions = _array("actions", actions, 1)
+    if len(latents) != len(actions):
+        raise ValueError(f"{len(latents)} latents but {len(actions)} actions; lengths must match")
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise ValueError(f"actions must be integers, got {actions.dtype}")
+    if actions.min() < 0 or actions.max() >= len(action_names):
+        raise ValueError(
+            f"actions must lie in [0, {len(action_names)}), got {actions.min()}..{actions.max()}"
+        )
+    if not np.isfinite(latents).all():
+        raise ValueError("latents contain NaN or inf")
+    keep = np.ones(len(actions), bool)
+    if hide_noop and noop_action is not None:
+        keep = actions != noop_action
+    num_hidden = int((~keep).sum())
+    if not keep.any():
+        raise ValueError("every point is NOOP: nothing left to draw with hide_noop=True")
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(keep)
+    idx = rng.permutation(idx)[:max_points]  # random order: no class is drawn over all others
+    coords, used, axis_labels = _project(latents[idx], method, seed)
+    shown = actions[idx]
+    colors = _action_colors(len(action_names), noop_action)
+    fig = _figure(8.0, 6.0)
+    ax = fig.add_subplot()
+    size = float(np.clip(3000 / len(idx), 3, 30))
+    ax.scatter(*coords.T, c=colors[shown], s=size, alpha=0.7, linewidths=0)
+    for a in np.unique(shown):  # legend entries, with the number of points per action
+        ax.scatter([], [], color=colors[a], label=f"{action_names[a]} ({(shown == a).sum()})")
+    noop_note = f", NOOP hidden ({num_hidden} points)" if num_hidden else ""
+    title = f"{title} ({used.upper()})" if title else f"Latent actions ({used.upper()})"
+    title += f", coloured by true action{noop_note}"
+    ax.set(title=title, xlabel=axis_labels[0], ylabel=axis_labels[1])
+    ax.legend(title="true action", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    return LatentMapResult(_save(fig, path), used, len(idx), num_hidden)
+
+
+def _image(frame: np.ndarray) -> tuple[np.ndarray, str | None]:
+    return (frame[..., 0], "gray") if frame.shape[-1] == 1 else (frame, None)
+
+
+def plot_fdm_predictions(
+    observations: np.ndarray,
+    next_frames: np.ndarray,
+    predictions: np.ndarray,
+    code_labels: Sequence[str],
+    path: str | Path,
+    own_predictions: np.ndarray | None = None,
+    title: str | None = None,
+) -> Path:
+    """Grid of FDM next-frame predictions, one row per observation (the idea of paper Figure 1).
+
+    Columns: o_t, the real o_{t+1}, optionally the prediction under the window's own IDM latent,
+    then the prediction under each of K latent codes.
+
+    Args:
+        observations, next_frames: ``(M, H, W, C) uint8`` (C = 1 or 3).
+        predictions: ``(M, K, H, W, C) uint8``; K >= 0.
+        code_labels: K column titles, e.g. the code indices and their share of use.
+        own_predictions: ``(M, H, W, C) uint8`` or None.
+
+    Returns: the PNG path. Raises: ValueError for mismatched shapes or a dtype other than uint8.
+    """
+    observations = _array("observations", observations, 4)
+    next_frames = _array("next_frames", next_frames, 4)
+    predictions = np.asarray(predictions)
+    m, frame_shape = len(observations), observations.shape[1:]
+    arrays = {"observations": observations, "next_frames": next_frames, "predictions": predictions}
+    if own_predictions is not None:
+        arrays["own_predictions"] = own_predictions = np.asarray(own_predictions)
+    for name, arr in arrays.items():
+        expected = (
+            (m, len(code_labels), *frame_shape) if name == "predictions" else (m, *frame_shape)
+        )
+        if arr.shape != expected or arr.dtype != np.uint8:
+            raise ValueError(f"{name} must be {expected} uint8, got {arr.shape} {arr.dtype}")
+    if frame_shape[-1] not in (1, 3):
+        raise ValueError(f"frames must have 1 or 3 channels (H, W, C), got shape {frame_shape}")
+    columns = [(r"$o_t$", observations), (r"$o_{t+1}$ (real)", next_frames)]
+    if own_predictions is not None:
+        columns.append(("own IDM latent", own_predictions))
+    columns += [(label, predictions[:, j]) for j, label in enumerate(code_labels)]
+    fig = _figure(1.5 * len(columns), 1.5 * m + 0.6)
+    axes = fig.subplots(m, len(columns), squeeze=False)
+    for i in range(m):
+        for j, (label, frames) in enumerate(columns):
+            image, cmap = _image(frames[i])
+            ax = axes[i, j]
+            ax.imshow(image, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(label, fontsize="small")
+        axes[i, 0].set_ylabel(f"sample {i + 1}", fontsize="small")
+    fig.suptitle(title or "FDM next-frame predictions under the most used latent codes")
+    return _save(fig, path)
+
+
+def codebook_counts(indices: np.ndarray, codebook_size: int) -> np.ndarray:
+    """Code indices ``(N, G, L) int`` -> uses per code ``(G, codebook_size) int64``.
+
+    Raises: ValueError for a wrong shape or indices outside ``[0, codebook_size)``.
+    """
+    indices = _array("indices", indices, 3)
+    if indices.min() < 0 or indices.max() >= codebook_size:
+        raise ValueError(f"indices must lie in [0, {codebook_size})")
+    g = indices.shape[1]
+    return np.stack([np.bincount(indices[:, i].ravel(), minlength=codebook_size) for i in range(g)])
+
+
+def plot_codebook_usage(counts: np.ndarray, path: str | Path, title: str | None = None) -> Path:
+    """Bar chart of each code's share of its codebook's assignments, one panel per codebook.
+
+    Args:
+        counts: ``(G, S) int``, uses of each of the S codes of each of the G codebooks
+            (``codebook_counts`` computes it from code indices).
+
+    Returns: the PNG path. Panel titles give the used codes and the perplexity exp(H).
+    Raises: ValueError for a wrong shape, negative counts or no counts at all.
+    """
+    counts = _array("counts", counts, 2).astype(np.float64)
+    if (counts < 0).any() or counts.sum() == 0:
+        raise ValueError("counts must be non-negative with at least one use")
+    g, s = counts.shape
+    fig = _figure(7.0, 1.0 + 2.2 * g)
+    axes = fig.subplots(g, 1, squeeze=False, sharex=True)[:, 0]
+    for i, (ax, row) in enumerate(zip(axes, counts, strict=True)):
+        share = row / max(row.sum(), 1.0)
+        nz = share[share > 0]
+        perplexity = float(np.exp(-(nz * np.log(nz)).sum())) if len(nz) else 0.0
+        ax.bar(np.arange(s), share, width=0.85, color="tab:blue")
+        ax.set_title(
+            f"codebook {i + 1}: {len(nz)}/{s} codes used, perplexity {perplexity:.1f}",
+            fontsize="medium",
+        )
+        ax.set_ylabel("share of uses")
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].set_xlabel("code index")
+    fig.suptitle(title or "Codebook usage")
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(
+    true: np.ndarray,
+    predicted: np.ndarray,
+    path: str | Path,
+    action_names: Sequence[str] = ACTION_MEANINGS,
+    title: str | None = None,
+) -> Path:
+    """Row-normalized confusion matrix of decoded vs true actions.
+
+    Only actions that occur as true or predicted label get a row and a column (Procgen games ignore
+    many of the 15 actions). Cell colour and text: share of the row's true action predicted as the
+    column's action; row labels give the number of samples.
+
+    Args:
+        true, predicted: ``(N,) int`` actions in ``[0, len(action_names))``.
+
+    Returns: the PNG path.
+    Raises: ValueError for empty or mismatched inputs or out-of-range actions.
+    """
+    true = _array("true", true, 1)
+    predicted = _array("predicted", predicted, 1)
+    if len(true) != len(predicted):
+        raise ValueError(f"{len(true)} true but {len(predicted)} predicted actions; must match")
+    n = len(action_names)
+    for name, arr in (("true", true), ("predicted", predicted)):
+        if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() >= n:
+            raise ValueError(f"{name} actions must be integers in [0, {n})")
+    present = np.union1d(true, predicted)
+    pos = np.searchsorted(present, [true, predicted])  # (2, N) rows and columns
+    matrix = np.zeros((len(present), len(present)))
+    np.add.at(matrix, (pos[0], pos[1]), 1)
+    support = matrix.sum(1)
+    share = matrix / np.maximum(support, 1)[:, None]
+    side = 2.5 + 0.45 * len(present)
+    fig = _figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true action's samples", shrink=0.8)
+    for (r, c), v in np.ndenumerate(share):
+        if v >= 0.005:
+            ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center", fontsize="x-small",
+                    color="white" if v > 0.6 else "black")  # fmt: skip
+    names = [action_names[a] for a in present]
+    ax.set_xticks(range(len(present)), names, rotation=60, ha="right", fontsize="small")
+    ax.set_yticks(
+        range(len(present)), [f"{s} (n={int(k)})" for s, k in zip(names, support, strict=True)],
+        fontsize="small",
+    )  # fmt: skip
+    accuracy = float((true == predicted).mean())
+    default = f"Decoded vs true action (accuracy {100 * accuracy:.1f}%, N={len(true)}), % per row"
+    ax.set(title=title or default, xlabel="decoded action", ylabel="true action")
+    return _save(fig, path)
+
+
+def _finite_or_zero(values) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(arr), arr, 0.0)
+
+
+def plot_returns(
+    rows: Sequence[Mapping[str, object]], path: str | Path, title: str | None = None
+) -> Path:
+    """Horizontal bars of each method's return with its 95% confidence interval.
+
+    Args:
+        rows: one mapping per method with ``name`` (str), ``mean`` and ``ci95`` (raw return) and
+            optionally ``normalized`` and ``normalized_ci95``. When every row has a finite
+            ``normalized``, normalized returns are drawn with the random (0) and expert (1)
+            levels marked; otherwise raw returns. A NaN or missing CI draws no error bar.
+
+    Returns: the PNG path. Raises: ValueError for no rows or a row without name or mean.
+    """
+    if not rows:
+        raise ValueError("plot_returns needs at least one row")
+    for row in rows:
+        if "name" not in row or "mean" not in row:
+            raise ValueError(f"every row needs 'name' and 'mean', got keys {sorted(row)}")
+    norm = [row.get("normalized") for row in rows]
+    use_norm = all(v is not None and np.isfinite(float(v)) for v in norm)
+    key, ci_key = ("normalized", "normalized_ci95") if use_norm else ("mean", "ci95")
+    values = np.array([float(row[key]) for row in rows])
+    cis = np.array([np.nan if row.get(ci_key) is None else float(row[ci_key]) for row in rows])
+    y = np.arange(len(rows))[::-1]
+    fig = _figure(7.0, 1.5 + 0.5 * len(rows))
+    ax = fig.add_subplot()
+    shown, errs = _finite_or_zero(values), _finite_or_zero(cis)
+    ax.barh(y, shown, color=[f"C{i}" for i in range(len(rows))], alpha=0.85)
+    has_ci = np.isfinite(cis)
+    ax.errorbar(shown[has_ci], y[has_ci], xerr=cis[has_ci], fmt="none", ecolor="black", capsize=4)
+    for i, (yi, v, ci) in enumerate(zip(y, values, cis, strict=True)):
+        text = f"{v:.2f}" + (f" ± {ci:.2f}" if np.isfinite(ci) else " (no CI)")
+        if use_norm:  # the raw return too
+            text += f"  (return {float(rows[i]['mean']):.3g})"
+        end = max(shown[i] + errs[i], 0.0)  # right of the bar and its error bar
+        ax.annotate(text, (end, yi), xytext=(5, 0), textcoords="offset points", va="center",
+                    fontsize="small")  # fmt: skip
+    right = max(float((shown + errs).max()), 1.0 if use_norm else 0.0)
+    left = min(float((shown - errs).min()), 0.0)
+    span = (right - left) or 1.0
+    ax.set_xlim(left - 0.05 * span, right + 0.45 * span)  # room for the text
+    ax.set_yticks(y, [str(row["name"]) for row in rows])
+    if use_norm:
+        ax.axvline(0, color="grey", lw=1, ls=":", label="random policy (0)")
+        ax.axvline(1, color="black", lw=1, ls="--", label="paper's expert (1)")
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    xlabel = "normalized return (95% CI)" if use_norm else "mean episodic return (95% CI)"
+    ax.set(title=title or "Returns", xlabel=xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_label_sweep(
+    labels: Sequence[int],
+    mean: Sequence[float],
+    ci95: Sequence[float],
+    path: str | Path,
+    reference: Mapping[int, float] | None = PAPER_LABEL_CURVE,
+    ppo_reference: float | None = PAPER_PPO_4M,
+    title: str | None = None,
+) -> Path:
+    """Normalized return of offline decoding against the number of labelled transitions.
+
+    Args:
+        labels: ``(P,) int`` numbers of labels (> 0), any order; x axis is log2.
+        mean, ci95: ``(P,) float`` normalized return and CI half-width per label count; NaN
+            entries are skipped (mean) or drawn without a band (CI).
+        reference: ``{labels: normalized return}`` drawn dashed (default: the paper's curve, a
+            mean over 16 games); None leaves it out.
+        ppo_reference: a horizontal line for PPO from scratch after 4M steps (paper: 0.44).
+
+    Returns: the PNG path. Raises: ValueError for empty or mismatched inputs or labels <= 0.
+    """
+    labels = _array("labels", labels, 1)
+    mean = np.asarray(mean, dtype=np.float64)
+    ci95 = np.asarray(ci95, dtype=np.float64)
+    if mean.shape != labels.shape or ci95.shape != labels.shape:
+        raise ValueError(f"labels, mean, ci95 must have one shape, got {labels.shape}, "
+                         f"{mean.shape}, {ci95.shape}")  # fmt: skip
+    if (labels <= 0).any():
+        raise ValueError("label counts must be > 0 (log2 axis)")
+    order = np.argsort(labels)
+    labels, mean, ci95 = labels[order].astype(np.float64), mean[order], ci95[order]
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    ok = np.isfinite(mean)
+    ax.errorbar(labels[ok], mean[ok], yerr=_finite_or_zero(ci95)[ok], marker="o", color="C0",
+                capsize=3, label="this run (95% CI)", zorder=3)  # fmt: skip
+    ticks = set(labels.tolist())
+    if reference:
+        ref = sorted(reference.items())
+        ax.plot(*zip(*ref, strict=True), ls="--", marker=".", color="C3",
+                label="paper, offline decoding (mean of 16 games, approx.)")  # fmt: skip
+        ticks |= {float(k) for k, _ in ref}
+    if ppo_reference is not None:
+        ax.axhline(
+            ppo_reference,
+            color="grey",
+            ls=":",
+            label=f"paper, PPO from scratch at 4M steps ({ppo_reference:.2f})",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(ticks), [f"{int(t)}" for t in sorted(ticks)], fontsize="small")
+    ax.minorticks_off()
+    ax.set(title=title or "Offline decoding: normalized return vs labelled transitions",
+           xlabel="labelled transitions (log2 scale)", ylabel="normalized return")  # fmt: skip
+    ax.grid(alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()  # this run first (errorbars come last)
+    first = sorted(range(len(names)), key=lambda i: not names[i].startswith("this run"))
+    ax.legend([handles[i] for i in first], [names[i] for i in first], fontsize="small")
+    return _save(fig, path)
+
+
+def _mean_band(runs: Sequence[tuple[Sequence[float], Sequence[float]]], name: str):
+    """Seeds' curves on their common step range -> steps, mean, std (std 0 for one seed)."""
+    curves = []
+    for i, run in enumerate(runs):
+        steps, values = (np.asarray(v, dtype=np.float64).reshape(-1) for v in run)
+        if len(steps) == 0 or len(steps) != len(values):
+            raise ValueError(f"{name!r} seed {i}: steps and values must be non-empty, equal length")
+        order = np.argsort(steps)
+        curves.append((steps[order], values[order]))
+    lo, hi = max(s[0] for s, _ in curves), min(s[-1] for s, _ in curves)
+    if lo > hi:
+        raise ValueError(f"{name!r}: the seeds' step ranges do not overlap")
+    grid = np.unique(np.concatenate([s[(s >= lo) & (s <= hi)] for s, _ in curves]))
+    stacked = np.stack([np.interp(grid, s, v) for s, v in curves])  # (seeds, T)
+    return grid, stacked.mean(0), stacked.std(0)
+
+
+def plot_online_curves(
+    curves: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]],
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Normalized return against environment steps, mean +- std over seeds (paper Figure 3).
+
+    Args:
+        curves: ``{method: [(steps (T_i,), normalized return (T_i,)) per seed]}``, e.g.
+            ``{"LAPO fine-tuned": [...], "PPO from scratch": [...]}``. Seeds are linearly
+            interpolated onto the union of their steps within the range all of them cover.
+
+    Returns: the PNG path. Raises: ValueError for no curves, an empty or mismatched seed, or seeds
+        whose step ranges do not overlap.
+    """
+    if not curves or any(len(runs) == 0 for runs in curves.values()):
+        raise ValueError("plot_online_curves needs at least one method with at least one seed")
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    for i, (name, runs) in enumerate(curves.items()):
+        steps, mean, std = _mean_band(runs, name)
+        seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
+        ax.plot(
+            steps,
+            mean,
+            color=f"C{i}",
+            marker="." if len(steps) < 30 else None,
+            label=f"{name} ({seeds}, mean ± std)" if len(runs) > 1 else f"{name} ({seeds})",
+        )
+        if len(runs) > 1:
+            ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    ax.axhline(1.0, color="black", ls="--", lw=1, label="paper's expert (1)")
+    ax.axhline(0.0, color="grey", ls=":", lw=1, label="random policy (0)")
+    ax.xaxis.set_major_formatter(_steps_formatter())
+    ax.set(title=title or "Online fine-tuning: normalized return vs environment steps",
+           xlabel="environment steps", ylabel="normalized return")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _steps_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x: float, _pos) -> str:
+        for div, unit in ((1e6, "M"), (1e3, "k")):
+            if abs(x) >= div:
+                return f"{x / div:g}{unit}"
+        return f"{x:g}"
+
+    return FuncFormatter(fmt)
