@@ -69,13 +69,13 @@ def draw_labelled_set(
         raise ValueError(f"{dataset.path} has no true actions: offline decoding needs a few")
     windows = index.labelled_subset(n, seed=seed)
     frames = index.read(windows)  # (N, k+2, H, W, C)
-    sub = _Subset(index, windows)
+    sub = WindowSubset(index, windows)
     latents = label_windows(lam, sub, target)
     actions = np.asarray(dataset.actions[index.frame_index(windows)], dtype=np.int64)
     return LabelledSet(windows, frames[:, index.context].copy(), latents, actions)
 
 
-class _Subset:
+class WindowSubset:
     """A window index restricted to given windows (only what ``label_windows`` needs)."""
 
     def __init__(self, index: WindowIndex, windows: np.ndarray) -> None:

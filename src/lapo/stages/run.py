@@ -215,6 +215,8 @@ def evaluate_all(
     (full ``result_dict`` per policy) and returns ``{policy: {mean, ci95, normalized,
     normalized_ci95}}``.
     """
+    from tqdm import tqdm
+
     from lapo.eval.rollouts import evaluate_policy
     from lapo.stages.collect import RandomPolicy
     from lapo.stages.evaluate import EVAL_SEED, result_dict
@@ -234,7 +236,7 @@ def evaluate_all(
         result = evaluate_policy(act, config.env, config.eval_episodes, seed=EVAL_SEED)
         results[name] = result_dict(result)
         if progress:
-            print(f"  {name:>13}: {result.summary()}")
+            tqdm.write(f"  {name:>13}: {result.summary()}")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "returns.json").write_text(json.dumps(results, indent=2))
     keys = ("mean", "ci95", "normalized", "normalized_ci95")

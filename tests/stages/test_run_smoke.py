@@ -1,0 +1,63 @@
+"""End to end: ``lapo run --preset smoke`` writes the report, its figures and every metric."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from lapo.cli import main
+from lapo.config import PPO_PRESETS, PPOConfig
+from lapo.stages.expert import train_expert
+from lapo.stages.report import METRICS_FIELDS
+
+
+def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> None:
+    expert = tmp_path / "expert"
+    config = dataclasses.replace(PPOConfig(env="bigfish", **PPO_PRESETS["smoke"]), eval_every=0)
+    train_expert(config, expert, progress=False)
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--preset",
+        "smoke",
+        "--env",
+        "bigfish",
+        "--expert",
+        str(expert),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    report = out / "report"
+    html = (report / "report.html").read_text()
+    md = (report / "report.md").read_text()
+    figures = sorted(p.name for p in (report / "figures").glob("*.png"))
+    for name in (
+        "lam_loss.png",
+        "latent_map.png",
+        "fdm_predictions.png",
+        "codebook_usage.png",
+        "bc_loss.png",
+        "confusion.png",
+        "returns.png",
+    ):
+        assert name in figures and f"figures/{name}" in md
+    assert html.count("data:image/png;base64,") == len(figures)
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(METRICS_FIELDS) <= set(metrics)
+    assert set(metrics["returns"]) == {"expert", "random", "label_bc", "lapo_decoded"}
+    assert all(r["episodes"] == 4 for r in metrics["returns"].values())
+    for key in ("probe_mlp_accuracy", "probe_linear_accuracy", "frame_difference_mlp_accuracy"):
+        assert 0.0 <= metrics["lam"][key] <= 1.0
+    assert "test/decoded_policy_accuracy" in metrics["decode"]
+    printed = capsys.readouterr().out
+    assert "lapo_decoded" in printed and "report.html" in printed
+    # rerunning the same command finds every stage finished and runs nothing
+    before = (out / "pipeline.json").read_text()
+    assert main(args) == 0
+    assert (out / "pipeline.json").read_text() == before
+    # a changed setting of a finished stage is refused, with the --redo to pass
+    assert main([*args, "--labels", "16"]) == 1
+    assert "--redo decode" in capsys.readouterr().err
