@@ -14,19 +14,18 @@ import dataclasses
 import time
 
 from lapo.config import PPOConfig
-from lapo.stages.expert import _learn, _rollout, _Run
+from lapo.stages.expert import make_expert_trainer
 
 
 def steps_per_second(config: PPOConfig, updates: int) -> tuple[float, float]:
-    run = _Run(config)
-    rollout = _rollout(run)  # warm-up
-    _learn(run, rollout["last_value"])
+    trainer = make_expert_trainer(config)
+    trainer.learn(trainer.rollout())  # warm-up
     t_act = t_learn = 0.0
     for _ in range(updates):
         t0 = time.perf_counter()
-        rollout = _rollout(run)
+        last_value = trainer.rollout()
         t1 = time.perf_counter()
-        _learn(run, rollout["last_value"])
+        trainer.learn(last_value)
         t_act, t_learn = t_act + t1 - t0, t_learn + time.perf_counter() - t1
     total = updates * config.batch_size
     return total / (t_act + t_learn), t_act / (t_act + t_learn)

@@ -358,3 +358,91 @@ class DecodeConfig:
             )
         if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1 or self.bc_steps < 0:
             raise ValueError("max_epochs, patience and batch_size must be >= 1, bc_steps >= 0")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(PPOConfig):
+    """Stage 3 online (paper sections 4.3 and 6.1, Figure 3): PPO fine-tuning of the latent
+    policy, or PPO from scratch on the same network (the baseline; ``latent_policy=None``).
+
+    Every ``PPOConfig`` field applies (units: ``total_steps`` in environment steps); the
+    encoder fields describe the network and must equal the latent policy's. Fine-tuning replaces
+    the latent head by a policy head over the true actions and a value head, freezes the
+    convolutional trunk and trains the fully connected layer and both heads at
+    ``learning_rate`` (paper 0.01); from scratch every layer is trained (paper 5e-4,
+    ``SCRATCH_LEARNING_RATE``).
+
+    Attributes:
+        latent_policy: stage-2 latent policy checkpoint to start from; None: PPO from scratch.
+        hybrid: the release's RL+SL variant: the policy's logits are the mean of the RL head's and
+            those of a decoder on the frozen latent policy's output, retrained by supervised
+            learning on IDM labels of the agent's own transitions (needs ``lam``).
+        lam: latent action model checkpoint whose IDM labels the agent's transitions (hybrid).
+        hybrid_steps: environment steps during which the decoder is retrained (release 400k);
+            afterwards it stays in the policy, frozen, as in the release.
+        hybrid_every: updates between decoder retrainings (1: after every update).
+        hybrid_epochs, hybrid_batch_size, hybrid_learning_rate, hybrid_label_smoothing: the
+            decoder's supervised training, from a fresh initialization each time, on every
+            labelled transition so far (release: 3 epochs, 512, Adam 1e-3, smoothing 0.05).
+    """
+
+    total_steps: int = 4_000_000
+    learning_rate: float = 0.01
+    eval_every: int = 10
+    latent_policy: str | None = None
+    hybrid: bool = False
+    lam: str | None = None
+    hybrid_steps: int = 400_000
+    hybrid_every: int = 1
+    hybrid_epochs: int = 3
+    hybrid_batch_size: int = 512
+    hybrid_learning_rate: float = 1e-3
+    hybrid_label_smoothing: float = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hybrid and (self.latent_policy is None or self.lam is None):
+            raise ValueError(
+                "hybrid fine-tuning needs a latent policy and a latent action model (lam) whose "
+                "IDM labels the agent's transitions"
+            )
+        if self.lam is not None and not self.hybrid:
+            raise ValueError("lam is only used by hybrid fine-tuning; pass hybrid=True or drop it")
+        for name in ("hybrid_every", "hybrid_epochs", "hybrid_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.hybrid_steps < 0 or self.hybrid_learning_rate <= 0:
+            raise ValueError("hybrid_steps must be >= 0 and hybrid_learning_rate > 0")
+        if not 0.0 <= self.hybrid_label_smoothing < 1.0:
+            raise ValueError(
+                f"hybrid_label_smoothing must be in [0, 1), got {self.hybrid_label_smoothing}"
+            )
+
+    @property
+    def from_scratch(self) -> bool:
+        """PPO from scratch (no latent policy): every layer trained."""
+        return self.latent_policy is None
+
+
+#: PPO from scratch's learning rate (paper section 6.1: 5e-4, a larger rate did not help it).
+SCRATCH_LEARNING_RATE = 5e-4
+
+#: Named stage-3 online presets; the encoder fields are those of the matching ``BC_PRESETS``
+#: (fine-tuning takes them from the latent policy's checkpoint anyway).
+#: ``paper``: 4M steps, 64 envs x 256 steps and the other Cobbe et al. 2020 settings, learning
+#: rate 0.01 for the fine-tuned layers. The release differs: 64 envs x 64 steps per rollout,
+#: entropy coefficient 0.0025, the hybrid RL+SL head during the first 400k steps, and per-layer
+#: piecewise-linear learning-rate schedules that start late (heads after 25k-35k steps, fc after
+#: 50k) at 0.01/4 and 0.01/10. ``cpu``: the Nature-CNN of the CPU presets, 1M steps, the hybrid
+#: decoder retrained during the first tenth of the run (as the release's 400k of 4M).
+#: ``smoke``: seconds, for tests.
+FINETUNE_PRESETS: dict[str, dict] = {
+    "paper": {"encoder": "impala", "multiplier": 4, "features": 256},
+    "cpu": {"encoder": "nature", "multiplier": 1, "features": 256, "total_steps": 1_000_000,
+            "eval_every": 10, "eval_episodes": 32, "hybrid_steps": 100_000},
+    "smoke": {
+        "encoder": "nature", "features": 32, "num_envs": 4, "num_steps": 16,
+        "num_minibatches": 2, "total_steps": 4 * 16 * 3, "eval_every": 2, "eval_episodes": 2,
+        "checkpoint_every": 1, "hybrid_steps": 4 * 16 * 2, "hybrid_batch_size": 16,
+    },
+}  # fmt: skip

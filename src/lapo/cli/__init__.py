@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from lapo import __version__
-from lapo.cli import data, expert, lam, policy, run
+from lapo.cli import data, expert, lam, online, policy, run
 
-GROUPS = (data, expert, lam, policy, run)
+GROUPS = (data, expert, lam, online, policy, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

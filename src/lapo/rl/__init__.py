@@ -1,4 +1,5 @@
-"""PPO building blocks as small pure functions, a rollout buffer and reward normalization."""
+"""PPO building blocks as small pure functions, a rollout buffer, reward normalization, and the
+PPO loop shared by every online stage (``lapo.rl.trainer``)."""
 
 from lapo.rl.buffer import RolloutBuffer
 from lapo.rl.normalize import RewardNormalizer, RunningMeanStd
@@ -9,14 +10,20 @@ from lapo.rl.ppo import (
     normalize_advantages,
     ppo_loss,
 )
+from lapo.rl.trainer import PPOTrainer, UpdateHook, check_run_dir, run_ppo, sample_actions
 
 __all__ = [
+    "PPOTrainer",
     "RewardNormalizer",
     "RolloutBuffer",
     "RunningMeanStd",
+    "UpdateHook",
+    "check_run_dir",
     "clipped_surrogate_loss",
     "clipped_value_loss",
     "compute_gae",
     "normalize_advantages",
     "ppo_loss",
+    "run_ppo",
+    "sample_actions",
 ]

@@ -2,34 +2,69 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
+
+#: Per-sample fields every buffer holds besides its inputs (names an input may not take).
+FIELDS = ("actions", "logprobs", "values", "advantages", "returns")
 
 
 class RolloutBuffer:
     """Storage for T steps of N environments.
 
+    Args:
+        num_steps, num_envs: T and N.
+        obs_shape: ``(H, W, C)``; the default input is the observation, ``obs (H, W, C) uint8``.
+        device: where every tensor lives.
+        inputs: instead of ``obs_shape``, the named per-sample inputs of the learner's forward
+            pass, ``{name: (shape, dtype)}``; e.g. the features of a frozen convolutional trunk,
+            computed once while acting instead of again in every PPO epoch.
+
     Attributes (all time-major):
-        obs: ``(T, N, H, W, C) uint8``; actions: ``(T, N) int64``; logprobs, values, rewards:
-        ``(T, N) float32``; dones: ``(T, N) bool`` (the action at t ended the episode).
+        inputs: ``{name: (T, N, *shape) dtype}``; ``obs`` is ``inputs["obs"]`` when stored.
+        actions: ``(T, N) int64``; logprobs, values, rewards: ``(T, N) float32``;
+        dones: ``(T, N) bool`` (the action at t ended the episode).
+
+    Raises:
+        ValueError: neither or both of ``obs_shape`` and ``inputs``, or an input named like a
+            field (``FIELDS``).
     """
 
     def __init__(
         self,
         num_steps: int,
         num_envs: int,
-        obs_shape: tuple[int, ...],
+        obs_shape: tuple[int, ...] | None = None,
         device: torch.device | str = "cpu",
+        *,
+        inputs: Mapping[str, tuple[tuple[int, ...], torch.dtype]] | None = None,
     ) -> None:
+        if (obs_shape is None) == (inputs is None):
+            raise ValueError("give either obs_shape or inputs")
+        if inputs is None:
+            inputs = {"obs": (tuple(obs_shape), torch.uint8)}
+        clash = set(inputs) & set(FIELDS)
+        if clash:
+            raise ValueError(f"input names {sorted(clash)} collide with the buffer's fields")
         T, N = num_steps, num_envs
         self.num_steps, self.num_envs = T, N
-        self.obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8, device=device)
+        self.inputs = {
+            name: torch.zeros((T, N, *shape), dtype=dtype, device=device)
+            for name, (shape, dtype) in inputs.items()
+        }
         self.actions = torch.zeros((T, N), dtype=torch.int64, device=device)
         self.logprobs = torch.zeros((T, N), device=device)
         self.values = torch.zeros((T, N), device=device)
         self.rewards = torch.zeros((T, N), device=device)
         self.dones = torch.zeros((T, N), dtype=torch.bool, device=device)
+
+    @property
+    def obs(self) -> torch.Tensor:
+        """``(T, N, H, W, C) uint8`` observations (only when the buffer stores them)."""
+        if "obs" not in self.inputs:
+            raise AttributeError(f"this buffer stores {sorted(self.inputs)}, not observations")
+        return self.inputs["obs"]
 
     def minibatches(
         self,
@@ -37,18 +72,22 @@ class RolloutBuffer:
         returns: torch.Tensor,
         num_minibatches: int,
         generator: torch.Generator,
+        keys: Sequence[str] | None = None,
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffle the T*N samples and yield ``num_minibatches`` dicts of flat tensors.
 
-        ``generator`` must live on the buffer's device.
+        ``generator`` must live on the buffer's device; ``keys`` selects the inputs to gather
+        (default: all of them).
 
-        Keys: obs ``(B, H, W, C)``, actions, logprobs, values, advantages, returns ``(B,)``.
+        Keys: the inputs (e.g. obs ``(B, H, W, C)``), and actions, logprobs, values,
+        advantages, returns ``(B,)``.
         """
         total = self.num_steps * self.num_envs
         size = total // num_minibatches
         order = torch.randperm(total, generator=generator, device=generator.device)
-        flat = {
-            "obs": self.obs.flatten(0, 1),
+        names = self.inputs if keys is None else keys
+        flat = {name: self.inputs[name].flatten(0, 1) for name in names}
+        flat |= {
             "actions": self.actions.flatten(),
             "logprobs": self.logprobs.flatten(),
             "values": self.values.flatten(),

@@ -130,9 +130,16 @@ def _load_expert(path: Path, meta: dict) -> nn.Module:
     return _LogitsOnly(load_expert(path)[0])
 
 
+def _load_finetuned(path: Path, meta: dict) -> nn.Module:
+    from lapo.stages.finetune import load_finetuned
+
+    return _LogitsOnly(load_finetuned(path)[0])
+
+
 #: kind -> loader(path, meta) of a module ``(B, H, W, C) uint8 -> (B, A) logits``.
 LOADERS: dict[str, Callable[[Path, dict], nn.Module]] = {
     "ppo-expert": _load_expert,
+    "finetuned-policy": _load_finetuned,
     "decoded-policy": _load_decoded,
     "bc-policy": _load_bc,
 }
