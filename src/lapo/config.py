@@ -315,7 +315,7 @@ class BCConfig:
 BC_PRESETS: dict[str, dict] = {
     "paper": {},
     "cpu": {"encoder": "nature", "multiplier": 1, "learning_rate": 1e-3, "warmup_steps": 100,
-            "batch_size": 128, "steps": 3000, "log_every": 50, "eval_every": 500,
+            "batch_size": 128, "steps": 6000, "log_every": 50, "eval_every": 500,
             "checkpoint_every": 500},
     "smoke": {"encoder": "nature", "multiplier": 1, "features": 32, "batch_size": 8, "steps": 6,
               "warmup_steps": 2, "log_every": 2, "eval_every": 3, "checkpoint_every": 3},

@@ -61,3 +61,11 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     # a changed setting of a finished stage is refused, with the --redo to pass
     assert main([*args, "--labels", "16"]) == 1
     assert "--redo decode" in capsys.readouterr().err
+    # adding the online stage runs it (fine-tuning vs PPO from scratch) and redoes the report
+    assert main([*args, "--online"]) == 0
+    online = json.loads((out / "online" / "online.json").read_text())
+    assert set(online["final"]) == {"LAPO fine-tuned", "PPO from scratch"}
+    assert online["curves"]["LAPO fine-tuned"][0]["steps"][-1] == 1024
+    assert "online" in json.loads((report / "metrics.json").read_text())
+    assert (report / "figures" / "online.png").exists()
+    assert list(out.glob("report.replaced-*"))  # the first report is kept aside

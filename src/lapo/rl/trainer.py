@@ -309,7 +309,8 @@ def run_ppo(
     time_budget_s: float | None = None,
     max_updates: int | None = None,
 ) -> dict:
-    """Train until ``config.num_updates`` updates (or a stop); return the last update's metrics.
+    """Train until ``config.num_updates`` updates (or a stop); return the last update's metrics
+    and ``stop_reason`` (None when all updates ran, else ``time budget``, ``SIGINT``, ...).
 
     Files in ``run_dir``: ``checkpoint.json`` + ``checkpoint.*.safetensors`` (latest state, of
     ``kind``, with ``meta`` added), ``metrics.jsonl`` and ``tb/`` (TensorBoard), one record per
@@ -375,4 +376,5 @@ def run_ppo(
             print(f"{stop.requested}: saved checkpoint at update {trainer.update} in {run_dir}")
     logger.close()
     trainer.env.close()
+    metrics["stop_reason"] = stop.requested  # None: all updates done
     return metrics
