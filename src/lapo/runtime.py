@@ -88,3 +88,18 @@ def check_resume_config(config: Any, stored: dict[str, Any], path: Path) -> None
     if diff:
         listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"cannot resume {path}: the config differs ({listed})")
+
+
+def check_finite_weights(model: Any, step: int, path: Path) -> None:
+    """Refuse to checkpoint a model with non-finite weights (the last good checkpoint stays).
+
+    Raises:
+        FloatingPointError: naming the update and up to three offending tensors.
+    """
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point()
+           and not p.isfinite().all()]  # fmt: skip
+    if bad:
+        raise FloatingPointError(
+            f"non-finite weights after update {step} ({', '.join(bad[:3])}); the last good "
+            f"checkpoint {path} is kept (lower the learning rate?)"
+        )

@@ -122,22 +122,9 @@ def _run_expert_eval(args: argparse.Namespace) -> None:
         f"trained on start {config.start_level}, count {config.num_levels or 'all'}"
     )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "game": result.game,
-                    "episodes": len(result.returns),
-                    "mean": result.mean,
-                    "ci95": result.ci95,
-                    "normalized": result.normalized,
-                    "normalized_ci95": result.normalized_ci95,
-                    "returns": result.returns.tolist(),
-                    "start_level": result.start_level,
-                    "num_levels": result.num_levels,
-                },
-                indent=2,
-            )
-        )
+        from lapo.stages.evaluate import result_dict
+
+        args.json.write_text(json.dumps(result_dict(result), indent=2))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -35,7 +35,7 @@ from lapo.checkpoint import (
 from lapo.config import BCConfig
 from lapo.data import DatasetError, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.runtime import GracefulStop, RunLogger, check_resume_config
+from lapo.runtime import GracefulStop, RunLogger, check_finite_weights, check_resume_config
 from lapo.stages.lam import load_lam, manifest_digest, weights_digest
 from lapo.stages.policy_io import CHECKPOINT, build_latent_policy
 
@@ -135,12 +135,7 @@ def evaluate_bc(
 
 
 def _save(path: Path, policy, optimizer, config: BCConfig, step: int, info: dict, metrics: dict):
-    bad = [n for n, p in policy.state_dict().items() if not torch.isfinite(p).all()]
-    if bad:  # never overwrite the last good checkpoint with a broken model
-        raise FloatingPointError(
-            f"non-finite weights after update {step} ({', '.join(bad[:3])}); the last good "
-            f"checkpoint {path} is kept (lower the learning rate?)"
-        )
+    check_finite_weights(policy, step, path)  # never overwrite the last good checkpoint
     tensors, rng_meta = rng_state()
     meta = {
         "kind": "latent-policy",

@@ -33,7 +33,7 @@ from lapo.checkpoint import (
 from lapo.config import LAMConfig
 from lapo.data import LapoDataset, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.runtime import GracefulStop, RunLogger, check_resume_config
+from lapo.runtime import GracefulStop, RunLogger, check_finite_weights, check_resume_config
 
 CHECKPOINT = "checkpoint"
 
@@ -102,13 +102,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 def _save(
     path: Path, model, optimizer, config: LAMConfig, step: int, dataset: LapoDataset, metrics: dict
 ) -> None:
-    bad = [n for n, p in model.state_dict().items() if p.is_floating_point()
-           and not torch.isfinite(p).all()]  # fmt: skip
-    if bad:  # never overwrite the last good checkpoint with a broken model
-        raise FloatingPointError(
-            f"non-finite weights after update {step} ({', '.join(bad[:3])}); the last good "
-            f"checkpoint {path} is kept (lower the learning rate?)"
-        )
+    check_finite_weights(model, step, path)  # never overwrite the last good checkpoint
     tensors, rng_meta = rng_state()
     meta = {
         "kind": "latent-action-model",
