@@ -16,7 +16,7 @@ from matplotlib.image import imread
 
 from lapo.config import LAM_PRESETS, LAMConfig
 from lapo.envs import ACTION_MEANINGS, NOOP_ACTION
-from lapo.eval import plots
+from lapo.eval import plots, return_plots
 from lapo.eval.fdm_samples import fdm_predictions, format_code, most_used_codes
 from lapo.models.lam import LatentActionModel
 
@@ -205,29 +205,29 @@ def test_returns(tmp_path) -> None:
         {"name": "LAPO decoded", "mean": 20.0, "ci95": 2.0, "normalized": 0.54,
          "normalized_ci95": float("nan")},
     ]  # fmt: skip
-    assert_png(plots.plot_returns(rows, tmp_path / "r.png"), min_coloured=0.02)
+    assert_png(return_plots.plot_returns(rows, tmp_path / "r.png"), min_coloured=0.02)
     raw = [{"name": "a", "mean": 3.0, "ci95": 0.0, "normalized": None}, {"name": "b", "mean": 1.0}]
-    assert_png(plots.plot_returns(raw, tmp_path / "raw.png"))
+    assert_png(return_plots.plot_returns(raw, tmp_path / "raw.png"))
     zero = [{"name": "a", "mean": 0.0, "ci95": None}]
-    assert_png(plots.plot_returns(zero, tmp_path / "zero.png"))
+    assert_png(return_plots.plot_returns(zero, tmp_path / "zero.png"))
     with pytest.raises(ValueError, match="at least one row"):
-        plots.plot_returns([], tmp_path / "x.png")
+        return_plots.plot_returns([], tmp_path / "x.png")
     with pytest.raises(ValueError, match="'name' and 'mean'"):
-        plots.plot_returns([{"name": "a"}], tmp_path / "x.png")
+        return_plots.plot_returns([{"name": "a"}], tmp_path / "x.png")
 
 
 def test_label_sweep(tmp_path) -> None:
     labels = [256, 16, 64, 1024]
     mean = [0.4, 0.05, np.nan, 0.5]
     ci = [0.05, np.nan, 0.1, 0.04]
-    assert_png(plots.plot_label_sweep(labels, mean, ci, tmp_path / "s.png"))
-    path = plots.plot_label_sweep([32], [0.1], [0.02], tmp_path / "n.png", None, None)
+    assert_png(return_plots.plot_label_sweep(labels, mean, ci, tmp_path / "s.png"))
+    path = return_plots.plot_label_sweep([32], [0.1], [0.02], tmp_path / "n.png", None, None)
     assert_png(path)
     with pytest.raises(ValueError, match="one shape"):
-        plots.plot_label_sweep(labels, mean[:3], ci, tmp_path / "x.png")
+        return_plots.plot_label_sweep(labels, mean[:3], ci, tmp_path / "x.png")
     with pytest.raises(ValueError, match="> 0"):
-        plots.plot_label_sweep([0, 16], [0.1, 0.2], [0.0, 0.0], tmp_path / "x.png")
-    assert plots.PAPER_LABEL_CURVE[256] == 0.50 and plots.PAPER_PPO_4M == 0.44
+        return_plots.plot_label_sweep([0, 16], [0.1, 0.2], [0.0, 0.0], tmp_path / "x.png")
+    assert return_plots.PAPER_LABEL_CURVE[256] == 0.50 and return_plots.PAPER_PPO_4M == 0.44
 
 
 def test_online_curves(tmp_path) -> None:
@@ -235,17 +235,21 @@ def test_online_curves(tmp_path) -> None:
     lapo = [(steps, 1 - np.exp(-steps / 5e5) + 0.05 * s) for s in range(3)]
     ppo = [(steps[: 41 - 5 * s], np.sqrt(steps[: 41 - 5 * s] / 4e6) * 0.44) for s in range(3)]
     curves = {"LAPO fine-tuned": lapo, "PPO from scratch": ppo}
-    assert_png(plots.plot_online_curves(curves, tmp_path / "o.png"))
-    assert_png(plots.plot_online_curves({"one seed": lapo[:1]}, tmp_path / "1.png"))
-    grid, mean, std = plots._mean_band([([0, 2], [0.0, 2.0]), ([0, 1, 3], [1.0, 1.0, 1.0])], "x")
+    assert_png(return_plots.plot_online_curves(curves, tmp_path / "o.png"))
+    assert_png(return_plots.plot_online_curves({"one seed": lapo[:1]}, tmp_path / "1.png"))
+    grid, mean, std = return_plots._mean_band(
+        [([0, 2], [0.0, 2.0]), ([0, 1, 3], [1.0, 1.0, 1.0])], "x"
+    )
     np.testing.assert_allclose(grid, [0, 1, 2])
     np.testing.assert_allclose(mean, [0.5, 1.0, 1.5])
     with pytest.raises(ValueError, match="do not overlap"):
-        plots.plot_online_curves({"a": [([0, 1], [0, 1]), ([2, 3], [0, 1])]}, tmp_path / "x.png")
+        return_plots.plot_online_curves(
+            {"a": [([0, 1], [0, 1]), ([2, 3], [0, 1])]}, tmp_path / "x.png"
+        )
     with pytest.raises(ValueError, match="at least one seed"):
-        plots.plot_online_curves({"a": []}, tmp_path / "x.png")
+        return_plots.plot_online_curves({"a": []}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="equal length"):
-        plots.plot_online_curves({"a": [([0, 1], [0])]}, tmp_path / "x.png")
+        return_plots.plot_online_curves({"a": [([0, 1], [0])]}, tmp_path / "x.png")
 
 
 # --- FDM samples -------------------------------------------------------------------------------

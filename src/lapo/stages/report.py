@@ -81,7 +81,7 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
 
     ``config`` is the ``RunConfig`` of the run; ``run_dir`` holds the stage folders.
     """
-    from lapo.eval import plots
+    from lapo.eval import plots, return_plots
     from lapo.eval.report import Report
 
     run_dir, report_dir = Path(run_dir), Path(report_dir)
@@ -245,7 +245,7 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
         ],
     )
     rep.figure(
-        plots.plot_returns(rows, figures / "returns.png", title=f"{game}: returns"),
+        return_plots.plot_returns(rows, figures / "returns.png", title=f"{game}: returns"),
         "Mean return with 95% confidence intervals.",
     )
     _optional_sections(rep, run_dir, figures, metrics)
@@ -257,7 +257,7 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
 
 def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None:
     """Label sweep and online fine-tuning, when those stages ran."""
-    from lapo.eval import plots
+    from lapo.eval import return_plots
 
     sweep_file = run_dir / "sweep" / "label_sweep.json"
     if sweep_file.exists():
@@ -267,7 +267,7 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
         metrics["sweep"] = table
         rep.heading("Label sweep")
         rep.figure(
-            plots.plot_label_sweep(
+            return_plots.plot_label_sweep(
                 [r["labels"] for r in table],
                 [r["normalized"] for r in table],
                 [1.96 * r["normalized_sem"] for r in table],
@@ -285,7 +285,7 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
             for name, runs in online["curves"].items()
         }
         rep.figure(
-            plots.plot_online_curves(curves, figures / "online.png"),
+            return_plots.plot_online_curves(curves, figures / "online.png"),
             "Normalized return against environment steps (mean and spread over seeds).",
         )
         rep.table(
