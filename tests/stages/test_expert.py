@@ -146,3 +146,24 @@ def test_checkpoint_into_other_architecture_names_keys(tmp_path: Path) -> None:
 def test_smoke_run_with_evaluation(tmp_path: Path) -> None:
     metrics = train_expert(_smoke(), tmp_path / "run", progress=False)
     assert "return/eval_mean" in metrics and np.isfinite(metrics["return/eval_normalized"])
+
+
+def test_export_writes_a_loadable_weights_only_expert(tmp_path: Path) -> None:
+    from lapo.checkpoint import read_meta
+    from lapo.stages.expert import export_expert, load_expert
+
+    config = dataclasses.replace(PPOConfig(env="bigfish", **PPO_PRESETS["smoke"]), eval_every=0)
+    train_expert(config, tmp_path / "run", progress=False, env=ColorEnv(config.num_envs))
+    out = export_expert(tmp_path / "run", tmp_path / "shipped", {"mean": 1.5})
+    net, loaded = load_expert(out)
+    original, _ = load_expert(tmp_path / "run")
+    assert loaded == config
+    for a, b in zip(net.state_dict().values(), original.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    meta = read_meta(out / "checkpoint")
+    assert meta["evaluation"] == {"mean": 1.5} and "normalizer" not in meta
+    full = sum(p.stat().st_size for p in (tmp_path / "run").glob("checkpoint.*.safetensors"))
+    slim = sum(p.stat().st_size for p in out.glob("checkpoint.*.safetensors"))
+    assert slim < full / 2  # no optimizer or environment state
+    with pytest.raises(FileExistsError):
+        export_expert(tmp_path / "run", out)

@@ -82,6 +82,19 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=1, help="evaluation seed")
     ev.add_argument("--json", type=Path, help="also write the result to this JSON file")
     ev.set_defaults(func=_run_expert_eval)
+    exp = ex_sub.add_parser(
+        "export",
+        help="write a weights-only copy of an expert, with its held-out evaluation",
+        description="Evaluate an expert on held-out levels and write a weights-only checkpoint "
+        "(no optimizer or environment state) that records the evaluation: the form in which "
+        "experts are shipped in lapo/experts/GAME/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    exp.add_argument("checkpoint", type=Path, metavar="RUN", help="expert run directory")
+    exp.add_argument("--out", type=Path, required=True, help="output directory")
+    exp.add_argument("--episodes", type=int, default=200, help="evaluation episodes (0: none)")
+    exp.add_argument("--seed", type=int, default=1, help="evaluation seed")
+    exp.set_defaults(func=_run_expert_export)
 
 
 def _run_expert_train(args: argparse.Namespace) -> None:
@@ -125,6 +138,21 @@ def _run_expert_eval(args: argparse.Namespace) -> None:
         from lapo.stages.evaluate import result_dict
 
         args.json.write_text(json.dumps(result_dict(result), indent=2))
+
+
+def _run_expert_export(args: argparse.Namespace) -> None:
+    from lapo.stages.evaluate import result_dict
+    from lapo.stages.expert import evaluate_expert, export_expert, load_expert
+
+    evaluation = None
+    if args.episodes > 0:
+        net, config = load_expert(args.checkpoint)
+        result = evaluate_expert(net, config, args.episodes, seed=args.seed)
+        print(result.summary())
+        evaluation = {k: v for k, v in result_dict(result).items() if k != "returns"}
+        evaluation["seed"] = args.seed
+    out = export_expert(args.checkpoint, args.out, evaluation)
+    print(f"wrote {out}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lapo.checkpoint import load_checkpoint, read_meta
+from lapo.checkpoint import checkpoint_exists, load_checkpoint, read_meta, save_checkpoint
 from lapo.config import PPOConfig
 from lapo.envs import NUM_ACTIONS, ProcgenVecEnv
 from lapo.eval.rollouts import evaluate_policy
@@ -164,3 +164,30 @@ class ExpertPolicy:
         with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             logits, _ = self.net(torch.from_numpy(obs).to(self.device))
         return sample_actions(logits, self.generator)[0].cpu().numpy()
+
+
+def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = None) -> Path:
+    """Write a weights-only copy of an expert (for shipping in ``lapo/experts/<game>/``).
+
+    The copy keeps kind ``ppo-expert``, the config, the training step count and metrics, and
+    ``evaluation`` (e.g. ``lapo.stages.evaluate.result_dict`` of a held-out evaluation); it drops
+    the optimizer, sampling and environment state, so it loads with ``load_expert`` but cannot be
+    resumed.
+
+    Raises:
+        FileExistsError: ``out`` already holds a checkpoint.
+        lapo.checkpoint.CheckpointError: ``run`` is not a PPO expert.
+    """
+    out = Path(out)
+    if checkpoint_exists(out / CHECKPOINT):
+        raise FileExistsError(f"{out} already holds a checkpoint; remove it first")
+    net, config = load_expert(run)
+    src = Path(run) / CHECKPOINT if Path(run).is_dir() else Path(run).with_suffix("")
+    meta = read_meta(src)
+    keep = {k: meta[k] for k in ("config", "update", "env_steps", "metrics") if k in meta}
+    save_checkpoint(
+        out / CHECKPOINT,
+        modules={"policy": net},
+        meta={"kind": "ppo-expert", **keep, "evaluation": evaluation},
+    )
+    return out
