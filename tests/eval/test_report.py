@@ -99,3 +99,17 @@ def test_report_rejects_bad_input(tmp_path) -> None:
         report.table([], [])
     with pytest.raises(ValueError, match="level"):
         report.heading("x", level=1)
+
+
+def test_report_folds_a_collapsed_code_block(tmp_path) -> None:
+    report = Report("r").code("shown <a>").code('{"lr": 1e-3} <b>', collapsed="all <settings>")
+    md_path, html_path = report.write(tmp_path)
+    page, md = html_path.read_text(), md_path.read_text()
+    assert "<pre><code>shown &lt;a&gt;</code></pre>" in page
+    assert page.count("<details>") == 1
+    assert (
+        "<details><summary>all &lt;settings&gt;</summary><pre><code>{&quot;lr&quot;: 1e-3} "
+        "&lt;b&gt;</code></pre></details>" in page
+    )
+    assert "<details><summary>all &lt;settings&gt;</summary>\n\n```\n{\"lr\": 1e-3} <b>\n```" in md
+    assert md.count("</details>") == 1

@@ -38,6 +38,8 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 90%; margin-top: .4em; }
 nav { background: #f8f8f8; padding: .5em 1.2em; border-radius: 4px; font-size: 92%; }
 nav ul { margin: .3em 0; }
+details { margin: 1em 0; }
+summary { cursor: pointer; color: #0550ae; }
 """
 
 
@@ -155,9 +157,14 @@ class Report:
         self._blocks.append(_Block("paragraph", (text,)))
         return self
 
-    def code(self, text: str) -> Report:
-        """A preformatted block (configuration dumps, command lines)."""
-        self._blocks.append(_Block("code", (text,)))
+    def code(self, text: str, collapsed: str | None = None) -> Report:
+        """A preformatted block (configuration dumps, command lines).
+
+        Args:
+            collapsed: if given, the block is folded behind this one-line summary (an HTML
+                ``<details>`` element, which GitHub's markdown renders too).
+        """
+        self._blocks.append(_Block("code", (text, collapsed)))
         return self
 
     def table(
@@ -240,8 +247,13 @@ class Report:
             elif block.kind == "paragraph":
                 lines += [_md_text(block.data[0].strip()), ""]
             elif block.kind == "code":
-                fence = _md_fence(block.data[0])
-                lines += [fence, block.data[0].rstrip("\n"), fence, ""]
+                text, collapsed = block.data
+                fence = _md_fence(text)
+                code = [fence, text.rstrip("\n"), fence, ""]
+                if collapsed:
+                    summary = html.escape(collapsed)
+                    code = [f"<details><summary>{summary}</summary>", "", *code, "</details>", ""]
+                lines += code
             elif block.kind == "table":
                 head, body = block.data
                 lines += [_md_row(head), "|" + "---|" * len(head), *map(_md_row, body), ""]
@@ -266,7 +278,11 @@ class Report:
             elif block.kind == "paragraph":
                 body.append(_paragraph_html(block.data[0]))
             elif block.kind == "code":
-                body.append(f"<pre><code>{html.escape(block.data[0].rstrip())}</code></pre>")
+                text, collapsed = block.data
+                pre = f"<pre><code>{html.escape(text.rstrip())}</code></pre>"
+                if collapsed:
+                    pre = f"<details><summary>{_inline_html(collapsed)}</summary>{pre}</details>"
+                body.append(pre)
             elif block.kind == "table":
                 body.append(_table_html(*block.data))
             elif block.kind == "figure":
