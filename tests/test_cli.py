@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,17 @@ def test_every_option_of_every_subcommand_has_help() -> None:
             if action.dest in ("help",) or action.option_strings == []:
                 continue
             assert action.help, f"lapo {' '.join(name)} {action.option_strings} has no help"
-        assert parser.format_help()
+        text = " ".join(parser.format_help().split())
+        # real defaults are shown once; no "(default: None)" noise, no doubled defaults
+        assert "(default: None)" not in text and "(default: [])" not in text, name
+        assert not re.search(r"default[^()]*\) \(default:", text), name
+
+
+def test_help_shows_real_defaults() -> None:
+    found = dict(_subcommand_parsers(build_parser()))
+    text = " ".join(found[("expert", "train")].format_help().split())
+    assert "(default: cpu)" in text  # --preset
+    assert "environment steps to train for (default: preset) --preset" in text
 
 
 def test_help_runs_as_console_command() -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lapo.cli.help import HelpFormatter
 from lapo.envs.games import DISTRIBUTION_MODES, GAMES
 
 IMPORT_FORMATS = ("auto", "video", "arrays", "lapo-release")
@@ -17,7 +18,7 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
         help="record a Procgen game with a policy into a dataset",
         description="Record frames, true actions, rewards and done flags of a Procgen game "
         "played by a policy, with vectorized environments, into a new lapo dataset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--env",
@@ -73,7 +74,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         ".npz arrays (key 'frames' (N,H,W,C) uint8, optional 'actions', 'episode_starts', "
         "'rewards', 'dones'); (c) the original LAPO release's .npz chunks (keys obs, ta, done, "
         "rewards, ep_returns, values).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     imp.add_argument(
         "sources",

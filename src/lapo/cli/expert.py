@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lapo.cli.help import HelpFormatter
 from lapo.envs.games import GAMES
 
 
@@ -24,7 +25,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
         description="Train a PPO expert (Cobbe et al. 2020 settings) with periodic evaluation on "
         "held-out levels, TensorBoard and jsonl logs and atomic checkpoints. Rerun with --resume "
         "to continue exactly where a run stopped (Ctrl-C/SIGTERM save a checkpoint first).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     tr.add_argument(
         "--env",
@@ -67,7 +68,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
         help="evaluate an expert checkpoint",
         description="Roll out an expert on held-out levels; print mean return with a 95%% CI "
         "and the normalized return.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ev.add_argument(
         "checkpoint", type=Path, metavar="CHECKPOINT", help="run directory or checkpoint path"
@@ -88,7 +89,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
         description="Evaluate an expert on held-out levels and write a weights-only checkpoint "
         "(no optimizer or environment state) that records the evaluation: the form in which "
         "experts are shipped in lapo/experts/GAME/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     exp.add_argument("checkpoint", type=Path, metavar="RUN", help="expert run directory")
     exp.add_argument("--out", type=Path, required=True, help="output directory")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lapo.cli.help import HelpFormatter
+
 
 def _add_train_lam(sub: argparse._SubParsersAction) -> None:
     from lapo.config import LAM_PRESETS
@@ -17,7 +19,7 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
         "FDM predicts o_(t+1) from o_(t-k)..o_t and the quantized latent. No true actions are "
         "used; when the data has them, held-out probe accuracy is reported at the end. Runs "
         "under torchrun (DDP) unchanged.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--data", required=True, type=Path, help="dataset directory")
     p.add_argument(

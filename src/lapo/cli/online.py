@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lapo.cli.help import HelpFormatter
 from lapo.envs.games import GAMES
 
 
@@ -51,7 +52,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         "the fully connected layer and the heads with PPO (learning rate 0.01). Logs normalized "
         "return against environment steps and evaluates on held-out levels. Rerun with --resume "
         "to continue exactly where a run stopped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--policy", required=True, type=Path, metavar="CKPT",
@@ -82,7 +83,7 @@ def _add_ppo(sub: argparse._SubParsersAction) -> None:
         help="PPO from scratch on the fine-tuning network (the baseline; resumable)",
         description="PPO from scratch with the network and budget of lapo finetune, every layer "
         "trained at learning rate 5e-4 (the paper's baseline, section 6.1 and Figure 3).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     _common(p)
     p.add_argument("--out", type=Path, help="run directory (default: runs/ppo-GAME)")

@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from lapo.cli.help import HelpFormatter
 from lapo.envs.games import GAMES
 
-FORMAT = argparse.ArgumentDefaultsHelpFormatter
+FORMAT = HelpFormatter
 
 
 def _add_train_bc(sub: argparse._SubParsersAction) -> None:

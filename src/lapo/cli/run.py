@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lapo.cli.help import HelpFormatter
 from lapo.envs.games import GAMES
 
 REDO_STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
@@ -19,7 +20,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "latent policy and the offline decoder, evaluate expert / random / label-only BC / "
         "LAPO in the game and write report.md + report.html. Rerun the same command to resume "
         "after an interruption; finished stages are skipped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--env",
