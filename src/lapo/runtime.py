@@ -103,3 +103,42 @@ def check_finite_weights(model: Any, step: int, path: Path) -> None:
             f"non-finite weights after update {step} ({', '.join(bad[:3])}); the last good "
             f"checkpoint {path} is kept (lower the learning rate?)"
         )
+
+
+def save_training_checkpoint(
+    path: Path,
+    *,
+    kind: str,
+    model: Any,
+    module_name: str,
+    optimizer: Any,
+    config: Any,
+    step: int,
+    metrics: dict,
+    info: dict,
+) -> None:
+    """Atomically checkpoint a supervised training stage (stage 1, stage 2) for exact resume.
+
+    Saves ``model`` under ``module_name``, the optimizer, the RNG states and metadata ``{kind,
+    config (the dataclass as a dict), step (updates), rng, metrics, **info}``.
+
+    Raises:
+        FloatingPointError: non-finite weights (nothing is written; the last good checkpoint
+            stays).
+    """
+    from lapo.checkpoint import rng_state, save_checkpoint
+
+    check_finite_weights(model, step, path)  # never overwrite the last good checkpoint
+    tensors, rng_meta = rng_state()
+    meta = {
+        "kind": kind,
+        "config": dataclasses.asdict(config),
+        "step": step,
+        "rng": rng_meta,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        **info,
+    }
+    save_checkpoint(
+        path, modules={module_name: model}, optimizers={"optimizer": optimizer}, tensors=tensors,
+        meta=meta,
+    )  # fmt: skip

@@ -14,7 +14,6 @@ resumed run ends with bitwise the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -28,14 +27,12 @@ from lapo.checkpoint import (
     checkpoint_exists,
     load_checkpoint,
     read_meta,
-    rng_state,
-    save_checkpoint,
     set_rng_state,
 )
 from lapo.config import BCConfig
 from lapo.data import DatasetError, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.runtime import GracefulStop, RunLogger, check_finite_weights, check_resume_config
+from lapo.runtime import GracefulStop, RunLogger, check_resume_config, save_training_checkpoint
 from lapo.stages.lam import load_lam, manifest_digest, weights_digest
 from lapo.stages.policy_io import CHECKPOINT, build_latent_policy
 
@@ -135,23 +132,10 @@ def evaluate_bc(
 
 
 def _save(path: Path, policy, optimizer, config: BCConfig, step: int, info: dict, metrics: dict):
-    check_finite_weights(policy, step, path)  # never overwrite the last good checkpoint
-    tensors, rng_meta = rng_state()
-    meta = {
-        "kind": "latent-policy",
-        "config": dataclasses.asdict(config),
-        "step": step,
-        "rng": rng_meta,
-        "metrics": {k: float(v) for k, v in metrics.items()},
-        **info,
-    }
-    save_checkpoint(
-        path,
-        modules={"policy": policy},
-        optimizers={"optimizer": optimizer},
-        tensors=tensors,
-        meta=meta,
-    )
+    save_training_checkpoint(
+        path, kind="latent-policy", model=policy, module_name="policy", optimizer=optimizer,
+        config=config, step=step, metrics=metrics, info=info,
+    )  # fmt: skip
 
 
 def train_bc(

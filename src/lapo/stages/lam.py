@@ -10,7 +10,6 @@ ends with bitwise the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -26,14 +25,12 @@ from lapo.checkpoint import (
     checkpoint_exists,
     load_checkpoint,
     read_meta,
-    rng_state,
-    save_checkpoint,
     set_rng_state,
 )
 from lapo.config import LAMConfig
 from lapo.data import LapoDataset, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.runtime import GracefulStop, RunLogger, check_finite_weights, check_resume_config
+from lapo.runtime import GracefulStop, RunLogger, check_resume_config, save_training_checkpoint
 
 CHECKPOINT = "checkpoint"
 
@@ -102,25 +99,15 @@ def weights_digest(model: torch.nn.Module) -> str:
 def _save(
     path: Path, model, optimizer, config: LAMConfig, step: int, dataset: LapoDataset, metrics: dict
 ) -> None:
-    check_finite_weights(model, step, path)  # never overwrite the last good checkpoint
-    tensors, rng_meta = rng_state()
-    meta = {
-        "kind": "latent-action-model",
-        "config": dataclasses.asdict(config),
-        "step": step,
+    info = {
         "frame_shape": list(dataset.frame_shape),
         "data": str(dataset.path),
         "data_manifest_sha256": manifest_digest(dataset),
-        "rng": rng_meta,
-        "metrics": {k: float(v) for k, v in metrics.items()},
     }
-    save_checkpoint(
-        path,
-        modules={"lam": model},
-        optimizers={"optimizer": optimizer},
-        tensors=tensors,
-        meta=meta,
-    )
+    save_training_checkpoint(
+        path, kind="latent-action-model", model=model, module_name="lam", optimizer=optimizer,
+        config=config, step=step, metrics=metrics, info=info,
+    )  # fmt: skip
 
 
 def manifest_digest(dataset: LapoDataset) -> str:
