@@ -106,3 +106,16 @@ def test_collect_bad_game_is_refused_by_parser(capsys) -> None:
         main(["collect", "--env", "mario", "--frames", "10", "--out", "x"])
     assert exc.value.code == 2
     assert "invalid choice: 'mario'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["run"], ["decode-offline", "--policy", "p", "--lam", "l",
+                                              "--data", "d"]])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "message"), [("16,x", "comma-separated integers"), ("16,1", ">= 2")]
+)
+def test_bad_sweep_is_a_usage_error_before_any_work(command, value, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--sweep", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--sweep" in err and message in err

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.help import HelpFormatter
+from lapo.cli.common import HelpFormatter
 from lapo.envs.games import DISTRIBUTION_MODES, GAMES
 
 IMPORT_FORMATS = ("auto", "video", "arrays", "lapo-release")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lapo.cli.help import HelpFormatter
+from lapo.cli.common import HelpFormatter
 from lapo.envs.games import GAMES
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.help import HelpFormatter
+from lapo.cli.common import HelpFormatter, label_counts
 from lapo.envs.games import GAMES
 
 FORMAT = HelpFormatter
@@ -101,7 +101,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the label-only BC baseline")
     p.add_argument(
         "--sweep",
-        type=str,
+        type=label_counts,
         metavar="N,N,...",
         help="label counts for the sweep, e.g. 16,32,64,128,256,512,1024",
     )
@@ -116,12 +116,7 @@ def _run_decode(args: argparse.Namespace) -> None:
     if args.sweep:
         from lapo.stages.evaluate import label_sweep, sweep_table
 
-        try:
-            labels = tuple(int(n) for n in args.sweep.split(","))
-        except ValueError:
-            raise ValueError(
-                f"--sweep expects comma-separated integers, got {args.sweep!r}"
-            ) from None
+        labels = args.sweep
         args.out.mkdir(parents=True, exist_ok=True)
         rows = label_sweep(
             args.policy,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lapo.cli.help import HelpFormatter
+from lapo.cli.common import HelpFormatter, label_counts
 from lapo.envs.games import GAMES
 
 REDO_STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
@@ -36,7 +36,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="frames to record (default: preset)")
     p.add_argument("--labels", type=int, help="labelled transitions for decoding (256)")
     p.add_argument("--eval-episodes", type=int, help="episodes per evaluated policy (100)")
-    p.add_argument("--sweep", type=str, metavar="N,N,...", help="also run a label sweep")
+    p.add_argument("--sweep", type=label_counts, metavar="N,N,...", help="also run a label sweep")
     p.add_argument(
         "--online",
         action=argparse.BooleanOptionalAction,
@@ -82,19 +82,11 @@ def _run(args: argparse.Namespace) -> None:
 
     preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
     env = args.env or default_env()
-    sweep = None
-    if args.sweep:
-        try:
-            sweep = tuple(int(n) for n in args.sweep.split(","))
-        except ValueError:
-            raise ValueError(
-                f"--sweep expects comma-separated integers, got {args.sweep!r}"
-            ) from None
     given = {
         "frames": args.frames,
         "labels": args.labels,
         "eval_episodes": args.eval_episodes,
-        "sweep": sweep,
+        "sweep": args.sweep,
         "online": args.online,
         "online_steps": args.online_steps,
         "online_seeds": args.online_seeds,
