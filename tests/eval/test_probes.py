@@ -65,3 +65,35 @@ def test_probe_is_seeded_and_leaves_global_rng_alone() -> None:
     first = probe_accuracy(x, y, 3, steps=50)
     assert torch.equal(torch.rand(1), expected_next)  # caller's RNG stream untouched
     assert probe_accuracy(x, y, 3, steps=50) == first
+
+
+def test_mlp_probe_does_not_memorize_below_the_majority_class() -> None:
+    # 128-dim latents that carry a weak signal, imbalanced actions: an MLP fitted to convergence
+    # memorizes its half and tests below "always the majority action"; early stopping must not
+    rng = np.random.default_rng(4)
+    actions = rng.choice(6, size=3000, p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.1])
+    latents = rng.normal(size=(3000, 128))
+    latents[:, 0] += 0.5 * (actions == 1)
+    result = probe_accuracy(latents, actions, 6)
+    assert result.mlp_accuracy >= result.majority_accuracy - 0.02
+    assert result.linear_accuracy >= result.majority_accuracy - 0.02
+
+
+def test_fit_classifier_keeps_the_best_validation_weights() -> None:
+    import torch
+
+    from lapo.eval.probes import fit_classifier
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))  # labels are noise: val loss rises
+    xv, yv = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    info = fit_classifier(
+        net, x, y, xv, yv, lr=1e-2, batch_size=64, updates=2000, eval_every=5, patience=5,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert info["updates"] < 2000  # stopped early
+    assert info["best_update"] <= info["updates"] - 5 * 5
+    with torch.no_grad():
+        val = float(torch.nn.functional.cross_entropy(net(xv), yv))
+    assert val == pytest.approx(info["validation_loss"], rel=1e-6)  # the best weights are kept

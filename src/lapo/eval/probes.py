@@ -11,6 +11,7 @@ evaluation protocol; a library classifier would add a dependency for ~20 lines.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,34 +30,90 @@ class ProbeResult:
     num_test: int
 
 
-def _fit_classifier(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    steps: int,
+def fit_classifier(
+    net: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    val_inputs: torch.Tensor,
+    val_targets: torch.Tensor,
+    *,
     lr: float,
-    weight_decay: float,
-) -> nn.Module:
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    batch_size: int,
+    updates: int,
+    eval_every: int,
+    patience: int,
+    generator: torch.Generator,
+    weight_decay: float = 0.0,
+) -> dict:
+    """Adam on cross-entropy with early stopping: ends with the weights of the best validation
+    loss. Hand-written because it is the probe and decoder protocol (a few lines of torch).
+
+    Args:
+        net: ``(N, ...) -> (N, num_classes)`` logits; trained in place, left in eval mode.
+        inputs, targets: training inputs and ``(N,) int64`` classes; minibatches of
+            ``batch_size`` drawn with replacement by ``generator`` (``>= N``: full batch).
+        val_inputs, val_targets: validation set for early stopping (never trained on).
+        updates: maximum optimizer steps; every ``eval_every`` steps the validation loss is
+            computed; after ``patience`` evaluations without improvement training stops.
+
+    Returns:
+        ``{validation_loss, validation_accuracy, best_update, updates}`` of the kept weights.
+    """
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+    since_best, update = 0, 0
+    full_batch = batch_size >= len(inputs)
     with torch.enable_grad():  # callers may be inside no_grad
-        for _ in range(steps):
-            loss = nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad()
+        for update in range(1, updates + 1):
+            if full_batch:
+                x, y = inputs, targets
+            else:
+                idx = torch.randint(len(inputs), (batch_size,), generator=generator)
+                x, y = inputs[idx], targets[idx]
+            loss = nn.functional.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return model
+            if update % eval_every and update != updates:
+                continue
+            with torch.no_grad():
+                net.eval()
+                val = float(nn.functional.cross_entropy(net(val_inputs), val_targets))
+                net.train()
+            if val < best[0]:
+                best, since_best = (val, copy.deepcopy(net.state_dict()), update), 0
+            else:
+                since_best += 1
+                if since_best >= patience:
+                    break
+    net.load_state_dict(best[1])
+    net.eval()
+    with torch.no_grad():
+        accuracy = float((net(val_inputs).argmax(-1) == val_targets).float().mean())
+    return {
+        "validation_loss": best[0],
+        "validation_accuracy": accuracy,
+        "best_update": best[2],
+        "updates": update,
+    }
 
 
 def probe_accuracy(
-    latents: np.ndarray, actions: np.ndarray, num_actions: int, *, seed: int = 0, steps: int = 500
+    latents: np.ndarray, actions: np.ndarray, num_actions: int, *, seed: int = 0, steps: int = 2000
 ) -> ProbeResult:
     """Train linear and MLP (128, 128) probes latent -> true action; test on a held-out half.
+
+    Each probe trains full-batch on 80% of the training half and stops early on the other 20%
+    (validation loss every 5 steps, patience 20), starting from the class prior (last layer's
+    weights zero, its bias the log frequencies), with Adam at 3e-3 and L2 weight 1e-2. Without
+    this the MLP memorizes a few thousand samples and tests below the majority class (coinrun
+    latents: MLP 0.22 against a majority of 0.26 before; 0.30 with early stopping).
 
     Args:
         latents: ``(N, D) float`` latent actions (pre- or post-quantization).
         actions: ``(N,) int`` true actions in ``[0, num_actions)``.
         seed: split and initialization seed.
-        steps: full-batch Adam steps per probe.
+        steps: maximum full-batch Adam steps per probe.
 
     Raises:
         ValueError: fewer than 4 samples, or mismatched lengths.
@@ -71,6 +128,9 @@ def probe_accuracy(
     perm = np.random.default_rng(seed).permutation(len(latents))
     half = len(perm) // 2
     train, test = perm[:half], perm[half:]
+    fit, val = train[: max(1, int(0.8 * half))], train[max(1, int(0.8 * half)) :]
+    if len(val) == 0:  # tiny inputs: validate on the training samples
+        val = fit
     mean, std = latents[train].mean(0), latents[train].std(0) + 1e-6
     x = torch.from_numpy((latents - mean) / std)
     y = torch.from_numpy(actions)
@@ -81,8 +141,17 @@ def probe_accuracy(
         probes = (nn.Linear(dim, num_actions),
                   nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                                 nn.Linear(128, num_actions)))  # fmt: skip
+        prior = torch.bincount(y[fit], minlength=num_actions).double() / len(fit)
         for model in probes:
-            _fit_classifier(model, x[train], y[train], steps, 1e-2 if dim < 1024 else 3e-3, 1e-4)
+            last = model if isinstance(model, nn.Linear) else model[-1]
+            with torch.no_grad():  # start at the prior: early stopping can only improve on it
+                last.weight.zero_()
+                last.bias.copy_(torch.log(prior.clamp_min(1e-4)).float())
+            fit_classifier(
+                model, x[fit], y[fit], x[val], y[val], lr=3e-3, batch_size=len(fit),
+                updates=steps, eval_every=5, patience=20,
+                generator=torch.Generator().manual_seed(seed), weight_decay=1e-2,
+            )  # fmt: skip
             with torch.no_grad():
                 predicted = model(x[test]).argmax(1)
             results.append(float((predicted == y[test]).float().mean()))

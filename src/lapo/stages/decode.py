@@ -11,7 +11,6 @@ Both keep the weights with the lowest validation loss (a held-out part of the N 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.eval.probes import fit_classifier
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
 from lapo.stages.bc import label_windows
 from lapo.stages.lam import load_lam
@@ -88,56 +87,6 @@ class WindowSubset:
         return self.index.read(self.windows[positions])
 
 
-def _fit(
-    net: nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    val_inputs: torch.Tensor,
-    val_targets: torch.Tensor,
-    *,
-    lr: float,
-    batch_size: int,
-    updates: int,
-    eval_every: int,
-    patience: int,
-    generator: torch.Generator,
-) -> dict:
-    """Adam on cross-entropy; keep the weights of the best validation loss (early stopping).
-
-    ``patience`` counts evaluations without improvement. Returns training facts.
-    """
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
-    since_best = 0
-    for update in range(1, updates + 1):
-        idx = torch.randint(len(inputs), (min(batch_size, len(inputs)),), generator=generator)
-        loss = F.cross_entropy(net(inputs[idx]), targets[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if update % eval_every == 0 or update == updates:
-            with torch.no_grad():
-                net.eval()
-                val = float(F.cross_entropy(net(val_inputs), val_targets))
-                net.train()
-            if val < best[0]:
-                best, since_best = (val, copy.deepcopy(net.state_dict()), update), 0
-            else:
-                since_best += 1
-                if since_best >= patience:
-                    break
-    net.load_state_dict(best[1])
-    net.eval()
-    with torch.no_grad():
-        accuracy = float((net(val_inputs).argmax(-1) == val_targets).float().mean())
-    return {
-        "validation_loss": best[0],
-        "validation_accuracy": accuracy,
-        "best_update": best[2],
-        "updates": update,
-    }
-
-
 def train_decoder(
     labelled: LabelledSet, config: DecodeConfig, num_actions: int
 ) -> tuple[ActionDecoder, dict]:
@@ -147,7 +96,7 @@ def train_decoder(
         torch.manual_seed(config.seed)
         decoder = ActionDecoder(labelled.latents.shape[1], num_actions, config.hidden)
         steps_per_epoch = max(1, -(-len(train.actions) // config.batch_size))
-        info = _fit(
+        info = fit_classifier(
             decoder,
             torch.from_numpy(train.latents),
             torch.from_numpy(train.actions),
@@ -174,7 +123,7 @@ def train_label_bc(
             build_encoder(bc_config, labelled.observations.shape[1:]), num_actions
         )
         net = net.to(memory_format=torch.channels_last)
-        info = _fit(
+        info = fit_classifier(
             net,
             torch.from_numpy(train.observations),
             torch.from_numpy(train.actions),
