@@ -292,6 +292,17 @@ def test_save_replaces_old_files_and_leaves_no_temporaries(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.best").tensors["w"].tolist() == [0.0]
 
 
+def test_tensor_file_gets_the_umask_mode_like_the_json(tmp_path):
+    path = tmp_path / "checkpoint"
+    save_checkpoint(path, tensors={"w": torch.zeros(2)})
+    doc = json.loads((tmp_path / "checkpoint.json").read_text())
+    mode = (tmp_path / doc["tensors_file"]).stat().st_mode & 0o777
+    assert mode == (tmp_path / "checkpoint.json").stat().st_mode & 0o777
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # not safetensors' 0600
+
+
 @pytest.mark.parametrize("failing", [".json", ".safetensors"])
 def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failing):
     path = tmp_path / "checkpoint"

@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import stat
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -190,6 +191,9 @@ def save_checkpoint(
     tmp_tensors, tmp_json = directory / f"{name}.safetensors.tmp", directory / f"{name}.json.tmp"
     try:
         save_file(flat, str(tmp_tensors))
+        # safetensors creates its file 0600; give it the mode open() gives (the process umask)
+        tmp_json.touch()
+        os.chmod(tmp_tensors, stat.S_IMODE(tmp_json.stat().st_mode))
         sha = sha256_file(tmp_tensors)
         with open(tmp_tensors, "rb") as fh:
             os.fsync(fh.fileno())
