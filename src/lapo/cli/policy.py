@@ -9,8 +9,6 @@ from pathlib import Path
 from lapo.cli.common import HelpFormatter, label_counts
 from lapo.envs.games import GAMES
 
-FORMAT = HelpFormatter
-
 
 def _add_train_bc(sub: argparse._SubParsersAction) -> None:
     from lapo.config import BC_PRESETS
@@ -21,7 +19,7 @@ def _add_train_bc(sub: argparse._SubParsersAction) -> None:
         description="Train a latent policy pi(o_t) to regress the frozen IDM's latent action "
         "z_t with MSE (paper section 4.2). No true action is used. The IDM's labels are cached "
         "in the run directory once.",
-        formatter_class=FORMAT,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--lam", required=True, type=Path, help="stage-1 run directory or checkpoint")
     p.add_argument("--data", required=True, type=Path, help="dataset directory")
@@ -90,7 +88,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
         "train the label-only behaviour-cloning baseline on the same labels. With --sweep, "
         "evaluate the decoded policy in the game for several label counts and seeds instead "
         "(the paper's Figure 4).",
-        formatter_class=FORMAT,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--policy", required=True, type=Path, help="stage-2 run directory/checkpoint")
     p.add_argument("--lam", required=True, type=Path, help="stage-1 run directory/checkpoint")
@@ -116,14 +114,13 @@ def _run_decode(args: argparse.Namespace) -> None:
     if args.sweep:
         from lapo.stages.evaluate import label_sweep, sweep_table
 
-        labels = args.sweep
         args.out.mkdir(parents=True, exist_ok=True)
         rows = label_sweep(
             args.policy,
             args.lam,
             args.data,
             args.out / "label_sweep.json",
-            labels=labels,
+            labels=args.sweep,
             seeds=tuple(range(args.seeds)),
             episodes=args.episodes,
         )
@@ -160,7 +157,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         description="Roll out a policy checkpoint (expert, decoded, label-only BC, fine-tuned) "
         "in its game for K complete episodes; print the mean return with a 95%% confidence "
         "interval and the normalized return (0 = random, 1 = the paper's expert).",
-        formatter_class=FORMAT,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("policy", type=Path, metavar="POLICY", help="run directory or checkpoint")
     p.add_argument(
