@@ -111,5 +111,5 @@ def test_report_folds_a_collapsed_code_block(tmp_path) -> None:
         "<details><summary>all &lt;settings&gt;</summary><pre><code>{&quot;lr&quot;: 1e-3} "
         "&lt;b&gt;</code></pre></details>" in page
     )
-    assert "<details><summary>all &lt;settings&gt;</summary>\n\n```\n{\"lr\": 1e-3} <b>\n```" in md
+    assert '<details><summary>all &lt;settings&gt;</summary>\n\n```\n{"lr": 1e-3} <b>\n```' in md
     assert md.count("</details>") == 1

@@ -123,7 +123,9 @@ def test_cli_finetune_smoke_logs_normalized_return_against_env_steps(models, tmp
             "--out", str(out), "--no-progress", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [64, 128, 192]
+    assert [r["step"] for r in records] == [0, 64, 128, 192]
+    assert set(records[0]) >= {"step", "return/eval_normalized"}  # the curve's starting point
+    assert not any(k.startswith("train/") for k in records[0])
     assert all("return/train_normalized" in r for r in records if "return/train_mean100" in r)
     assert records[-1]["return/eval_normalized"] is not None
     config = FinetuneConfig(**read_meta(out / "checkpoint")["config"])

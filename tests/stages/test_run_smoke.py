@@ -68,7 +68,13 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     assert main([*args, "--online"]) == 0
     online = json.loads((out / "online" / "online.json").read_text())
     assert set(online["final"]) == {"LAPO fine-tuned", "PPO from scratch"}
-    assert online["curves"]["LAPO fine-tuned"][0]["steps"][-1] == 1024
+    for name in ("LAPO fine-tuned", "PPO from scratch"):
+        steps = online["curves"][name][0]["steps"]
+        assert steps[0] == 0 and steps[-1] == 1024  # evaluated before the first update, and last
+        (final,) = online["evaluation"][name]  # the finished policy, as the offline ones
+        assert final["episodes"] == 4 and online["final"][name] == final["normalized"]
+        assert online["steps_per_second"][name] > 0
+    assert "normalized return per seed (95% CI)" in (report / "report.md").read_text()
     assert "online" in json.loads((report / "metrics.json").read_text())
     assert (report / "figures" / "online.png").exists()
     assert list(out.glob("report.replaced-*"))  # the first report is kept aside

@@ -66,7 +66,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     ev = ex_sub.add_parser(
         "eval",
         help="evaluate an expert checkpoint",
-        description="Roll out an expert on held-out levels; print mean return with a 95%% CI "
+        description="Roll out an expert on held-out levels; print mean return with a 95% CI "
         "and the normalized return.",
         formatter_class=HelpFormatter,
     )

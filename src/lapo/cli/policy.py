@@ -155,7 +155,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="roll out any policy checkpoint and report its (normalized) return",
         description="Roll out a policy checkpoint (expert, decoded, label-only BC, fine-tuned) "
-        "in its game for K complete episodes; print the mean return with a 95%% confidence "
+        "in its game for K complete episodes; print the mean return with a 95% confidence "
         "interval and the normalized return (0 = random, 1 = the paper's expert).",
         formatter_class=HelpFormatter,
     )

@@ -296,6 +296,12 @@ def _evaluation_due(config: PPOConfig, update: int) -> bool:
     )
 
 
+def _eval_metrics(result) -> dict[str, float]:
+    """``return/eval_*`` metrics of an ``EvalResult``."""
+    return {"return/eval_mean": result.mean, "return/eval_ci95": result.ci95,
+            "return/eval_normalized": result.normalized}  # fmt: skip
+
+
 def run_ppo(
     trainer: PPOTrainer,
     run_dir: Path,
@@ -316,7 +322,8 @@ def run_ppo(
     ``kind``, with ``meta`` added), ``metrics.jsonl`` and ``tb/`` (TensorBoard), one record per
     update with x-axis environment steps: ``train/*`` losses, ``steps_per_second``,
     ``return/train_mean100`` and ``return/train_normalized`` (last 100 training episodes), and
-    every ``eval_every`` updates and at the end ``return/eval_mean``, ``return/eval_ci95`` and
+    every ``eval_every`` updates, at the end, and once before the first update of a fresh run
+    (a record at step 0 holding only these) ``return/eval_mean``, ``return/eval_ci95`` and
     ``return/eval_normalized`` from ``evaluate(net)`` (an ``EvalResult``).
 
     Args:
@@ -344,6 +351,9 @@ def run_ppo(
     bar = tqdm(total=cfg.num_updates * cfg.batch_size, initial=trainer.env_steps, unit="step",
                unit_scale=True, disable=not progress, mininterval=1.0)  # fmt: skip
     started, first_update = time.monotonic(), trainer.update
+    if evaluate is not None and cfg.eval_every and trainer.update == 0:
+        # the starting point of the return curve (paper Figure 3 starts at 0 steps)
+        logger.log(0, _eval_metrics(evaluate(trainer.net)))
     with GracefulStop() as stop, bar:
         while trainer.update < cfg.num_updates and stop.requested is None:
             if time_budget_s is not None and time.monotonic() - started > time_budget_s:
@@ -362,9 +372,7 @@ def run_ppo(
             metrics = _train_metrics(trainer, metrics, time.perf_counter() - t0)
             last = trainer.update == cfg.num_updates
             if evaluate is not None and _evaluation_due(cfg, trainer.update):
-                result = evaluate(trainer.net)
-                metrics |= {"return/eval_mean": result.mean, "return/eval_ci95": result.ci95,
-                            "return/eval_normalized": result.normalized}  # fmt: skip
+                metrics |= _eval_metrics(evaluate(trainer.net))
             logger.log(trainer.env_steps, metrics)
             bar.update(cfg.batch_size)
             bar.set_postfix(ret=f"{metrics.get('return/train_mean100', float('nan')):.2f}",

@@ -2,8 +2,10 @@
 
 For each seed, ``train_finetune`` runs twice with the same network and budget: from the latent
 policy (frozen conv trunk, lr 0.01) and from scratch (everything trained, lr 5e-4). Both resume
-from their checkpoints when the command is rerun. ``online.json`` holds the curves of normalized
-return against environment steps (held-out evaluations) and the final values.
+from their checkpoints when the command is rerun. Each finished policy is then evaluated as the
+offline policies are (``lapo.stages.evaluate.evaluate_checkpoint``, ``eval_episodes`` episodes).
+``online.json`` holds the curves of normalized return against environment steps (the periodic
+held-out evaluations during training), those final evaluations and the training speed.
 """
 
 from __future__ import annotations
@@ -29,22 +31,48 @@ def _curve(run_dir: Path) -> dict:
     return {"steps": [p[0] for p in points], "normalized": [p[1] for p in points], "key": key}
 
 
+def _steps_per_second(run_dir: Path) -> list[float]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["steps_per_second"] for r in rows if "steps_per_second" in r]
+
+
+def _final_evaluation(run_dir: Path, episodes: int) -> dict:
+    """``result_dict`` of the finished policy over ``episodes`` episodes, cached in
+    ``run_dir/final_eval.json`` (recomputed when the episode count changed)."""
+    from lapo.stages.evaluate import evaluate_checkpoint, result_dict
+
+    path = run_dir / "final_eval.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("episodes") == episodes:
+            return cached
+    result = result_dict(evaluate_checkpoint(run_dir, episodes))
+    path.write_text(json.dumps(result))
+    return result
+
+
 def run_online_comparison(
     config, bc_dir: Path, lam_dir: Path, directory: Path, progress: bool = True
 ) -> dict:
     """Fine-tune the latent policy of ``bc_dir`` and train PPO from scratch, ``online_seeds`` each.
 
     Args:
-        config: the ``RunConfig`` (env, preset, online_steps, online_seeds).
+        config: the ``RunConfig`` (env, preset, online_steps, online_seeds, eval_episodes).
 
     Returns:
-        ``{method: final normalized return, mean over seeds}``; writes ``online.json``.
+        ``{method: normalized return of the finished policies, mean over seeds}`` (each policy
+        evaluated over ``eval_episodes`` episodes); writes ``online.json`` with keys ``curves``
+        (``{method: [{"steps", "normalized", "key"} per seed]}``), ``evaluation``
+        (``{method: [result_dict per seed]}``), ``final`` (the returned dict) and
+        ``steps_per_second`` (``{method: median over every update of every seed}``).
     """
     from lapo.stages.finetune import latent_policy_network, train_finetune
 
     network = latent_policy_network(bc_dir)
     base = {**FINETUNE_PRESETS[config.preset], **network, "total_steps": config.online_steps}
     curves: dict[str, list[dict]] = {name: [] for name in METHODS}
+    evaluation: dict[str, list[dict]] = {name: [] for name in METHODS}
+    speed: dict[str, list[float]] = {name: [] for name in METHODS}
     for seed in range(config.online_seeds):
         for name, short in METHODS.items():
             if short == "lapo":
@@ -64,10 +92,20 @@ def run_online_comparison(
                     "same command to resume"
                 )
             curves[name].append(_curve(run_dir))
+            evaluation[name].append(_final_evaluation(run_dir, config.eval_episodes))
+            speed[name] += _steps_per_second(run_dir)
     final = {
-        name: float(np.mean([c["normalized"][-1] for c in runs if c["normalized"]]))
-        for name, runs in curves.items()
+        name: float(np.mean([r["normalized"] for r in runs])) for name, runs in evaluation.items()
+    }
+    summary = {
+        "curves": curves,
+        "evaluation": {
+            name: [{k: v for k, v in r.items() if k != "returns"} for r in runs]
+            for name, runs in evaluation.items()
+        },
+        "final": final,
+        "steps_per_second": {name: float(np.median(v)) for name, v in speed.items() if v},
     }
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "online.json").write_text(json.dumps({"curves": curves, "final": final}, indent=2))
+    (directory / "online.json").write_text(json.dumps(summary, indent=2))
     return final

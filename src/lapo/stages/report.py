@@ -367,7 +367,28 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
             return_plots.plot_online_curves(curves, figures / "online.png"),
             "Normalized return against environment steps (mean and spread over seeds).",
         )
-        rep.table(
-            ["method", "final normalized return (mean over seeds)"],
-            [[k, v] for k, v in online["final"].items()],
+        rep.table(*_online_table(online))
+
+
+#: Paper section 6.1, Figure 3: mean normalized return over the 16 games after 4M steps.
+PAPER_ONLINE = {"LAPO fine-tuned": "about 1.0", "PPO from scratch": "about 0.44"}
+
+
+def _online_table(online: dict) -> tuple[list[str], list[list]]:
+    """Header and rows: per method the finished policies' evaluations per seed, their mean, the
+    median training speed and the paper's figure (``online.json`` of ``run_online_comparison``;
+    files from before the final evaluation existed only hold ``final``)."""
+    evaluation = online.get("evaluation", {})
+    speed = online.get("steps_per_second", {})
+    header = ["method", "normalized return per seed (95% CI)", "mean over seeds",
+              "env steps/s (median)", "paper, 4M steps (16 games)"]  # fmt: skip
+    rows = []
+    for name, mean in online["final"].items():
+        seeds = "; ".join(
+            f"{r['normalized']:.3f} +- {r['normalized_ci95']:.3f} ({r['episodes']} ep)"
+            for r in evaluation.get(name, [])
         )
+        rows.append([name, seeds or "n/a", f"{mean:.3f}",
+                     f"{speed[name]:,.0f}" if name in speed else "n/a",
+                     PAPER_ONLINE.get(name, "")])  # fmt: skip
+    return header, rows

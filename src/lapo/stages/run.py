@@ -95,6 +95,7 @@ def run_pipeline(
             "steps": config.online_steps,
             "seeds": config.online_seeds,
             "preset": config.preset,
+            "episodes": config.eval_episodes,
         }
 
     def collect(directory: Path) -> dict:
