@@ -101,6 +101,9 @@ def _collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
         },
         "seconds": {s: v["seconds"] for s, v in stages.items()},
     }
+    if "online" in stages:
+        metrics["online"] = stages["online"]["summary"]
+        metrics["online_steps"] = stages["online"]["settings"]["steps"]
     return metrics, raw
 
 
@@ -133,6 +136,14 @@ def _summary_section(rep, metrics: dict) -> None:
                     f"(return {r['mean']:.2f} ± {r['ci95']:.2f}, {r['episodes']} episodes)",
                 ]
             )
+    if "online" in metrics:
+        rows.append(
+            [
+                "normalized return after online PPO (mean over seeds)",
+                ", ".join(f"{name} {v:.3f}" for name, v in metrics["online"].items())
+                + f" ({metrics['online_steps']:,} env steps)",
+            ]
+        )
     seconds = metrics["seconds"]
     per_stage = ", ".join(f"{s} {v / 60:.1f}" for s, v in seconds.items() if s != "report")
     rows.append(["wall time (minutes)", f"{sum(seconds.values()) / 60:.1f} ({per_stage})"])
