@@ -17,23 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from lapo.config import FINETUNE_PRESETS, SCRATCH_LEARNING_RATE, FinetuneConfig
+from lapo.data.format import write_json_atomic
 
 METHODS = {"LAPO fine-tuned": "lapo", "PPO from scratch": "ppo"}
 
 
-def _curve(run_dir: Path) -> dict:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def _read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _curve(rows: list[dict]) -> dict:
     key = "return/eval_normalized"
     points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
     if not points:  # no evaluation logged: fall back to the training episodes
         key = "return/train_normalized"
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
     return {"steps": [p[0] for p in points], "normalized": [p[1] for p in points], "key": key}
-
-
-def _steps_per_second(run_dir: Path) -> list[float]:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r["steps_per_second"] for r in rows if "steps_per_second" in r]
 
 
 def _final_evaluation(run_dir: Path, episodes: int) -> dict:
@@ -47,7 +46,7 @@ def _final_evaluation(run_dir: Path, episodes: int) -> dict:
         if cached.get("episodes") == episodes:
             return cached
     result = result_dict(evaluate_checkpoint(run_dir, episodes))
-    path.write_text(json.dumps(result))
+    write_json_atomic(path, result)
     return result
 
 
@@ -91,9 +90,10 @@ def run_online_comparison(
                     f"{run_dir} stopped ({metrics['stop_reason']}) with a checkpoint; rerun the "
                     "same command to resume"
                 )
-            curves[name].append(_curve(run_dir))
+            rows = _read_metrics(run_dir)
+            curves[name].append(_curve(rows))
+            speed[name] += [r["steps_per_second"] for r in rows if "steps_per_second" in r]
             evaluation[name].append(_final_evaluation(run_dir, config.eval_episodes))
-            speed[name] += _steps_per_second(run_dir)
     final = {
         name: float(np.mean([r["normalized"] for r in runs])) for name, runs in evaluation.items()
     }
@@ -107,5 +107,5 @@ def run_online_comparison(
         "steps_per_second": {name: float(np.median(v)) for name, v in speed.items() if v},
     }
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "online.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(directory / "online.json", summary)
     return final

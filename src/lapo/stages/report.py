@@ -367,8 +367,7 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
         )
     online_file = run_dir / "online" / "online.json"
     if online_file.exists():
-        online = json.loads(online_file.read_text())
-        metrics["online"] = online["final"]
+        online = json.loads(online_file.read_text())  # metrics["online"] is its "final"
         rep.heading("Online fine-tuning")
         curves = {
             name: [(run["steps"], run["normalized"]) for run in runs]
@@ -387,19 +386,15 @@ PAPER_ONLINE = {"LAPO fine-tuned": "about 1.0", "PPO from scratch": "about 0.44"
 
 def _online_table(online: dict) -> tuple[list[str], list[list]]:
     """Header and rows: per method the finished policies' evaluations per seed, their mean, the
-    median training speed and the paper's figure (``online.json`` of ``run_online_comparison``;
-    files from before the final evaluation existed only hold ``final``)."""
-    evaluation = online.get("evaluation", {})
-    speed = online.get("steps_per_second", {})
+    median training speed and the paper's figure (``online.json`` of ``run_online_comparison``)."""
     header = ["method", "normalized return per seed (95% CI)", "mean over seeds",
               "env steps/s (median)", "paper, 4M steps (16 games)"]  # fmt: skip
     rows = []
     for name, mean in online["final"].items():
         seeds = "; ".join(
             f"{r['normalized']:.3f} +- {r['normalized_ci95']:.3f} ({r['episodes']} ep)"
-            for r in evaluation.get(name, [])
+            for r in online["evaluation"][name]
         )
-        rows.append([name, seeds or "n/a", f"{mean:.3f}",
-                     f"{speed[name]:,.0f}" if name in speed else "n/a",
+        rows.append([name, seeds, f"{mean:.3f}", f"{online['steps_per_second'][name]:,.0f}",
                      PAPER_ONLINE.get(name, "")])  # fmt: skip
     return header, rows
