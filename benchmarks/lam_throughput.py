@@ -11,8 +11,14 @@ small latent regularizer; the quantizer is replaced by the straight-through iden
 step of each configuration is a warm-up and is not timed. Modes: ``fp32``, ``fp32+cl``
 (channels_last), ``bf16`` (CPU autocast) and ``bf16+cl``.
 
+The header names the CPU's bf16 matrix hardware (AMX tiles or AVX-512 BF16 only, from
+``/proc/cpuinfo``): the 2 TFLOP/s of the issue (``--peak-tflops``) is an AMX figure; a CPU with
+AVX-512 BF16 alone peaks near its measured matmul rate. "target x matmul" is how many times the
+measured matmul rate ``--target`` samples/s would need at this row's FLOPs (above 1: beyond what
+this CPU's matrix units deliver, whatever the code does).
+
 Usage: python benchmarks/lam_throughput.py [--sizes paper cpu] [--modes fp32 bf16+cl]
-       [--iters 3] [--threads 2] [--fdm norm_groups=8 ...]
+       [--iters 3] [--threads 2] [--target 150] [--fdm norm_groups=8 ...]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import ast
 import contextlib
 import time
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -29,6 +36,19 @@ from torch.utils.flop_counter import FlopCounterMode
 from lapo.models.lam_sizes import make_lam_nets
 
 BATCH = {"paper": 128, "cpu": 64, "smoke": 64}
+
+
+def cpu_matrix_unit() -> str:
+    """``"AMX"``, ``"AVX-512 BF16 (no AMX)"`` or what ``torch`` reports, from ``/proc/cpuinfo``."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return f"unknown ({torch.backends.cpu.get_cpu_capability()})"
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX-512 BF16 (no AMX)"
+    return f"no bf16 matrix unit ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -93,6 +113,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3, help="timed steps per configuration")
     parser.add_argument("--batch", type=int, default=0, help="0: 128 for paper, 64 otherwise")
     parser.add_argument("--peak-tflops", type=float, default=2.0, help="bf16 peak of the CPU")
+    parser.add_argument("--target", type=float, default=150.0, help="samples/s target (paper)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     parser.add_argument("--fdm", nargs="*", default=[], help="FDM overrides, KEY=VALUE")
     args = parser.parse_args()
@@ -100,12 +121,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     overrides = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in args.fdm)}
     print(
-        f"threads {torch.get_num_threads()}; 'of peak' is of {args.peak_tflops} TFLOP/s; "
+        f"CPU bf16 matrix unit: {cpu_matrix_unit()}; threads {torch.get_num_threads()}; "
+        f"'of peak' is of {args.peak_tflops} TFLOP/s; "
         f"'of matmul' is of the bf16 matmul rate measured before each row; fdm {overrides}"
     )
     print(
         f"{'size':>6} {'mode':>8} {'batch':>5} {'IDM/FDM params':>15} {'GFLOP/sample':>12} "
-        f"{'samples/s':>9} {'of peak':>7} {'matmul TFLOP/s':>14} {'of matmul':>9}"
+        f"{'samples/s':>9} {'of peak':>7} {'matmul TFLOP/s':>14} {'of matmul':>9} "
+        f"{'target x matmul':>15}"
     )
     for size in args.sizes:
         batch = args.batch or BATCH[size]
@@ -117,7 +140,7 @@ def main() -> None:
             print(
                 f"{size:>6} {mode:>8} {batch:>5} {params:>15} {r['gflop']:12.2f} "
                 f"{r['sps']:9.1f} {tflops / args.peak_tflops:7.1%} {matmul:14.2f} "
-                f"{tflops / matmul:9.1%}",
+                f"{tflops / matmul:9.1%} {args.target * r['gflop'] / 1e3 / matmul:15.2f}",
                 flush=True,
             )
 

@@ -21,6 +21,8 @@ class CollectConfig:
         num_levels: number of levels, 0 = all (the paper's setting).
         start_level: first level seed. Record which levels data uses: LAPO evaluates on others.
         seed: seed of the level sampler and of the random policy.
+        temperature: sampling temperature of a checkpoint policy (actions from
+            ``softmax(logits / temperature)``; 1 samples it as trained, lower is sharper).
         shard_frames: frames per shard file.
         overwrite: replace an existing dataset at ``out`` once recording succeeds.
     """
@@ -34,6 +36,7 @@ class CollectConfig:
     num_levels: int = 0
     start_level: int = 0
     seed: int = 0
+    temperature: float = 1.0
     shard_frames: int = 8192
     overwrite: bool = False
 
@@ -51,6 +54,18 @@ class CollectConfig:
             raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
         if self.shard_frames < 1:
             raise ValueError(f"shard_frames must be >= 1, got {self.shard_frames}")
+        check_temperature(self.temperature)
+        if self.policy == "random" and self.temperature != 1.0:
+            raise ValueError(
+                f"temperature applies to a checkpoint policy; the random policy has none "
+                f"(got temperature {self.temperature})"
+            )
+
+
+def check_temperature(temperature: float) -> None:
+    """Raises ValueError unless ``temperature`` is a finite number > 0."""
+    if not (isinstance(temperature, int | float) and 0 < temperature < float("inf")):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
 
 
 @dataclass(frozen=True)

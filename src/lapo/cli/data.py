@@ -39,6 +39,13 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
         default="random",
         help="'random' (uniform over the 15 actions) or a policy checkpoint path",
     )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="a checkpoint policy samples from softmax(logits / T); 1 = as trained, lower = "
+        "sharper",
+    )
     p.add_argument("--num-envs", type=int, default=64, help="parallel environments")
     p.add_argument(
         "--distribution-mode",
@@ -131,7 +138,8 @@ def _run_collect(args: argparse.Namespace) -> None:
 
     config = CollectConfig(
         env=args.env, frames=args.frames, out=args.out, policy=args.policy,
-        num_envs=args.num_envs, distribution_mode=args.distribution_mode,
+        temperature=args.temperature, num_envs=args.num_envs,
+        distribution_mode=args.distribution_mode,
         num_levels=args.num_levels, start_level=args.start_level, seed=args.seed,
         shard_frames=args.shard_frames, overwrite=args.overwrite,
     )  # fmt: skip

@@ -171,6 +171,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-levels", type=int, default=0, help="levels, 0 = all")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="environment and sampling seed")
     p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="sample from softmax(logits / T) (e.g. the T an expert recorded with)",
+    )
     p.add_argument("--json", type=Path, help="also write the result to this JSON file")
     p.set_defaults(func=_run_evaluate)
 
@@ -188,6 +194,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         num_levels=args.num_levels,
         seed=args.seed,
         greedy=args.greedy,
+        temperature=args.temperature,
     )
     print(result.summary())
     if args.json:

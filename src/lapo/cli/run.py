@@ -33,6 +33,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, help="run directory (default: runs/lapo-GAME-PRESET)")
     p.add_argument("--expert", help="expert checkpoint to record (default: the shipped one)")
+    p.add_argument(
+        "--expert-temperature",
+        type=float,
+        help="the expert records (and is evaluated) sampling softmax(logits / T) (default 1)",
+    )
     p.add_argument("--frames", type=int, help="frames to record (default: preset)")
     p.add_argument("--labels", type=int, help="labelled transitions for decoding (256)")
     p.add_argument("--eval-episodes", type=int, help="episodes per evaluated policy (100)")
@@ -94,6 +99,7 @@ def _run(args: argparse.Namespace) -> None:
         "bc_minutes": args.bc_minutes,
         "seed": args.seed,
         "expert": args.expert,
+        "expert_temperature": args.expert_temperature,
     }
     given = {k: v for k, v in given.items() if v is not None}
     out = args.out or Path("runs") / f"lapo-{env}-{preset}"

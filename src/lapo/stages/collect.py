@@ -38,9 +38,10 @@ class RandomPolicy:
         return self._rng.integers(0, self.num_actions, size=len(obs))
 
 
-def make_policy(spec: str, seed: int = 0) -> Policy:
+def make_policy(spec: str, seed: int = 0, temperature: float = 1.0) -> Policy:
     """Build the policy named by ``spec``: ``random`` or a PPO expert checkpoint (``lapo expert
-    train`` run directory or its ``checkpoint`` path); experts sample from their softmax.
+    train`` run directory or its ``checkpoint`` path); experts sample from
+    ``softmax(logits / temperature)``.
 
     Raises:
         FileNotFoundError: ``spec`` is neither ``random`` nor an existing checkpoint.
@@ -56,7 +57,7 @@ def make_policy(spec: str, seed: int = 0) -> Policy:
         raise FileNotFoundError(
             f"--policy must be 'random' or a policy checkpoint; {spec} not found"
         ) from None
-    return ExpertPolicy(net, bf16=config.bf16, seed=seed)
+    return ExpertPolicy(net, bf16=config.bf16, seed=seed, temperature=temperature)
 
 
 @dataclass
@@ -125,7 +126,8 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
     check_game(config.env)
     check_distribution_mode(config.env, config.distribution_mode)
     check_output_dir(config.out, config.overwrite)
-    policy = policy if policy is not None else make_policy(config.policy, config.seed)
+    if policy is None:
+        policy = make_policy(config.policy, config.seed, config.temperature)
     env = ProcgenVecEnv(
         config.env,
         config.num_envs,
@@ -138,6 +140,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
         "kind": "procgen",
         "game": config.env,
         "policy": config.policy,
+        "temperature": config.temperature,
         "distribution_mode": config.distribution_mode,
         "num_levels": config.num_levels,
         "start_level": config.start_level,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lapo.config import DecodeConfig
+from lapo.config import DecodeConfig, check_temperature
 from lapo.data import WindowIndex, open_dataset, split_episodes
 from lapo.eval.rollouts import EvalResult, evaluate_policy
 from lapo.models.policy import DecodedPolicy
@@ -47,6 +47,7 @@ def evaluate_checkpoint(
     num_levels: int = 0,
     seed: int = EVAL_SEED,
     greedy: bool = False,
+    temperature: float = 1.0,
     num_envs: int = 32,
 ) -> EvalResult:
     """Roll out the policy checkpoint at ``path`` for ``episodes`` complete episodes.
@@ -54,17 +55,20 @@ def evaluate_checkpoint(
     Args:
         game: Procgen game; default the one stored in the checkpoint.
         greedy: argmax actions instead of sampling from the policy's softmax.
+        temperature: sample from ``softmax(logits / temperature)`` (e.g. the temperature an
+            expert recorded its data with).
         seed: environment and action-sampling seed (same seed, same returns).
 
     Raises:
-        ValueError: no game given and none stored in the checkpoint.
+        ValueError: no game given and none stored in the checkpoint, or a temperature <= 0.
         lapo.checkpoint.CheckpointError: not an acting policy (kinds are listed).
     """
+    check_temperature(temperature)
     net, meta = load_policy(path)
     game = game or meta.get("env") or meta.get("config", {}).get("env")
     if not game:
         raise ValueError(f"{path} does not say which game it plays; pass --env GAME")
-    actor = PolicyActor(net, greedy=greedy, seed=seed)
+    actor = PolicyActor(net, greedy=greedy, seed=seed, temperature=temperature)
     return evaluate_policy(
         actor.act,
         game,

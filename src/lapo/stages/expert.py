@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lapo.checkpoint import checkpoint_exists, load_checkpoint, read_meta, save_checkpoint
-from lapo.config import PPOConfig
+from lapo.config import PPOConfig, check_temperature
 from lapo.envs import NUM_ACTIONS, ProcgenVecEnv
 from lapo.eval.rollouts import evaluate_policy
 from lapo.models import ActorCritic, make_encoder
@@ -152,18 +152,25 @@ def load_expert(path: str | Path) -> tuple[ActorCritic, PPOConfig]:
 class ExpertPolicy:
     """A trained expert as a ``Policy``: samples actions from its softmax (as data collection does).
 
-    ``act(obs (N, 64, 64, 3) uint8) -> (N,) int64``.
+    ``act(obs (N, 64, 64, 3) uint8) -> (N,) int64``; with ``temperature`` T the actions come from
+    ``softmax(logits / T)`` (1: as trained; below 1 sharper, toward the argmax).
+
+    Raises:
+        ValueError: ``temperature`` is not a finite number > 0.
     """
 
-    def __init__(self, net: ActorCritic, bf16: bool = True, seed: int = 0) -> None:
-        self.net, self.bf16 = net, bf16
+    def __init__(
+        self, net: ActorCritic, bf16: bool = True, seed: int = 0, temperature: float = 1.0
+    ) -> None:
+        check_temperature(temperature)
+        self.net, self.bf16, self.temperature = net, bf16, temperature
         self.device = next(net.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             logits, _ = self.net(torch.from_numpy(obs).to(self.device))
-        return sample_actions(logits, self.generator)[0].cpu().numpy()
+        return sample_actions(logits.float() / self.temperature, self.generator)[0].cpu().numpy()
 
 
 def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = None) -> Path:

@@ -51,6 +51,8 @@ class RunConfig:
         preset: ``cpu``, ``paper`` or ``smoke``; selects every stage's preset.
         out: run directory.
         expert: expert checkpoint to record; None: the shipped expert of ``env``.
+        expert_temperature: the expert records (and is evaluated) sampling from
+            ``softmax(logits / T)``; 1 = as trained, lower = sharper demonstrations.
         frames: frames to record (environment steps summed over envs).
         num_envs: parallel environments for recording.
         labels: labelled transitions for offline decoding (paper 256 in the headline figure).
@@ -66,6 +68,7 @@ class RunConfig:
     preset: str = "cpu"
     out: Path = Path("runs/lapo")
     expert: str | None = None
+    expert_temperature: float = 1.0
     frames: int = 200_000
     num_envs: int = 64
     labels: int = 256
@@ -82,9 +85,11 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from lapo.config import check_temperature
         from lapo.envs.games import check_game
 
         check_game(self.env)
+        check_temperature(self.expert_temperature)
         if self.preset not in RUN_PRESETS:
             raise ValueError(f"preset must be one of {', '.join(RUN_PRESETS)}, got {self.preset!r}")
         for name in (

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lapo.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
-from lapo.config import BCConfig
+from lapo.config import BCConfig, check_temperature
 from lapo.envs import NUM_ACTIONS, OBS_SHAPE
 from lapo.models import make_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy, LatentPolicy
@@ -172,10 +172,22 @@ class PolicyActor:
         greedy: argmax instead of sampling from the softmax.
         bf16: autocast the forward pass.
         seed: seed of the sampling generator (evaluation returns are reproducible given it).
+        temperature: sample from ``softmax(logits / temperature)`` (1: the policy as trained).
+
+    Raises:
+        ValueError: ``temperature`` is not a finite number > 0.
     """
 
-    def __init__(self, net: nn.Module, greedy: bool = False, bf16: bool = True, seed: int = 0):
-        self.net, self.greedy, self.bf16 = net, greedy, bf16
+    def __init__(
+        self,
+        net: nn.Module,
+        greedy: bool = False,
+        bf16: bool = True,
+        seed: int = 0,
+        temperature: float = 1.0,
+    ):
+        check_temperature(temperature)
+        self.net, self.greedy, self.bf16, self.temperature = net, greedy, bf16, temperature
         self.device = next(net.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
 
@@ -185,7 +197,7 @@ class PolicyActor:
             logits = self.net(torch.from_numpy(obs).to(self.device)).float()
         if self.greedy:
             return logits.argmax(-1).cpu().numpy()
-        probs = torch.softmax(logits, -1)
+        probs = torch.softmax(logits / self.temperature, -1)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1).cpu().numpy()
 
 

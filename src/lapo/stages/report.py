@@ -151,6 +151,12 @@ def _summary_section(rep, metrics: dict) -> None:
     rep.table(["", "value (95% CI)"], rows)
 
 
+def _temperature_note(config) -> str:
+    """`` (sampling temperature T)`` when the expert recorded at T != 1, else empty."""
+    t = config.expert_temperature
+    return "" if t == 1.0 else f" (sampling temperature {t:g}, also in its evaluation)"
+
+
 def _config_section(rep, config) -> None:
     """The settings that matter in one table; every field in a folded JSON block."""
     from lapo.stages.run import stage_configs
@@ -168,7 +174,8 @@ def _config_section(rep, config) -> None:
     rep.table(
         ["stage", "settings"],
         [
-            ["data", f"{config.frames} frames of the expert in {config.env}, "
+            ["data", f"{config.frames} frames of the expert{_temperature_note(config)} in "
+             f"{config.env}, "
              f"{config.num_envs} envs, seed {config.seed}"],
             ["stage 1: IDM + FDM", f"size {lam.size}, k={lam.context}; {quantizer}; "
              f"{lam.steps} updates of {lam.batch_size}, lr {lam.learning_rate:g}, "

@@ -31,6 +31,13 @@ def _expert_digest(path: Path) -> str:
     return json.loads(checkpoint_path(path).with_suffix(".json").read_text())["tensors_sha256"]
 
 
+def _temperature_setting(config: RunConfig) -> dict:
+    """``{"expert_temperature": T}`` when T is not 1, else ``{}``: runs recorded before the option
+    existed keep their stage settings, so they still resume."""
+    t = config.expert_temperature
+    return {} if t == 1.0 else {"expert_temperature": t}
+
+
 def stage_configs(config: RunConfig) -> dict:
     """The typed configs of stages 1-3 for ``config.preset`` (``lam``, ``bc``, ``decode``)."""
     return {
@@ -77,11 +84,12 @@ def run_pipeline(
             "num_envs": config.num_envs,
             "seed": config.seed,
             "expert_sha256": _expert_digest(expert),
+            **_temperature_setting(config),
         },
         "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
         "bc": {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes},
         "decode": dataclasses.asdict(configs["decode"]),
-        "evaluate": {"episodes": config.eval_episodes},
+        "evaluate": {"episodes": config.eval_episodes, **_temperature_setting(config)},
         "report": {"hide_noop": config.hide_noop},
     }
     if config.sweep:
@@ -108,6 +116,7 @@ def run_pipeline(
             policy=str(expert),
             num_envs=config.num_envs,
             seed=config.seed,
+            temperature=config.expert_temperature,
             overwrite=True,
         )
         summary = record(cc, progress=progress)
@@ -232,8 +241,10 @@ def evaluate_all(
     for name in ("expert", "random", "label_bc", "lapo_decoded"):
         if name == "random":
             act = RandomPolicy(seed=EVAL_SEED).act
-        else:
-            act = PolicyActor(load_policy(policies[name])[0], seed=EVAL_SEED).act
+        else:  # the expert as it recorded the data; the learned policies as trained
+            temperature = config.expert_temperature if name == "expert" else 1.0
+            net = load_policy(policies[name])[0]
+            act = PolicyActor(net, seed=EVAL_SEED, temperature=temperature).act
         result = evaluate_policy(act, config.env, config.eval_episodes, seed=EVAL_SEED)
         results[name] = result_dict(result)
         if progress:
