@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, CollectConfig, DecodeConfig, LAMConfig
+from lapo.data.format import write_json_atomic
 from lapo.stages.pipeline import DIRS, RunConfig, run_stages
 
 
@@ -250,6 +251,6 @@ def evaluate_all(
         if progress:
             tqdm.write(f"  {name:>13}: {result.summary()}")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "returns.json").write_text(json.dumps(results, indent=2))
+    write_json_atomic(directory / "returns.json", results)
     keys = ("mean", "ci95", "normalized", "normalized_ci95")
     return {name: {k: r[k] for k in keys} for name, r in results.items()}
