@@ -33,6 +33,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from lapo.config import LAM_PRESETS, LAMConfig
 from lapo.models.lam_sizes import make_lam_nets
 
 BATCH = {"paper": 128, "cpu": 64, "smoke": 64}
@@ -62,9 +63,14 @@ def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
 
 
 def make_step(size: str, mode: str, batch: int, fdm_overrides: dict):
-    """One training step as a closure, plus the loss function, the batch and (IDM, FDM)."""
+    """One training step as a closure, plus the loss function, the batch and (IDM, FDM).
+
+    The networks carry the options of the stage-1 preset of that name (the ``cpu`` preset's IDM
+    sees frame differences and its FDM predicts the change)."""
     torch.manual_seed(0)
-    idm, fdm = make_lam_nets(size, **fdm_overrides)
+    preset = LAMConfig(**LAM_PRESETS[size])
+    options = {"frame_differences": preset.idm_frame_differences, "residual": preset.fdm_residual}
+    idm, fdm = make_lam_nets(size, **{**options, **fdm_overrides})
     if mode.endswith("+cl"):
         idm, fdm = (
             idm.to(memory_format=torch.channels_last),

@@ -73,17 +73,26 @@ class GracefulStop:
             signal.signal(sig, handler)
 
 
+def field_defaults(config: Any) -> dict[str, Any]:
+    """A config dataclass's (class or instance) field defaults: the value a setting had in runs
+    recorded before the field existed."""
+    return {f.name: f.default for f in dataclasses.fields(config)
+            if f.default is not dataclasses.MISSING}  # fmt: skip
+
+
 def check_resume_config(config: Any, stored: dict[str, Any], path: Path) -> None:
     """Refuse to resume ``path`` under a config that differs from the one it was trained with.
 
     Args:
         config: the dataclass config of the new invocation.
-        stored: the config dict saved in the checkpoint's metadata.
+        stored: the config dict saved in the checkpoint's metadata. A field it lacks (one added
+            to the config after the checkpoint was written) counts as that field's default.
 
     Raises:
         ValueError: naming every differing field with both values.
     """
     current = dataclasses.asdict(config)
+    stored = {**field_defaults(config), **stored}
     diff = {k: (stored.get(k), v) for k, v in current.items() if stored.get(k) != v}
     if diff:
         listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())

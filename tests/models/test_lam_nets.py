@@ -67,6 +67,45 @@ def test_fdm_output_within_observation_range():
     assert pred.abs().max() > 0.49  # saturated: the bound is tanh's, not a small output
 
 
+@pytest.mark.parametrize("k", [0, 1])
+def test_idm_frame_differences_are_the_consecutive_changes(k):
+    torch.manual_seed(0)
+    idm = InverseDynamicsModel(context=k, latent_dim=LATENT, frame_differences=True,
+                               **LAM_SIZES["smoke"]["idm"])  # fmt: skip
+    first = idm.encoder.conv[0].conv
+    assert first.in_channels == (2 * k + 3) * 3  # k + 2 frames and k + 1 differences
+    with torch.no_grad():
+        first.weight[:, : (k + 2) * 3].zero_()  # only the difference channels remain
+    x = frames(k + 2)
+    with torch.no_grad():
+        out = idm(x)
+        # the same constant added to every frame leaves every difference, so the output, as is
+        assert torch.allclose(idm(x + 0.25), out, atol=1e-5)
+        moved = x.clone()
+        moved[:, -1] = moved[:, -1].roll(3, dims=-1)  # o_(t+1) changes: so does o_(t+1) - o_t
+        assert not torch.allclose(idm(moved), out, atol=1e-3)
+    plain = InverseDynamicsModel(context=k, latent_dim=LATENT, **LAM_SIZES["smoke"]["idm"])
+    assert plain.encoder.conv[0].conv.in_channels == (k + 2) * 3
+
+
+def test_residual_fdm_starts_at_the_current_frame_and_stays_in_range():
+    torch.manual_seed(0)
+    fdm = ForwardDynamicsModel(context=1, residual=True, **LAM_SIZES["smoke"]["fdm"])
+    x = frames(2)
+    with torch.no_grad():
+        fdm.head.weight.zero_()
+        fdm.head.bias.zero_()
+        assert torch.equal(fdm(x, torch.randn(2, LATENT)), x[:, -1])  # no change predicted
+        fdm.head.bias.fill_(10.0)  # tanh saturates at +1: o_t + 1, clamped to the range
+        pred = fdm(x, torch.randn(2, LATENT))
+    assert torch.equal(pred, torch.full_like(pred, 0.5))
+    plain = ForwardDynamicsModel(context=1, **LAM_SIZES["smoke"]["fdm"])
+    plain.load_state_dict(fdm.state_dict())  # same weights; only the output rule differs
+    with torch.no_grad():
+        plain.head.bias.zero_()
+        assert torch.equal(plain(x, torch.randn(2, LATENT)), torch.zeros_like(pred))  # tanh(0)/2
+
+
 def test_fdm_depends_on_latent_through_both_injections():
     torch.manual_seed(0)
     fdm = ForwardDynamicsModel(context=1, **LAM_SIZES["smoke"]["fdm"])

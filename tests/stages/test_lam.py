@@ -126,6 +126,20 @@ def test_existing_run_and_changed_config_are_refused(sprites, tmp_path) -> None:
         train_lam(smoke(learning_rate=1e-3), sprites, tmp_path / "run", resume=True, progress=False)
 
 
+def test_resume_fills_fields_the_checkpoint_predates_with_their_defaults(sprites, tmp_path):
+    # A checkpoint written before a config field existed resumes when the field is at its
+    # default, and is refused when the new run sets it otherwise.
+    train_lam(smoke(), sprites, tmp_path / "run", progress=False)
+    meta_path = tmp_path / "run" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["meta"]["config"]["fdm_residual"]
+    meta_path.write_text(json.dumps(meta))
+    out = train_lam(smoke(), sprites, tmp_path / "run", resume=True, progress=False)
+    assert out["stop_reason"] is None
+    with pytest.raises(ValueError, match="fdm_residual: checkpoint False vs now True"):
+        train_lam(smoke(fdm_residual=True), sprites, tmp_path / "run", resume=True, progress=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

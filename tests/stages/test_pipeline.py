@@ -44,6 +44,22 @@ def test_rerun_skips_finished_and_resumes_after_a_failure(tmp_path: Path) -> Non
     assert len(calls) == 4  # everything finished: nothing runs
 
 
+def test_a_setting_added_later_matches_its_default(tmp_path: Path) -> None:
+    # pipeline.json written before the option "t" existed: the finished stages count as t = 1
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+    run_stages(config, _settings(), _actions(calls), progress=False)
+    newer = {**_settings(), "lam": {"lr": 1e-3, "t": 1.0}}
+    defaults = {"lam": {"t": 1.0, "unused": 3}}
+    run_stages(config, newer, _actions(calls), progress=False, defaults=defaults)
+    assert len(calls) == 4  # nothing reran
+    other = {**_settings(), "lam": {"lr": 1e-3, "t": 0.5}}
+    with pytest.raises(StageConflict, match=r"stage 'lam'.*t: 1.0 -> 0.5"):
+        run_stages(config, other, _actions(calls), progress=False, defaults=defaults)
+    with pytest.raises(StageConflict, match=r"t: None -> 1.0"):  # without defaults: a change
+        run_stages(config, newer, _actions(calls), progress=False)
+
+
 def test_changed_settings_are_refused_unless_redone(tmp_path: Path) -> None:
     config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
     calls: list[str] = []

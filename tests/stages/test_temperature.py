@@ -20,7 +20,7 @@ from lapo.stages.collect import collect, make_policy
 from lapo.stages.expert import ExpertPolicy
 from lapo.stages.pipeline import RunConfig
 from lapo.stages.policy_io import PolicyActor
-from lapo.stages.run import _temperature_setting
+from lapo.stages.run import setting_defaults
 
 LOGITS = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
 
@@ -97,8 +97,8 @@ def test_collect_with_a_tempered_expert_records_the_temperature(tmp_path: Path) 
     assert (sharp == greedy).mean() > (plain == greedy).mean()
 
 
-def test_run_settings_name_the_temperature_only_when_not_one(tmp_path: Path) -> None:
-    # runs recorded before the option existed keep identical stage settings (they still resume)
-    assert _temperature_setting(RunConfig(out=tmp_path)) == {}
-    tempered = RunConfig(out=tmp_path, expert_temperature=0.5)
-    assert _temperature_setting(tempered) == {"expert_temperature": 0.5}
+def test_runs_recorded_before_the_option_count_as_temperature_one() -> None:
+    # a finished stage without the key ran at T = 1: it still matches T = 1, and not T = 0.5
+    defaults = setting_defaults()
+    assert defaults["collect"] == {"expert_temperature": 1.0}
+    assert defaults["evaluate"] == {"expert_temperature": 1.0}

@@ -49,6 +49,19 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="re-seed unused codes from the batch (off in the paper)",
     )
+    p.add_argument(
+        "--fdm-residual",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the FDM predicts o_(t+1) as o_t plus a change (default: the preset's; off in paper)",
+    )
+    p.add_argument(
+        "--idm-frame-differences",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the IDM also sees o_(i+1) - o_i of consecutive frames (default: the preset's; "
+        "off in paper)",
+    )
     p.add_argument("--context", type=int, help="k, past frames before o_t (paper 1)")
     p.add_argument("--no-bf16", action="store_true", help="train in fp32")
     p.add_argument("--seed", type=int, help="seed (default 0)")
@@ -68,6 +81,8 @@ def _run_train_lam(args: argparse.Namespace) -> None:
         "quantizer": args.quantizer, "context": args.context, "seed": args.seed,
         "bf16": False if args.no_bf16 else None,
         "restart_dead_codes": True if args.restart_dead_codes else None,
+        "fdm_residual": args.fdm_residual,
+        "idm_frame_differences": args.idm_frame_differences,
     }  # fmt: skip
     values = {**LAM_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     config = LAMConfig(**values)

@@ -71,6 +71,11 @@ class ForwardDynamicsModel(nn.Module):
         mid_blocks: residual blocks at the bottleneck, after the latent is added.
         tile_channels: channels the latent is projected to and tiled over H x W at the input.
         norm_groups: GroupNorm groups in the residual blocks; 0 for no normalization.
+        residual: predict the change instead of the frame: the output is
+            ``clamp(o_t + tanh(x), -0.5, 0.5)`` rather than ``tanh(x) / 2``. At initialization
+            the prediction is then o_t, so the loss starts at the part of the frame that moves
+            and the latent action is needed from the first updates (our option, not the paper's;
+            the ``cpu`` preset uses it, see ``lapo.config.LAM_PRESETS``).
 
     Shapes: ``frames (B, k+1, C, H, W) float`` in [-0.5, 0.5], ``latent (B, latent_dim) float``
     -> ``(B, C, H, W) float32`` in [-0.5, 0.5] (float32 also under bf16 autocast; the last conv
@@ -88,6 +93,7 @@ class ForwardDynamicsModel(nn.Module):
         mid_blocks: int = 4,
         tile_channels: int = 4,
         norm_groups: int = 0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if context < 0 or len(blocks) != len(mults) or min(blocks) < 1:
@@ -96,6 +102,7 @@ class ForwardDynamicsModel(nn.Module):
                 f"context={context}, mults={mults}, blocks={blocks}"
             )
         self.context, self.channels, self.latent_dim = context, channels, latent_dim
+        self.residual = residual
         self.stride = 2 ** (len(mults) - 1)  # H and W must be multiples of it
         widths = [base * m for m in mults]
         self.tile = nn.Linear(latent_dim, tile_channels)
@@ -149,4 +156,6 @@ class ForwardDynamicsModel(nn.Module):
             if i > 0:
                 x = self.upsample[i - 1](x)
         x = self.head(F.relu(self.out_norm(x)))  # (B, C, H, W)
+        if self.residual:
+            return (frames[:, -1].float() + torch.tanh(x.float())).clamp(-0.5, 0.5)
         return torch.tanh(x.float()) / 2

@@ -55,6 +55,8 @@ class LatentActionModel(nn.Module):
             latent_dim=config.latent_dim,
             channels=channels,
             image_size=image_size,
+            frame_differences=config.idm_frame_differences,
+            residual=config.fdm_residual,
         )
         kwargs = {}
         if config.quantizer == "vq":

@@ -47,11 +47,13 @@ def make_lam_nets(
     latent_dim: int = 128,
     channels: int = 3,
     image_size: int = 64,
+    frame_differences: bool = False,
     **fdm_overrides,
 ) -> tuple[InverseDynamicsModel, ForwardDynamicsModel]:
     """Build the IDM and FDM of preset ``size`` (``paper``, ``cpu`` or ``smoke``).
 
-    ``fdm_overrides`` replace entries of the preset's FDM arguments (e.g. ``norm_groups=8``).
+    ``frame_differences`` is the IDM's option of that name; ``fdm_overrides`` replace entries
+    of the preset's FDM arguments (e.g. ``norm_groups=8``, ``residual=True``).
 
     Raises:
         ValueError: unknown size; the message lists the valid ones.
@@ -61,7 +63,7 @@ def make_lam_nets(
     preset = LAM_SIZES[size]
     idm = InverseDynamicsModel(
         context=context, latent_dim=latent_dim, channels=channels, image_size=image_size,
-        **preset["idm"],
+        frame_differences=frame_differences, **preset["idm"],
     )  # fmt: skip
     fdm = ForwardDynamicsModel(
         context=context, latent_dim=latent_dim, channels=channels,

@@ -162,15 +162,24 @@ def _jsonable(settings: dict) -> dict:
 
 
 def plan(
-    config: RunConfig, manifest: Manifest, settings: dict[str, dict], redo: tuple[str, ...] = ()
+    config: RunConfig,
+    manifest: Manifest,
+    settings: dict[str, dict],
+    redo: tuple[str, ...] = (),
+    defaults: dict[str, dict] | None = None,
 ) -> list[str]:
     """Stages to run, in order: unfinished ones, changed-and-redone ones and all after them.
+
+    ``defaults[stage]`` holds the value each setting had before it was recorded: a finished
+    stage whose settings lack a key (written before the option existed) counts as having run at
+    that value, so adding an option with a default does not invalidate earlier runs.
 
     Raises:
         StageConflict: a finished stage's settings differ and it is not in ``redo``; the message
             names the stage, the differing settings and the ``--redo`` to pass.
     """
     todo: list[str] = []
+    defaults = defaults or {}
     for stage in STAGES:
         if stage not in settings:
             continue
@@ -178,12 +187,11 @@ def plan(
         wanted = _jsonable(settings[stage])
         if todo or done is None or stage in redo:
             todo.append(stage)
-        elif done["settings"] != wanted:
-            diff = {
-                k: (done["settings"].get(k), v)
-                for k, v in wanted.items()
-                if done["settings"].get(k) != v
-            }
+            continue
+        fill = _jsonable({k: v for k, v in defaults.get(stage, {}).items() if k in wanted})
+        recorded = {**fill, **done["settings"]}
+        if recorded != wanted:
+            diff = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
             listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise StageConflict(
                 f"stage {stage!r} in {config.out} finished with other settings ({listed}); "
@@ -205,8 +213,12 @@ def run_stages(
     redo: tuple[str, ...] = (),
     weights: dict[str, float] | None = None,
     progress: bool = True,
+    defaults: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
     """Run the planned stages of ``settings`` with ``actions[stage](stage_dir) -> summary``.
+
+    ``defaults``: per stage, the values of settings that earlier runs may not have recorded
+    (see ``plan``).
 
     Shows one overall progress bar (elapsed time, ETA) weighted by ``weights`` (expected
     relative durations). Records each finished stage in ``pipeline.json``; a stage redone (in
@@ -218,7 +230,7 @@ def run_stages(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(out / "pipeline.json")
-    todo = plan(config, manifest, settings, redo)
+    todo = plan(config, manifest, settings, redo, defaults)
     weights = weights or {}
     total = sum(weights.get(s, 1.0) for s in settings)
     bar = tqdm(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, CollectConfig, DecodeConfig, LAMConfig
 from lapo.data.format import write_json_atomic
+from lapo.runtime import field_defaults
 from lapo.stages.pipeline import DIRS, RunConfig, run_stages
 
 
@@ -32,11 +33,18 @@ def _expert_digest(path: Path) -> str:
     return json.loads(checkpoint_path(path).with_suffix(".json").read_text())["tensors_sha256"]
 
 
-def _temperature_setting(config: RunConfig) -> dict:
-    """``{"expert_temperature": T}`` when T is not 1, else ``{}``: runs recorded before the option
-    existed keep their stage settings, so they still resume."""
-    t = config.expert_temperature
-    return {} if t == 1.0 else {"expert_temperature": t}
+def setting_defaults() -> dict[str, dict]:
+    """Per stage, the value of each setting in runs recorded before that setting existed
+    (``lapo.stages.pipeline.plan``): the config classes' field defaults, and the expert's
+    sampling temperature 1."""
+    temperature = {"expert_temperature": field_defaults(RunConfig)["expert_temperature"]}
+    return {
+        "collect": temperature,
+        "lam": field_defaults(LAMConfig),
+        "bc": field_defaults(BCConfig),
+        "decode": field_defaults(DecodeConfig),
+        "evaluate": temperature,
+    }
 
 
 def stage_configs(config: RunConfig) -> dict:
@@ -85,12 +93,15 @@ def run_pipeline(
             "num_envs": config.num_envs,
             "seed": config.seed,
             "expert_sha256": _expert_digest(expert),
-            **_temperature_setting(config),
+            "expert_temperature": config.expert_temperature,
         },
         "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
         "bc": {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes},
         "decode": dataclasses.asdict(configs["decode"]),
-        "evaluate": {"episodes": config.eval_episodes, **_temperature_setting(config)},
+        "evaluate": {
+            "episodes": config.eval_episodes,
+            "expert_temperature": config.expert_temperature,
+        },
         "report": {"hide_noop": config.hide_noop},
     }
     if config.sweep:
@@ -213,7 +224,10 @@ def run_pipeline(
         "online": 20,
         "report": 1,
     }
-    return run_stages(config, settings, actions, redo=redo, weights=weights, progress=progress)
+    return run_stages(
+        config, settings, actions, redo=redo, weights=weights, progress=progress,
+        defaults=setting_defaults(),
+    )  # fmt: skip
 
 
 def evaluate_all(
