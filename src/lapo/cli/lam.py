@@ -34,7 +34,8 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
         "--time-budget",
         type=float,
         metavar="MINUTES",
-        help="stop with a checkpoint after this many minutes",
+        help="stop with a checkpoint after this many minutes (the learning rate decays over "
+        "--steps, so set --steps to about what fits in the budget)",
     )
     p.add_argument("--steps", type=int, help="updates (overrides the preset)")
     p.add_argument("--batch-size", type=int, help="windows per update (overrides the preset)")
