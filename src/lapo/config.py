@@ -273,10 +273,10 @@ class LAMConfig:
 #: predicts the change from o_t (``fdm_residual``). On a miner random-policy recording, held-out
 #: MLP probe after 2,500 updates: 0.097 with neither, 0.186 with the residual FDM, 0.223 with
 #: both (restarting dead codes on top of the residual FDM: 0.178, no gain). Its 3,000 updates take
-#: about 13 minutes on 2 cores (about 4 updates/s); the learning rate decays over them, and a
+#: 13-16 minutes on 2 cores (3-4 updates/s); the learning rate decays over them, and a
 #: run stopped early by a time budget with the learning rate still high was worse than a
-#: shorter run that decayed fully (miner: 0.216 after 5,204 of 8,000 planned updates, 0.223
-#: after 2,500 of 2,500, 0.249 after 5,000 of 5,000).
+#: shorter run that decayed fully (miner, 25-minute budget, 4,096-window probe: 0.216 after
+#: 5,204 of 8,000 planned updates, 0.249 after 5,000 of 5,000).
 #: ``smoke``: seconds, for tests.
 LAM_PRESETS: dict[str, dict] = {
     "paper": {},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -81,3 +82,16 @@ def test_run_config_presets_and_validation(tmp_path: Path) -> None:
         RunConfig(env="pong")
     with pytest.raises(ValueError, match="label counts must be >= 2"):
         RunConfig(sweep=(1, 16))
+    with pytest.raises(ValueError, match="lam_steps must be >= 1"):
+        RunConfig(lam_steps=0)
+
+
+def test_lam_steps_replace_the_presets_and_change_the_recorded_settings(tmp_path: Path) -> None:
+    from lapo.config import LAM_PRESETS
+    from lapo.stages.run import stage_configs
+
+    default = stage_configs(RunConfig(preset="cpu", out=tmp_path))["lam"]
+    longer = stage_configs(RunConfig(preset="cpu", out=tmp_path, lam_steps=6000))["lam"]
+    assert default.steps == LAM_PRESETS["cpu"]["steps"] != 6000
+    assert longer.steps == 6000
+    assert dataclasses.replace(longer, steps=default.steps) == default  # nothing else changed

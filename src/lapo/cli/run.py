@@ -50,6 +50,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--online-steps", type=int, help="env steps per online run")
     p.add_argument("--online-seeds", type=int, help="seeds per online method")
+    p.add_argument(
+        "--lam-steps", type=int, help="stage-1 updates (default: the preset's; cpu 3,000)"
+    )
     p.add_argument("--lam-minutes", type=float, help="wall-clock budget of stage 1")
     p.add_argument("--bc-minutes", type=float, help="wall-clock budget of stage 2")
     p.add_argument("--hide-noop", action="store_true", help="hide NOOP in the latent map")
@@ -95,6 +98,7 @@ def _run(args: argparse.Namespace) -> None:
         "online": args.online,
         "online_steps": args.online_steps,
         "online_seeds": args.online_seeds,
+        "lam_steps": args.lam_steps,
         "lam_minutes": args.lam_minutes,
         "bc_minutes": args.bc_minutes,
         "seed": args.seed,

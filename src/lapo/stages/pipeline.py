@@ -59,6 +59,7 @@ class RunConfig:
         eval_episodes: complete episodes per evaluated policy (>= 100 for the paper's CIs).
         sweep: label counts for the label sweep (empty: no sweep); sweep_seeds, sweep_episodes.
         online: run online fine-tuning vs PPO from scratch; online_steps, online_seeds.
+        lam_steps: stage-1 updates (None: the preset's; the learning rate decays over them).
         lam_minutes, bc_minutes: optional wall-clock budgets of stages 1 and 2 (None: steps).
         hide_noop: hide NOOP points in the latent-space map.
         seed: collection seed (evaluation uses other seeds).
@@ -79,6 +80,7 @@ class RunConfig:
     online: bool = False
     online_steps: int = 1_000_000
     online_seeds: int = 2
+    lam_steps: int | None = None
     lam_minutes: float | None = None
     bc_minutes: float | None = None
     hide_noop: bool = False
@@ -106,6 +108,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.labels < 2 or any(n < 2 for n in self.sweep):
             raise ValueError("label counts must be >= 2 (a training and a validation label)")
+        if self.lam_steps is not None and self.lam_steps < 1:
+            raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")
 
 
 #: Per-preset defaults of ``RunConfig`` (fields the user did not set).

@@ -49,8 +49,9 @@ def setting_defaults() -> dict[str, dict]:
 
 def stage_configs(config: RunConfig) -> dict:
     """The typed configs of stages 1-3 for ``config.preset`` (``lam``, ``bc``, ``decode``)."""
+    lam_steps = {"steps": config.lam_steps} if config.lam_steps is not None else {}
     return {
-        "lam": LAMConfig(**LAM_PRESETS[config.preset]),
+        "lam": LAMConfig(**{**LAM_PRESETS[config.preset], **lam_steps}),
         "bc": BCConfig(**BC_PRESETS[config.preset]),
         "decode": DecodeConfig(
             labels=config.labels,
