@@ -157,6 +157,16 @@ def _temperature_note(config) -> str:
     return "" if t == 1.0 else f" (sampling temperature {t:g}, also in its evaluation)"
 
 
+def _lam_options(lam) -> str:
+    """The stage-1 departures from the paper that are on, as ``"; ..."`` (empty when none)."""
+    options = [
+        *(["IDM also sees frame differences"] if lam.idm_frame_differences else []),
+        *(["FDM predicts the change from o_t"] if lam.fdm_residual else []),
+        *(["dead codes restarted"] if lam.restart_dead_codes else []),
+    ]
+    return "".join(f"; {o}" for o in options)
+
+
 def _config_section(rep, config) -> None:
     """The settings that matter in one table; every field in a folded JSON block."""
     from lapo.stages.run import stage_configs
@@ -177,8 +187,8 @@ def _config_section(rep, config) -> None:
             ["data", f"{config.frames} frames of the expert{_temperature_note(config)} in "
              f"{config.env}, "
              f"{config.num_envs} envs, seed {config.seed}"],
-            ["stage 1: IDM + FDM", f"size {lam.size}, k={lam.context}; {quantizer}; "
-             f"{lam.steps} updates of {lam.batch_size}, lr {lam.learning_rate:g}, "
+            ["stage 1: IDM + FDM", f"size {lam.size}, k={lam.context}{_lam_options(lam)}; "
+             f"{quantizer}; {lam.steps} updates of {lam.batch_size}, lr {lam.learning_rate:g}, "
              f"bf16 {lam.bf16}"],
             ["stage 2: latent BC", f"{bc.encoder} x{bc.multiplier} ({bc.features} features), "
              f"{bc.target} target, {bc.steps} updates of {bc.batch_size}, lr {bc.learning_rate:g}"],
