@@ -276,7 +276,7 @@ class LAMConfig:
 #: 13-16 minutes on 2 cores (3-4 updates/s); the learning rate decays over them, and a
 #: run stopped early by a time budget with the learning rate still high was worse than a
 #: shorter run that decayed fully (miner, 25-minute budget, 4,096-window probe: 0.216 after
-#: 5,204 of 8,000 planned updates, 0.249 after 5,000 of 5,000).
+#: 5,204 of 8,000 planned updates, 0.228 after 5,589 of 5,800, 0.249 after 5,000 of 5,000).
 #: ``smoke``: seconds, for tests.
 LAM_PRESETS: dict[str, dict] = {
     "paper": {},
