@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -119,3 +120,21 @@ def test_bad_sweep_is_a_usage_error_before_any_work(command, value, message, cap
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--sweep" in err and message in err
+
+
+@pytest.mark.parametrize(
+    ("preset", "flags"),
+    [("cpu", []), ("paper", []), ("cpu", ["--no-restart-dead-codes", "--no-fdm-residual"]),
+     ("paper", ["--restart-dead-codes", "--idm-frame-differences"])],
+)  # fmt: skip
+def test_train_lam_options_override_the_preset(preset, flags) -> None:
+    from lapo.cli.lam import lam_config_from_args
+    from lapo.config import LAM_PRESETS, LAMConfig
+
+    args = build_parser().parse_args(["train-lam", "--data", "d", "--preset", preset, *flags])
+    config = lam_config_from_args(args)
+    expected = LAMConfig(**LAM_PRESETS[preset])
+    for flag in flags:
+        name = flag.removeprefix("--").removeprefix("no-").replace("-", "_")
+        expected = dataclasses.replace(expected, **{name: not flag.startswith("--no-")})
+    assert config == expected

@@ -151,6 +151,25 @@ def test_vq_dead_code_restart(enabled: bool) -> None:
         assert vq.usage_ema[0, 3].item() == 0.0
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_vq_restarts_revive_a_codebook_collapsed_at_initialization(enabled: bool) -> None:
+    # What a fresh IDM does on maze: its latents differ little from input to input and sit far
+    # from the small initial codes (uniform in +-5/K), so every latent picks the same code from
+    # the first update on and the other codes are never chosen again.
+    torch.manual_seed(0)
+    vq = VectorQuantizer(1, 1, codebook_size=64, dim=16, decay=0.95,
+                         restart_dead_codes=enabled).train()  # fmt: skip
+    offset = torch.randn(16)
+    perplexity = []
+    for _ in range(400):  # the usage EMA of an unused code falls below 1e-3 after ~275 updates
+        perplexity.append(float(vq(offset + 0.01 * torch.randn(64, 16)).perplexity[0]))
+    assert perplexity[200] == 1.0
+    if enabled:
+        assert perplexity[-1] > 16.0, perplexity[-1]
+    else:
+        assert max(perplexity) == 1.0
+
+
 def test_vq_bf16_autocast_gives_fp32_indices_for_well_separated_inputs() -> None:
     vq = _spread_vq().eval()
     target = torch.randint(0, 64, (32, 2, 4))

@@ -47,8 +47,9 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--restart-dead-codes",
-        action="store_true",
-        help="re-seed unused codes from the batch (off in the paper)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-seed unused codes from the batch (default: the preset's; off in paper)",
     )
     p.add_argument(
         "--fdm-residual",
@@ -70,23 +71,33 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_train_lam)
 
 
-def _run_train_lam(args: argparse.Namespace) -> None:
+def _preset(args: argparse.Namespace) -> str:
+    """``--preset``, else ``paper`` when a GPU is visible and ``cpu`` without."""
     import torch
 
-    from lapo.config import LAM_PRESETS, LAMConfig
-    from lapo.stages.lam import train_lam
+    return args.preset or ("paper" if torch.cuda.is_available() else "cpu")
 
-    preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
+
+def lam_config_from_args(args: argparse.Namespace):
+    """The ``LAMConfig`` of parsed ``train-lam`` arguments: the preset, then the options given."""
+    from lapo.config import LAM_PRESETS, LAMConfig
+
     overrides = {
         "steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "quantizer": args.quantizer, "context": args.context, "seed": args.seed,
         "bf16": False if args.no_bf16 else None,
-        "restart_dead_codes": True if args.restart_dead_codes else None,
+        "restart_dead_codes": args.restart_dead_codes,
         "fdm_residual": args.fdm_residual,
         "idm_frame_differences": args.idm_frame_differences,
     }  # fmt: skip
-    values = {**LAM_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    config = LAMConfig(**values)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return LAMConfig(**{**LAM_PRESETS[_preset(args)], **given})
+
+
+def _run_train_lam(args: argparse.Namespace) -> None:
+    from lapo.stages.lam import train_lam
+
+    config, preset = lam_config_from_args(args), _preset(args)
     budget = args.time_budget * 60 if args.time_budget else None
     metrics = train_lam(
         config,
