@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lapo.cli.common import HelpFormatter
+
+if TYPE_CHECKING:
+    from lapo.config import LAMConfig
 
 
 def _add_train_lam(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +82,7 @@ def _preset(args: argparse.Namespace) -> str:
     return args.preset or ("paper" if torch.cuda.is_available() else "cpu")
 
 
-def lam_config_from_args(args: argparse.Namespace):
+def lam_config_from_args(args: argparse.Namespace) -> LAMConfig:
     """The ``LAMConfig`` of parsed ``train-lam`` arguments: the preset, then the options given."""
     from lapo.config import LAM_PRESETS, LAMConfig
 
