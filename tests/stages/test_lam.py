@@ -181,3 +181,29 @@ def test_two_process_ddp_ranks_end_identical(sprites, tmp_path) -> None:
     assert _digest(tmp_path / "run") == digests[0]
     single = train_lam(smoke(steps=4), sprites, tmp_path / "single", progress=False)
     assert single["weights_sha256"] != digests[0]  # two ranks saw twice the data
+
+
+def test_collapse_warning_only_for_a_collapsed_codebook_without_restarts() -> None:
+    from lapo.stages.lam import collapse_warning
+
+    config = smoke(log_every=50)
+    collapsed = {"train/distinct_codes": 1.0, "train/perplexity/0": 4.0}
+    assert "--restart-dead-codes" in collapse_warning(collapsed, config, 100)
+    assert collapse_warning(collapsed, config, 50) is None  # the first log averages from init
+    assert collapse_warning(collapsed, smoke(restart_dead_codes=True), 100) is None
+    assert collapse_warning({"train/distinct_codes": 1.02}, config, 100) is None
+    assert collapse_warning({}, config, 100) is None  # no codebook (quantizer none)
+
+
+def test_distinct_codes_of_a_batch() -> None:
+    from lapo.models.lam import LatentActionModel
+    from lapo.stages.lam import _losses
+
+    torch.manual_seed(0)
+    model = LatentActionModel(smoke(), channels=3, image_size=32).eval()  # codebook fixed
+    frames = torch.rand(6, 3, 3, 32, 32) - 0.5
+    _, stats = _losses(model, frames, bf16=False)
+    codes = model.quantizer(model.idm(frames)).indices.flatten(1)
+    assert stats["distinct_codes"] == len({tuple(row) for row in codes.tolist()})
+    _, stats = _losses(model, frames[:1].expand(6, -1, -1, -1, -1), bf16=False)
+    assert stats["distinct_codes"] == 1  # six copies of one window

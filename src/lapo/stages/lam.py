@@ -61,7 +61,30 @@ def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict
     if out.vq.perplexity is not None:
         for g, p in enumerate(out.vq.perplexity):
             stats[f"perplexity/{g}"] = p.detach()
+    if out.vq.indices is not None:  # windows of the batch with different joint codes
+        joint = out.vq.indices.flatten(1)  # (B, G * L)
+        stats["distinct_codes"] = torch.unique(joint, dim=0).shape[0]
     return loss, stats
+
+
+def collapse_warning(metrics: dict, config: LAMConfig, step: int) -> str | None:
+    """A warning when every window of every batch since the last log got the same joint code.
+
+    ``metrics`` are ``_summarize``'s at update ``step`` (``train/distinct_codes`` is a mean over
+    batches). A collapsed codebook gives the FDM no information about the action. None when the
+    codes vary, there is no codebook, dead-code restarts are on (they revive collapsed codes
+    within a few hundred updates) or ``step`` is before the second log.
+    """
+    distinct = metrics.get("train/distinct_codes")
+    if distinct is None or distinct > 1.0 or config.restart_dead_codes:
+        return None
+    if step < 2 * config.log_every:
+        return None
+    return (
+        f"warning: the codebook has collapsed at update {step} (every window gets the same "
+        f"code), so the latent action tells the FDM nothing; --restart-dead-codes usually "
+        f"revives it"
+    )
 
 
 @torch.no_grad()
@@ -231,7 +254,7 @@ def train_lam(
         len(train_index), config.batch_size // world, seed=config.seed, rank=rank, world_size=world
     )
     logger = RunLogger(run_dir) if rank == 0 else None
-    metrics, sums, count, t0 = {}, {}, 0, time.perf_counter()
+    metrics, sums, count, t0, warned = {}, {}, 0, time.perf_counter(), False
     started = time.monotonic()
     bar = tqdm(
         total=config.steps,
@@ -265,6 +288,10 @@ def train_lam(
                     metrics |= evaluate_loss(model, test_index, config, device)
                 if logger:
                     logger.log(step, metrics)
+                warning = collapse_warning(metrics, config, step)
+                if warning and not warned and rank == 0:
+                    tqdm.write(warning)
+                    warned = True
                 bar.set_postfix(mse=f"{metrics['train/fdm_mse']:.5f}", refresh=False)
                 sums, count, t0 = {}, 0, time.perf_counter()
             if (step % config.checkpoint_every == 0 or step == config.steps) and rank == 0:
