@@ -279,8 +279,9 @@ class LAMConfig:
 #: 5,204 of 8,000 planned updates, 0.228 after 5,589 of 5,800, 0.249 after 5,000 of 5,000).
 #: Dead codes are restarted (``restart_dead_codes``): without it the codebook collapsed on maze,
 #: whose mouse covers a few pixels (one code from the first updates on; 25-minute protocol, MLP
-#: probe 0.111, frame difference 0.156); with it 0.190, NMI 0.21. On miner two 25-minute runs
-#: with it ended at 0.216 and 0.230 (seed 1), within the range of the runs above without it.
+#: probe 0.111, frame difference 0.156); with it 0.190, NMI 0.21. On miner three 25-minute
+#: runs with it ended at 0.216, 0.230 (seed 1) and 0.219 (seed 2), within the range of the runs
+#: above without it.
 #: ``smoke``: seconds, for tests.
 LAM_PRESETS: dict[str, dict] = {
     "paper": {},
