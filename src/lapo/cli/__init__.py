@@ -1,7 +1,7 @@
 """The ``lapo`` command. Nothing imports this package; it only parses arguments and calls the API.
 
 Each module registers one group of subcommands (``register(sub)``): ``data`` (collect, data
-import/info/verify), ``expert`` (expert train/eval), ``lam`` (train-lam).
+import/info/verify), ``expert`` (expert train/eval), ``lam`` (train-lam, probe-lam).
 """
 
 from __future__ import annotations

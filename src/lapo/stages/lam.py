@@ -29,8 +29,9 @@ from lapo.checkpoint import (
 )
 from lapo.config import LAMConfig
 from lapo.data import LapoDataset, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
-from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.models.lam import LatentActionModel
 from lapo.runtime import GracefulStop, RunLogger, check_resume_config, save_training_checkpoint
+from lapo.stages.lam_quality import latent_quality, window_batch
 
 CHECKPOINT = "checkpoint"
 
@@ -43,12 +44,6 @@ def _distributed() -> tuple[int, int]:
     if torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def _batch(index: WindowIndex, windows, device: torch.device) -> torch.Tensor:
-    """Window numbers -> ``(B, k+2, C, H, W) float`` in [-0.5, 0.5] on ``device``."""
-    frames = torch.from_numpy(index.read(np.asarray(windows)))  # (B, k+2, H, W, C) uint8
-    return frames_to_float(frames.to(device))
 
 
 def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict]:
@@ -96,14 +91,11 @@ def evaluate_loss(
     sampler = WindowBatchSampler(
         len(index), config.batch_size, seed=config.seed + 1, rank=0, world_size=1
     )
-    mse = np.mean(
-        [
-            float(
-                _losses(model, _batch(index, sampler.batch(b), device), config.bf16)[1]["fdm_mse"]
-            )
-            for b in range(batches)
-        ]
-    )
+    losses = []
+    for b in range(batches):
+        frames = window_batch(index, sampler.batch(b), device)
+        losses.append(float(_losses(model, frames, config.bf16)[1]["fdm_mse"]))
+    mse = np.mean(losses)
     model.train()
     return {"test/fdm_mse": float(mse), "test/psnr": float(-10 * math.log10(max(mse, 1e-12)))}
 
@@ -274,7 +266,7 @@ def train_lam(
                 optimizer,
                 config,
                 step,
-                _batch(train_index, sampler.batch(step), device),
+                window_batch(train_index, sampler.batch(step), device),
                 run_dir,
             )
             step += 1
@@ -309,67 +301,6 @@ def train_lam(
         (run_dir / "latent_quality.json").write_text(json.dumps(quality, indent=2))
         metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
     return metrics
-
-
-@torch.no_grad()
-def latent_quality(
-    model: LatentActionModel, index: WindowIndex, config: LAMConfig, top_codes: int = 32
-) -> dict:
-    """True-action probes on held-out windows (``config.probe_samples`` of them).
-
-    Returns a JSON-able dict: ``probe_linear_accuracy``, ``probe_mlp_accuracy``,
-    ``frame_difference_mlp_accuracy`` (the same MLP probe on the 4x-pooled o_{t+1} - o_t: what
-    the latents should beat),
-    ``majority_accuracy``, ``nmi`` (joint code vs action, discrete quantizers only),
-    ``code_action_histogram`` (the ``top_codes`` most used joint codes), ``num_samples``.
-    """
-    from lapo.eval.probes import (
-        code_action_histogram,
-        joint_code,
-        normalized_mutual_information,
-        probe_accuracy,
-    )
-
-    dataset = index.dataset
-    windows = np.sort(index.labelled_subset(min(config.probe_samples, len(index)), seed=123))
-    actions = np.asarray(dataset.actions[index.frame_index(windows)])
-    device = next(model.parameters()).device
-    model.eval()
-    latents, codes = [], []
-    for start in range(0, len(windows), 256):
-        frames = _batch(index, windows[start : start + 256], device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
-            latent = model.idm(frames)
-            vq = model.quantizer(latent)
-        latents.append(latent.float().cpu())
-        if vq.indices is not None:
-            codes.append(vq.indices.cpu())
-    model.train()
-    num_actions = dataset.num_actions or int(actions.max()) + 1
-    probe = probe_accuracy(torch.cat(latents).numpy(), actions, num_actions)
-    result = {
-        "num_samples": len(windows),
-        "probe_linear_accuracy": probe.linear_accuracy,
-        "probe_mlp_accuracy": probe.mlp_accuracy,
-        "majority_accuracy": probe.majority_accuracy,
-    }
-    if codes:
-        joint = joint_code(torch.cat(codes).numpy(), config.codebook_size)
-        result["nmi"] = normalized_mutual_information(joint, actions)
-        used, counts = np.unique(joint, return_counts=True)
-        top = used[np.argsort(-counts)[:top_codes]]
-        hist = code_action_histogram(joint, actions, num_actions)
-        result["code_action_histogram"] = {str(c): hist[int(c)] for c in top}
-        result["distinct_codes"] = int(len(used))
-    # Reference without any learning: an MLP probe on the 4x-pooled frame difference o_{t+1} - o_t.
-    diffs = []
-    for start in range(0, len(windows), 256):
-        frames = _batch(index, windows[start : start + 256], torch.device("cpu"))
-        diff = F.avg_pool2d(frames[:, -1] - frames[:, -2], 4)  # (B, C, H/4, W/4)
-        diffs.append(diff.flatten(1))
-    baseline = probe_accuracy(torch.cat(diffs).numpy(), actions, num_actions)
-    result["frame_difference_mlp_accuracy"] = baseline.mlp_accuracy
-    return result
 
 
 def load_lam(path: str | Path, device: str = "cpu") -> tuple[LatentActionModel, LAMConfig]:
