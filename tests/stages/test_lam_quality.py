@@ -75,6 +75,8 @@ def test_bad_inputs_are_refused_before_any_work(trained, tmp_path: Path) -> None
         probe_lam(run, tmp_path / "video")
     with pytest.raises(ValueError, match="samples must be >= 4"):
         probe_lam(run, tmp_path / "video", samples=2)
+    with pytest.raises(ValueError, match="does not exist"):
+        probe_lam(run, tmp_path / "video", out=tmp_path / "no" / "q.json")
 
 
 def test_cli_prints_the_figures_and_reports_errors_in_one_line(trained, tmp_path: Path) -> None:

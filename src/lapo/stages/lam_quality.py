@@ -130,8 +130,8 @@ def probe_lam(
 
     Raises:
         FileNotFoundError: no checkpoint at ``lam``.
-        ValueError: ``samples < 4``, the dataset has no true actions, or its frames are not the
-            shape the model was trained on.
+        ValueError: ``samples < 4``, ``out``'s directory does not exist, the dataset has no true
+            actions, or its frames are not the shape the model was trained on.
         lapo.data.DatasetError: invalid data or no window of k + 2 frames.
     """
     from lapo.checkpoint import read_meta
@@ -140,6 +140,8 @@ def probe_lam(
 
     if samples < 4:
         raise ValueError(f"samples must be >= 4 (two per probe half), got {samples}")
+    if out is not None and not Path(out).parent.is_dir():
+        raise ValueError(f"cannot write {out}: its directory {Path(out).parent} does not exist")
     dataset = open_dataset(data_dir)
     if not dataset.has_actions:
         raise ValueError(f"{dataset.path}: latent-quality probes need true actions; it has none")
