@@ -283,7 +283,8 @@ class LAMConfig:
 #: runs with it ended at 0.216, 0.230 (seed 1) and 0.219 (seed 2), within the range of the runs
 #: above without it. Rerun with nothing else on the machine (all 5,000 updates, 14-18 min), probed
 #: with ``lapo probe-lam`` on 32,768 windows of a second recording (where the frame-difference MLP
-#: scores 0.218): 0.263, 0.201 and 0.270 for seeds 0, 1 and 2.
+#: scores 0.218): 0.263, 0.201 and 0.270 for seeds 0, 1 and 2 (with 7,000 updates in 22 min:
+#: seed 1 0.234, seed 2 0.242).
 #: ``smoke``: seconds, for tests.
 LAM_PRESETS: dict[str, dict] = {
     "paper": {},
