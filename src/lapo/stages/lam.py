@@ -303,6 +303,12 @@ def train_lam(
     return metrics
 
 
+def lam_checkpoint(path: str | Path) -> Path:
+    """The checkpoint base path of a ``train-lam`` run directory or checkpoint path."""
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path.with_suffix("")
+
+
 def load_lam(path: str | Path, device: str = "cpu") -> tuple[LatentActionModel, LAMConfig]:
     """Load a trained latent action model (run directory or checkpoint path), in eval mode.
 
@@ -314,8 +320,7 @@ def load_lam(path: str | Path, device: str = "cpu") -> tuple[LatentActionModel, 
     """
     from lapo.checkpoint import CheckpointError
 
-    path = Path(path)
-    path = path / CHECKPOINT if path.is_dir() else path.with_suffix("")
+    path = lam_checkpoint(path)
     meta = read_meta(path)
     if meta.get("kind") != "latent-action-model":
         raise CheckpointError(f"{path}: expected a latent action model, found {meta.get('kind')!r}")

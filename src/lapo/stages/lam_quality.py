@@ -9,7 +9,7 @@ same MLP probe on the 4x-pooled frame difference o_{t+1} - o_t as a reference wi
 :func:`probe_lam` runs it for a saved model on any labelled dataset, typically a second
 recording of the same game: the probe's accuracy depends strongly on how many windows it is
 trained on (on a miner random-policy recording the frame-difference MLP scores 0.13 with 4,096
-windows, 0.20 with 16,384 and 0.25 with 65,536), and one run's held-out split holds only a few
+windows, 0.20 with 16,384 and 0.24 with 65,536), and one run's held-out split holds only a few
 thousand windows.
 """
 
@@ -136,23 +136,20 @@ def probe_lam(
     """
     from lapo.checkpoint import read_meta
     from lapo.data.format import write_json_atomic
-    from lapo.stages.lam import CHECKPOINT, load_lam, manifest_digest
+    from lapo.stages.lam import lam_checkpoint, load_lam, manifest_digest
 
     if samples < 4:
         raise ValueError(f"samples must be >= 4 (two per probe half), got {samples}")
     if out is not None and not Path(out).parent.is_dir():
         raise ValueError(f"cannot write {out}: its directory {Path(out).parent} does not exist")
     dataset = open_dataset(data_dir)
-    if not dataset.has_actions:
-        raise ValueError(f"{dataset.path}: latent-quality probes need true actions; it has none")
-    lam = Path(lam)
-    meta = read_meta(lam / CHECKPOINT if lam.is_dir() else lam.with_suffix(""))
+    meta = read_meta(lam_checkpoint(lam))
     if tuple(meta["frame_shape"]) != tuple(dataset.frame_shape):
         raise ValueError(
             f"{dataset.path} has frames of shape {tuple(dataset.frame_shape)}, but the model "
             f"was trained on {tuple(meta['frame_shape'])}"
         )
-    model, config = load_lam(lam, device)
+    model, config = load_lam(lam, device)  # latent_quality refuses data without true actions
     held_out = meta.get("data_manifest_sha256") == manifest_digest(dataset)
     episodes = split_episodes(dataset, config.test_fraction, config.seed)[1] if held_out else None
     index = WindowIndex(dataset, config.context, episodes)
