@@ -138,3 +138,13 @@ def test_train_lam_options_override_the_preset(preset, flags) -> None:
         name = flag.removeprefix("--").removeprefix("no-").replace("-", "_")
         expected = dataclasses.replace(expected, **{name: not flag.startswith("--no-")})
     assert config == expected
+
+
+def test_train_lam_bottleneck_options_set_the_vq_layout() -> None:
+    from lapo.cli.lam import lam_config_from_args
+
+    options = ["--preset", "paper", "--num-latents", "2", "--code-dim", "8"]
+    argv = ["train-lam", "--data", "d", *options]
+    config = lam_config_from_args(build_parser().parse_args(argv))
+    assert (config.num_codebooks, config.num_latents, config.code_dim) == (2, 2, 8)
+    assert config.latent_dim == 32

@@ -70,6 +70,17 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--context", type=int, help="k, past frames before o_t (paper 1)")
     p.add_argument(
+        "--num-latents",
+        type=int,
+        help="discrete latents per codebook, the bottleneck's width (paper 4, cpu 1)",
+    )
+    p.add_argument(
+        "--code-dim",
+        type=int,
+        help="dimension of one code (paper 16, cpu 64); the latent action has "
+        "codebooks x latents x code-dim entries",
+    )
+    p.add_argument(
         "--probe-samples",
         type=int,
         help="held-out windows for the final latent-quality probes (overrides the preset)",
@@ -99,6 +110,7 @@ def lam_config_from_args(args: argparse.Namespace) -> LAMConfig:
         "fdm_residual": args.fdm_residual,
         "idm_frame_differences": args.idm_frame_differences,
         "probe_samples": args.probe_samples,
+        "num_latents": args.num_latents, "code_dim": args.code_dim,
     }  # fmt: skip
     given = {k: v for k, v in overrides.items() if v is not None}
     return LAMConfig(**{**LAM_PRESETS[_preset(args)], **given})
