@@ -174,7 +174,8 @@ def _config_section(rep, config) -> None:
     cfgs = stage_configs(config)
     lam, bc, dec = cfgs["lam"], cfgs["bc"], cfgs["decode"]
     quantizer = {
-        "vq": f"EMA VQ, {lam.num_codebooks} codebooks x {lam.num_latents} latents of "
+        "vq": f"EMA VQ, {lam.num_codebooks} codebooks x {lam.num_latents} "
+        f"latent{'s' if lam.num_latents != 1 else ''} of "
         f"{lam.codebook_size} codes (dim {lam.code_dim}), commitment {lam.commitment_cost}, "
         f"decay {lam.ema_decay}",
         "none": "none (no-VQ ablation)",
