@@ -72,12 +72,12 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--num-latents",
         type=int,
-        help="discrete latents per codebook, the bottleneck's width (paper 4, cpu 1)",
+        help="discrete latents per codebook, the bottleneck's width (paper and cpu: 4)",
     )
     p.add_argument(
         "--code-dim",
         type=int,
-        help="dimension of one code (paper 16, cpu 64); the latent action has "
+        help="dimension of one code (paper and cpu: 16); the latent action has "
         "codebooks x latents x code-dim entries",
     )
     p.add_argument(
