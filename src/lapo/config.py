@@ -185,6 +185,8 @@ class LAMConfig:
             ``num_codebooks * num_latents * code_dim`` dimensions (2 x 4 x 16 = 128).
         commitment_cost, ema_decay: VQ commitment weight and codebook EMA decay.
         restart_dead_codes: re-seed unused codes from the batch (off in the paper).
+        idm_multiplier: the IDM's IMPALA channel multiplier; 0 keeps the ``size``'s own
+            (``paper`` 4, ``cpu`` 1).
         idm_frame_differences: the IDM also sees the differences of consecutive frames
             (``InverseDynamicsModel`` ``frame_differences``); off in the paper.
         fdm_residual: the FDM predicts o_{t+1} as o_t plus a change (``ForwardDynamicsModel``
@@ -212,6 +214,7 @@ class LAMConfig:
     commitment_cost: float = 0.05
     ema_decay: float = 0.999
     restart_dead_codes: bool = False
+    idm_multiplier: int = 0
     idm_frame_differences: bool = False
     fdm_residual: bool = False
     learning_rate: float = 2e-4
@@ -235,6 +238,10 @@ class LAMConfig:
             raise ValueError(f"context must be >= 0, got {self.context}")
         if self.size not in ("paper", "cpu", "smoke"):
             raise ValueError(f"size must be one of paper, cpu, smoke; got {self.size!r}")
+        if self.idm_multiplier < 0:
+            raise ValueError(
+                f"idm_multiplier must be >= 1 (or 0 for the size's own), got {self.idm_multiplier}"
+            )
         for name in (
             "num_codebooks",
             "num_latents",

@@ -150,6 +150,16 @@ def test_paper_parameter_counts():
     assert n_params(ForwardDynamicsModel()) == n_params(fdm)  # the defaults are the paper size
 
 
+def test_idm_multiplier_replaces_the_size_s_own():
+    paper_idm, _ = make_lam_nets("paper")
+    cpu_idm, cpu_fdm = make_lam_nets("cpu")
+    wide_idm, wide_fdm = make_lam_nets("cpu", idm_multiplier=4)
+    # both IDMs have 256 features, so x4 on the cpu size is the paper IDM
+    assert n_params(cpu_idm) < n_params(wide_idm) == n_params(paper_idm)
+    assert n_params(wide_fdm) == n_params(cpu_fdm)  # the FDM keeps the cpu size
+    assert n_params(make_lam_nets("cpu", idm_multiplier=0)[0]) == n_params(cpu_idm)
+
+
 def test_gradient_reaches_every_parameter():
     torch.manual_seed(0)
     idm, fdm = make_lam_nets("smoke")

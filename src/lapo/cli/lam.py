@@ -68,6 +68,11 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
         help="the IDM also sees o_(i+1) - o_i of consecutive frames (default: the preset's; "
         "off in paper)",
     )
+    p.add_argument(
+        "--idm-multiplier",
+        type=int,
+        help="the IDM's IMPALA channel multiplier (default: the preset's size; paper 4, cpu 1)",
+    )
     p.add_argument("--context", type=int, help="k, past frames before o_t (paper 1)")
     p.add_argument(
         "--num-latents",
@@ -109,6 +114,7 @@ def lam_config_from_args(args: argparse.Namespace) -> LAMConfig:
         "restart_dead_codes": args.restart_dead_codes,
         "fdm_residual": args.fdm_residual,
         "idm_frame_differences": args.idm_frame_differences,
+        "idm_multiplier": args.idm_multiplier,
         "probe_samples": args.probe_samples,
         "num_latents": args.num_latents, "code_dim": args.code_dim,
     }  # fmt: skip

@@ -56,6 +56,7 @@ class LatentActionModel(nn.Module):
             channels=channels,
             image_size=image_size,
             frame_differences=config.idm_frame_differences,
+            idm_multiplier=config.idm_multiplier,
             residual=config.fdm_residual,
         )
         kwargs = {}

@@ -48,12 +48,14 @@ def make_lam_nets(
     channels: int = 3,
     image_size: int = 64,
     frame_differences: bool = False,
+    idm_multiplier: int = 0,
     **fdm_overrides,
 ) -> tuple[InverseDynamicsModel, ForwardDynamicsModel]:
     """Build the IDM and FDM of preset ``size`` (``paper``, ``cpu`` or ``smoke``).
 
-    ``frame_differences`` is the IDM's option of that name; ``fdm_overrides`` replace entries
-    of the preset's FDM arguments (e.g. ``norm_groups=8``, ``residual=True``).
+    ``frame_differences`` is the IDM's option of that name; ``idm_multiplier`` (when >= 1)
+    replaces the preset's IMPALA channel multiplier; ``fdm_overrides`` replace entries of the
+    preset's FDM arguments (e.g. ``norm_groups=8``, ``residual=True``).
 
     Raises:
         ValueError: unknown size; the message lists the valid ones.
@@ -61,9 +63,10 @@ def make_lam_nets(
     if size not in LAM_SIZES:
         raise ValueError(f"unknown LAM size {size!r}; expected one of: {', '.join(LAM_SIZES)}")
     preset = LAM_SIZES[size]
+    idm_args = {**preset["idm"], **({"multiplier": idm_multiplier} if idm_multiplier else {})}
     idm = InverseDynamicsModel(
         context=context, latent_dim=latent_dim, channels=channels, image_size=image_size,
-        frame_differences=frame_differences, **preset["idm"],
+        frame_differences=frame_differences, **idm_args,
     )  # fmt: skip
     fdm = ForwardDynamicsModel(
         context=context, latent_dim=latent_dim, channels=channels,
