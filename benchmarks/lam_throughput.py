@@ -66,10 +66,14 @@ def make_step(size: str, mode: str, batch: int, fdm_overrides: dict):
     """One training step as a closure, plus the loss function, the batch and (IDM, FDM).
 
     The networks carry the options of the stage-1 preset of that name (the ``cpu`` preset's IDM
-    sees frame differences and its FDM predicts the change)."""
+    has its own channel multiplier and sees frame differences; its FDM predicts the change)."""
     torch.manual_seed(0)
     preset = LAMConfig(**LAM_PRESETS[size])
-    options = {"frame_differences": preset.idm_frame_differences, "residual": preset.fdm_residual}
+    options = {
+        "frame_differences": preset.idm_frame_differences,
+        "idm_multiplier": preset.idm_multiplier,
+        "residual": preset.fdm_residual,
+    }
     idm, fdm = make_lam_nets(size, **{**options, **fdm_overrides})
     if mode.endswith("+cl"):
         idm, fdm = (

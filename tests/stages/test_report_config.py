@@ -13,5 +13,8 @@ def test_stage1_options_in_the_report_follow_the_config() -> None:
     cpu = LAMConfig(**LAM_PRESETS["cpu"])
     text = _lam_options(cpu)
     assert "frame differences" in text and "change from o_t" in text and "dead codes" in text
-    plain = dataclasses.replace(cpu, idm_frame_differences=False, restart_dead_codes=False)
+    assert "IDM IMPALA x2" in text
+    plain = dataclasses.replace(
+        cpu, idm_frame_differences=False, restart_dead_codes=False, idm_multiplier=0
+    )
     assert _lam_options(plain) == "; FDM predicts the change from o_t"

@@ -71,7 +71,7 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--idm-multiplier",
         type=int,
-        help="the IDM's IMPALA channel multiplier (default: the preset's size; paper 4, cpu 1)",
+        help="the IDM's IMPALA channel multiplier (default: the preset's; paper 4, cpu 2)",
     )
     p.add_argument("--context", type=int, help="k, past frames before o_t (paper 1)")
     p.add_argument(

@@ -12,7 +12,8 @@ loaded both cores (about 91% of the bf16 matmul rate measured at the same time f
   FDM: U-Net of base width 24 (widths 24, 48, 96, 192), 7.96M parameters (paper: "about 8M"),
   5.0 GFLOP. 7.9 GFLOP per sample in all; 22.6 samples/s (batch 128).
 - ``cpu``: for training on a CPU: IMPALA x1 (0.66M) and a base-8 U-Net with one block per level
-  and two at the bottleneck (0.45M); 0.60 GFLOP per sample, 185 samples/s (batch 64).
+  and two at the bottleneck (0.45M); 0.60 GFLOP per sample, 185 samples/s (batch 64). The
+  ``cpu`` stage-1 preset widens this IDM to x2 (``idm_multiplier``, 1.47M; ``lapo.config``).
 - ``smoke``: tiny networks for tests (0.17M + 0.10M): a batch-2 step takes milliseconds.
 """
 

@@ -160,7 +160,7 @@ def _temperature_note(config) -> str:
 def _lam_options(lam) -> str:
     """The stage-1 departures from the paper that are on, as ``"; ..."`` (empty when none)."""
     options = [
-        *([f"IDM channel multiplier {lam.idm_multiplier}"] if lam.idm_multiplier else []),
+        *([f"IDM IMPALA x{lam.idm_multiplier}"] if lam.idm_multiplier else []),
         *(["IDM also sees frame differences"] if lam.idm_frame_differences else []),
         *(["FDM predicts the change from o_t"] if lam.fdm_residual else []),
         *(["dead codes restarted"] if lam.restart_dead_codes else []),
