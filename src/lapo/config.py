@@ -297,8 +297,8 @@ class LAMConfig:
 #: protocol: the low seed moved, the spread stayed, so the layout stays the paper's.
 #: A wider IDM lifted every seed: IMPALA x2 instead of the ``cpu`` size's x1
 #: (``idm_multiplier=2``; 1.47M parameters instead of 0.66M, the FDM unchanged; about 12% more
-#: time per update), same protocol: 0.261, 0.265 and 0.275 for seeds 0-2 (mean 0.267 against
-#: 0.245), so the preset's IDM is x2.
+#: time per update), same protocol: 0.261, 0.265, 0.275 and 0.269 for seeds 0-3 (mean 0.268;
+#: x1: 0.245 over seeds 0-2), so the preset's IDM is x2.
 #: ``smoke``: seconds, for tests.
 LAM_PRESETS: dict[str, dict] = {
     "paper": {},
