@@ -93,7 +93,8 @@ class PPOConfig:
         eval_start_level, eval_num_levels: held-out evaluation levels.
         eval_every: updates between evaluations (0: never); eval_episodes: per evaluation.
         checkpoint_every: updates between checkpoints.
-        bf16: bf16 autocast for forward and backward passes.
+        bf16: bf16 autocast for forward and backward passes where the device has native bf16
+            (fp32 elsewhere, with a warning; ``lapo.precision``).
         seed: environment, initialization and sampling seed.
     """
 
@@ -197,7 +198,8 @@ class LAMConfig:
         batch_size: windows per update (global).
         steps: updates (paper 70,000; release 50,000).
         grad_clip: global gradient-norm clip (release 2).
-        bf16: bf16 autocast (and channels_last) for the forward and backward passes.
+        bf16: bf16 autocast (and channels_last) for the forward and backward passes where the
+            device has native bf16 (fp32 elsewhere, with a warning; ``lapo.precision``).
         test_fraction: fraction of episodes held out for test loss and latent probes.
         log_every, eval_every, checkpoint_every: in updates.
         probe_samples: held-out windows used for the final latent-quality probes.
@@ -325,7 +327,8 @@ class BCConfig:
         learning_rate: peak Adam step size (paper 2e-4).
         warmup_steps: linear warm-up from 0.01x the peak (release: 1,000), then linear decay to 0.
         batch_size, steps: observations per update and number of updates (paper 128, 60,000).
-        bf16: bf16 autocast (and channels_last).
+        bf16: bf16 autocast (and channels_last) where the device has native bf16 (fp32
+            elsewhere, with a warning; ``lapo.precision``).
         log_every, eval_every, checkpoint_every: in updates.
         seed: initialization and data-order seed.
     """

@@ -15,6 +15,7 @@ from torch import nn
 
 from lapo.models.lam_sizes import make_lam_nets
 from lapo.models.quantizer import VQOutput, make_quantizer
+from lapo.precision import autocast
 
 
 def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
@@ -110,7 +111,7 @@ class LatentActionModel(nn.Module):
         latents, codes = [], []
         for start in range(0, len(windows), batch_size):
             chunk = frames_to_float(windows[start : start + batch_size])
-            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            with autocast("cpu", bf16):
                 latent = self.idm(chunk)
                 vq = self.quantizer(latent)
             latents.append(latent.float())

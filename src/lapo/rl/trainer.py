@@ -36,6 +36,7 @@ from lapo.checkpoint import (
 )
 from lapo.config import PPOConfig
 from lapo.envs import normalized_return
+from lapo.precision import autocast
 from lapo.rl.buffer import RolloutBuffer
 from lapo.rl.normalize import RewardNormalizer
 from lapo.rl.ppo import compute_gae, ppo_loss
@@ -136,7 +137,7 @@ class PPOTrainer:
         return {"trunk": (tuple(trunk.shape[1:]), trunk.dtype)} | (spec if self.keep_obs else {})
 
     def _autocast(self):
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16)
+        return autocast(self.device, self.config.bf16)
 
     def _observe(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the buffer stores for one step of observations ``(N, H, W, C) uint8``."""

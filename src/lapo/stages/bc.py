@@ -32,6 +32,7 @@ from lapo.checkpoint import (
 from lapo.config import BCConfig
 from lapo.data import DatasetError, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.precision import autocast
 from lapo.runtime import GracefulStop, RunLogger, check_resume_config, save_training_checkpoint
 from lapo.stages.lam import load_lam, manifest_digest, weights_digest
 from lapo.stages.policy_io import CHECKPOINT, build_latent_policy
@@ -66,7 +67,7 @@ def label_windows(
     ):
         windows = np.arange(start, min(start + batch_size, len(index)))
         frames = frames_to_float(torch.from_numpy(index.read(windows)).to(device))
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        with autocast(device, bf16):
             latent = lam.idm(frames)  # (B, D)
             if target == "quantized":
                 latent = lam.quantizer(latent).quantized
@@ -103,7 +104,7 @@ def _observations(index: WindowIndex, windows: np.ndarray, device: torch.device)
 
 
 def _loss(policy, obs: torch.Tensor, target: torch.Tensor, bf16: bool) -> torch.Tensor:
-    with torch.autocast(obs.device.type, torch.bfloat16, enabled=bf16):
+    with autocast(obs.device, bf16):
         prediction = policy(obs)  # (B, D)
     return F.mse_loss(prediction.float(), target)
 

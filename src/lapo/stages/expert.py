@@ -18,6 +18,7 @@ from lapo.config import PPOConfig, check_temperature
 from lapo.envs import NUM_ACTIONS, ProcgenVecEnv
 from lapo.eval.rollouts import evaluate_policy
 from lapo.models import ActorCritic, make_encoder
+from lapo.precision import autocast
 from lapo.rl.trainer import CHECKPOINT, PPOTrainer, check_run_dir, run_ppo, sample_actions
 
 __all__ = [
@@ -168,7 +169,7 @@ class ExpertPolicy:
         self.generator = torch.Generator(self.device).manual_seed(seed)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+        with torch.no_grad(), autocast(self.device, self.bf16):
             logits, _ = self.net(torch.from_numpy(obs).to(self.device))
         return sample_actions(logits.float() / self.temperature, self.generator)[0].cpu().numpy()
 

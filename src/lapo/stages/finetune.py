@@ -33,6 +33,7 @@ from lapo.models import make_encoder
 from lapo.models.lam import LatentActionModel, frames_to_float
 from lapo.models.online import HybridActorCritic, OnlineActorCritic
 from lapo.models.policy import ActionDecoder, LatentPolicy
+from lapo.precision import autocast
 from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
 from lapo.stages.expert import evaluate_expert
 from lapo.stages.policy_io import checkpoint_path, load_latent_policy
@@ -134,7 +135,7 @@ def label_transitions(
     for s in range(0, len(start), batch_size):
         i, n = start[s : s + batch_size], env[s : s + batch_size]
         windows = frames[i[:, None] + offsets, n[:, None]]  # (B, k+2, H, W, C)
-        with torch.autocast(frames.device.type, torch.bfloat16, enabled=bf16):
+        with autocast(frames.device, bf16):
             z = lam.idm(frames_to_float(windows))  # (B, D)
             if quantized:
                 z = lam.quantizer(z).quantized

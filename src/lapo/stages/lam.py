@@ -30,6 +30,7 @@ from lapo.checkpoint import (
 from lapo.config import LAMConfig
 from lapo.data import LapoDataset, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel
+from lapo.precision import autocast
 from lapo.runtime import GracefulStop, RunLogger, check_resume_config, save_training_checkpoint
 from lapo.stages.lam_quality import latent_quality, window_batch
 
@@ -47,8 +48,7 @@ def _distributed() -> tuple[int, int]:
 
 
 def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict]:
-    device_type = frames.device.type
-    with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
+    with autocast(frames.device, bf16):
         out = model(frames)
     mse = F.mse_loss(out.prediction.float(), frames[:, -1])
     loss = mse + out.vq.commitment_loss

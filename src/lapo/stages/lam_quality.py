@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from lapo.config import LAMConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
 from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.precision import autocast
 
 
 def window_batch(index: WindowIndex, windows, device: torch.device) -> torch.Tensor:
@@ -73,7 +74,7 @@ def latent_quality(
     latents, codes, diffs = [], [], []
     for start in range(0, len(windows), 256):
         frames = window_batch(index, windows[start : start + 256], device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
+        with autocast(device, config.bf16):
             latent = model.idm(frames)
             vq = model.quantizer(latent)
         latents.append(latent.float().cpu())

@@ -30,6 +30,7 @@ from lapo.config import BCConfig, check_temperature
 from lapo.envs import NUM_ACTIONS, OBS_SHAPE
 from lapo.models import make_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy, LatentPolicy
+from lapo.precision import autocast
 
 CHECKPOINT = "checkpoint"
 
@@ -170,7 +171,7 @@ class PolicyActor:
     Args:
         net: ``(B, H, W, C) uint8 -> (B, A)`` logits.
         greedy: argmax instead of sampling from the softmax.
-        bf16: autocast the forward pass.
+        bf16: autocast the forward pass to bf16 where the device has native bf16.
         seed: seed of the sampling generator (evaluation returns are reproducible given it).
         temperature: sample from ``softmax(logits / temperature)`` (1: the policy as trained).
 
@@ -193,7 +194,7 @@ class PolicyActor:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+        with autocast(self.device, self.bf16):
             logits = self.net(torch.from_numpy(obs).to(self.device)).float()
         if self.greedy:
             return logits.argmax(-1).cpu().numpy()

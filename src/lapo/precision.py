@@ -1,0 +1,70 @@
+"""bf16 autocast where the hardware computes bf16 natively, fp32 where it would only emulate it.
+
+Every config's ``bf16`` field means "train and act in bf16 where that is fast". On a CPU without
+bf16 instructions (x86 without AVX-512 BF16 or AMX, e.g. AVX2-only machines) oneDNN has no bf16
+kernels and PyTorch falls back to reference code: a ``cpu``-preset stage-1 update measured about
+10x slower in bf16 than in fp32 on such a machine (see ``benchmarks/lam_throughput.py``). There the
+request is dropped with one warning and the run computes in fp32. Checkpoints are unaffected (the
+weights are float32 either way), so a run may resume on a machine of the other kind.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+NO_NATIVE_BF16 = (
+    "bf16 was requested but this {device} has no native bf16 arithmetic ({why}); computing in "
+    "fp32 instead, which is faster here (pass --no-bf16 to silence this)"
+)
+
+
+def native_bf16(device: torch.device | str) -> tuple[bool, str]:
+    """Whether ``device`` runs bf16 matrix work natively, and a short reason.
+
+    CPU: oneDNN's own check (x86: AVX-512 BF16 or AMX; ARM: the BF16 extension), which decides
+    whether bf16 convolutions and matmuls take its fast kernels. CUDA:
+    ``torch.cuda.is_bf16_supported()``. Other device types are trusted (True).
+    """
+    kind = torch.device(device).type
+    if kind == "cpu":
+        kernels = _onednn_bf16()
+        if kernels is None:  # a torch build without the check: keep the request
+            return True, "unknown"
+        if kernels:
+            return True, "oneDNN bf16 kernels"
+        return False, f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    if kind == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return True, "CUDA bf16"
+        return False, f"GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return True, kind
+
+
+def _onednn_bf16() -> bool | None:
+    """oneDNN's answer to "does this CPU have bf16 kernels" (None: this torch cannot say)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return None if check is None else bool(check())
+
+
+def bf16_enabled(requested: bool, device: torch.device | str) -> bool:
+    """The effective bf16 setting: ``requested`` and native bf16 on ``device``.
+
+    Warns (``UserWarning``, once per process by Python's default filter) when a request is
+    dropped.
+    """
+    if not requested:
+        return False
+    native, why = native_bf16(device)
+    if not native:
+        message = NO_NATIVE_BF16.format(device=torch.device(device).type.upper(), why=why)
+        warnings.warn(message, stacklevel=1)  # one location: Python shows it once per process
+    return native
+
+
+def autocast(device: torch.device | str, bf16: bool) -> torch.autocast:
+    """``torch.autocast`` to bf16 on ``device`` when ``bf16_enabled(bf16, device)``, else a no-op
+    context (fp32)."""
+    device = torch.device(device)
+    return torch.autocast(device.type, torch.bfloat16, enabled=bf16_enabled(bf16, device))
