@@ -391,6 +391,13 @@ class DecodeConfig:
             labelled set; stop after ``patience`` epochs without validation improvement).
         bc_steps, bc_learning_rate: the label-only behaviour-cloning baseline (same encoder as the
             latent policy, trained from scratch on the same labels), in updates.
+        pseudo_label_updates: not in the paper; 0 (default, the paper's method) skips it. Updates
+            of the optional fine-tuning of the decoded policy on the decoder's soft labels of
+            ``pseudo_label_frames`` unlabelled training transitions plus the N true labels
+            (``lapo.stages.pseudo_label``); the result is saved as a third policy.
+        pseudo_label_frames, pseudo_label_batch_size, pseudo_label_learning_rate,
+            pseudo_label_label_weight: its unlabelled transitions (drawn with ``seed``), batch
+            size (of each of the two parts), Adam step size and the true labels' loss weight.
         seed: label draw and initialization seed.
     """
 
@@ -403,6 +410,11 @@ class DecodeConfig:
     patience: int = 50
     bc_steps: int = 2000
     bc_learning_rate: float = 5e-4
+    pseudo_label_updates: int = 0
+    pseudo_label_frames: int = 32768
+    pseudo_label_batch_size: int = 128
+    pseudo_label_learning_rate: float = 3e-4
+    pseudo_label_label_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -414,6 +426,20 @@ class DecodeConfig:
             )
         if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1 or self.bc_steps < 0:
             raise ValueError("max_epochs, patience and batch_size must be >= 1, bc_steps >= 0")
+        if self.pseudo_label_updates < 0 or self.pseudo_label_frames < 1:
+            raise ValueError(
+                f"pseudo_label_updates must be >= 0 and pseudo_label_frames >= 1, got "
+                f"{self.pseudo_label_updates} and {self.pseudo_label_frames}"
+            )
+        if self.pseudo_label_batch_size < 1 or not self.pseudo_label_learning_rate > 0:
+            raise ValueError(
+                f"pseudo_label_batch_size must be >= 1 and pseudo_label_learning_rate > 0, got "
+                f"{self.pseudo_label_batch_size} and {self.pseudo_label_learning_rate}"
+            )
+        if not self.pseudo_label_label_weight >= 0:
+            raise ValueError(
+                f"pseudo_label_label_weight must be >= 0, got {self.pseudo_label_label_weight}"
+            )
 
 
 @dataclass(frozen=True)

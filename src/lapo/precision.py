@@ -16,7 +16,7 @@ import torch
 
 NO_NATIVE_BF16 = (
     "bf16 was requested but this {device} has no native bf16 arithmetic ({why}); computing in "
-    "fp32 instead, which is faster here (pass --no-bf16 to silence this)"
+    "fp32 instead, which is faster here (bf16=False, or --no-bf16, silences this)"
 )
 
 

@@ -124,6 +124,22 @@ def test_decode_offline_saves_loadable_policies(trained) -> None:
         load_policy(trained["bc"])
 
 
+def test_decode_offline_with_pseudo_labels_saves_a_third_policy(trained) -> None:
+    out = trained["root"] / "decode-pseudo"
+    config = DecodeConfig(labels=32, max_epochs=5, pseudo_label_updates=4,
+                          pseudo_label_frames=48, pseudo_label_batch_size=8)  # fmt: skip
+    facts = decode_offline(config, trained["bc"], trained["lam"], trained["data"], out,
+                           baseline=False)  # fmt: skip
+    info = facts["pseudo_label"]
+    assert info["updates"] == 4 and info["pseudo_labelled"] == 48
+    assert 0.0 <= facts["test/pseudo_label_accuracy"] <= 1.0
+    assert info["validation_loss"] <= info["initial_validation_loss"]  # best kept, start included
+    net, meta = load_policy(out / "pseudo-label")
+    assert meta["kind"] == "decoded-policy" and meta["metrics"] == info
+    assert net(torch.zeros((2, 64, 64, 3), dtype=torch.uint8)).shape == (2, 8)
+    assert not (out / "label-bc").exists()
+
+
 def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
     """Tiny Procgen recording -> smoke stages -> decode -> sweep -> evaluate twice, same returns."""
     from lapo.stages.collect import collect

@@ -98,6 +98,14 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="label draw and initialization seed")
     p.add_argument("--no-baseline", action="store_true", help="skip the label-only BC baseline")
     p.add_argument(
+        "--pseudo-label-updates",
+        type=int,
+        default=0,
+        metavar="U",
+        help="not in the paper: also fine-tune the decoded policy for U updates on the "
+        "decoder's labels of unlabelled transitions (saved as pseudo-label/; 0: skip)",
+    )
+    p.add_argument(
         "--sweep",
         type=label_counts,
         metavar="N,N,...",
@@ -132,7 +140,9 @@ def _run_decode(args: argparse.Namespace) -> None:
         return
     from lapo.stages.decode import decode_offline
 
-    config = DecodeConfig(labels=args.labels, seed=args.seed)
+    config = DecodeConfig(
+        labels=args.labels, seed=args.seed, pseudo_label_updates=args.pseudo_label_updates
+    )
     facts = decode_offline(
         config, args.policy, args.lam, args.data, args.out, baseline=not args.no_baseline
     )
@@ -143,6 +153,11 @@ def _run_decode(args: argparse.Namespace) -> None:
         + (
             f", label-only BC {facts['test/label_bc_accuracy']:.3f}"
             if "test/label_bc_accuracy" in facts
+            else ""
+        )
+        + (
+            f", after pseudo-label fine-tuning {facts['test/pseudo_label_accuracy']:.3f}"
+            if "test/pseudo_label_accuracy" in facts
             else ""
         )
     )

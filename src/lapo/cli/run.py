@@ -41,6 +41,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="frames to record (default: preset)")
     p.add_argument("--labels", type=int, help="labelled transitions for decoding (256)")
     p.add_argument("--eval-episodes", type=int, help="episodes per evaluated policy (100)")
+    p.add_argument(
+        "--pseudo-label-updates",
+        type=int,
+        metavar="U",
+        help="not in the paper: also fine-tune the decoded policy for U updates on the "
+        "decoder's labels of unlabelled transitions, and evaluate it (default: preset's; 0)",
+    )
     p.add_argument("--sweep", type=label_counts, metavar="N,N,...", help="also run a label sweep")
     p.add_argument(
         "--online",
@@ -94,6 +101,7 @@ def _run(args: argparse.Namespace) -> None:
         "frames": args.frames,
         "labels": args.labels,
         "eval_episodes": args.eval_episodes,
+        "pseudo_label_updates": args.pseudo_label_updates,
         "sweep": args.sweep,
         "online": args.online,
         "online_steps": args.online_steps,

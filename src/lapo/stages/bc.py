@@ -75,6 +75,19 @@ def label_windows(
     return out
 
 
+def cached_latents(
+    run_dir: Path, split: str, lam_digest: str, target: str, windows: int
+) -> np.ndarray | None:
+    """Stage 2's cached IDM labels ``<run_dir>/latents-<split>.npy`` (``(windows, D) float32``,
+    memory-mapped) if the IDM of weight digest ``lam_digest`` made them for ``target`` and an
+    index of ``windows`` windows, else None."""
+    path, stamp_path = run_dir / f"latents-{split}.npy", run_dir / f"latents-{split}.json"
+    stamp = {"lam_weights_sha256": lam_digest, "target": target, "windows": windows}
+    if path.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
+        return np.load(path, mmap_mode="r")
+    return None
+
+
 def _cached_labels(
     run_dir: Path,
     split: str,
@@ -85,10 +98,11 @@ def _cached_labels(
     progress: bool,
 ) -> np.ndarray:
     """``latents-<split>.npy`` if these IDM weights made it, else compute and save it."""
+    cached = cached_latents(run_dir, split, lam_digest, config.target, len(index))
+    if cached is not None:
+        return np.asarray(cached)
     path, stamp_path = run_dir / f"latents-{split}.npy", run_dir / f"latents-{split}.json"
     stamp = {"lam_weights_sha256": lam_digest, "target": config.target, "windows": len(index)}
-    if path.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
-        return np.load(path)
     latents = label_windows(lam, index, config.target, config.bf16, progress=progress)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")

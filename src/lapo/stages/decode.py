@@ -5,8 +5,10 @@ place where true actions enter the pipeline):
 - an MLP decoder (128, 128) learns a_t from the IDM's latent action z_t of the same transition;
   composed with the latent policy it gives the decoded policy ``decoder(pi(o_t))``;
 - the label-only baseline trains the latent policy's encoder architecture from scratch to predict
-  a_t from o_t on the same N labels, so the value of latent pre-training is visible.
-Both keep the weights with the lowest validation loss (a held-out part of the N labels).
+  a_t from o_t on the same N labels, so the value of latent pre-training is visible;
+- optionally (not in the paper; ``pseudo_label_updates > 0``), the decoded policy is fine-tuned
+  end to end on the decoder's soft labels of unlabelled transitions (``lapo.stages.pseudo_label``).
+All keep the weights with the lowest validation loss (a held-out part of the N labels).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
 from lapo.eval.probes import fit_classifier
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
-from lapo.stages.bc import label_windows
-from lapo.stages.lam import load_lam
+from lapo.stages.bc import cached_latents, label_windows
+from lapo.stages.lam import load_lam, weights_digest
 from lapo.stages.policy_io import build_encoder, load_latent_policy, save_policy
+from lapo.stages.pseudo_label import pseudo_label_finetune
 
-DECODED, LABEL_BC = "decoded", "label-bc"
+DECODED, LABEL_BC, PSEUDO_LABEL = "decoded", "label-bc", "pseudo-label"
 
 
 @dataclass(frozen=True)
@@ -158,17 +161,21 @@ def decode_offline(
     *,
     baseline: bool = True,
     test_samples: int = 2048,
+    progress: bool = False,
 ) -> dict:
     """Train the decoder (and the label-only baseline) and save both as acting policies.
 
     Files in ``out_dir``: ``decoded/checkpoint`` (kind ``decoded-policy``), ``label-bc/checkpoint``
-    (kind ``bc-policy``, when ``baseline``) and ``decode.json`` (the returned facts).
+    (kind ``bc-policy``, when ``baseline``), ``pseudo-label/checkpoint`` (kind
+    ``decoded-policy``, when ``config.pseudo_label_updates > 0``) and ``decode.json`` (the
+    returned facts).
 
     Returns:
         JSON-able facts: labels used, decoder/baseline validation accuracy, and on up to
         ``test_samples`` held-out windows (stage 1's test episodes): the decoder's accuracy on IDM
         latents, the decoded policy's and the baseline's accuracy on o_t, the true and decoded
-        actions (for a confusion matrix) and the game the data came from.
+        actions (for a confusion matrix) and the game the data came from; with pseudo-label
+        fine-tuning also its facts (``pseudo_label``) and ``test/pseudo_label_accuracy``.
 
     Raises:
         ValueError: no true actions in the data; more labels than training windows.
@@ -219,6 +226,32 @@ def decode_offline(
         "test/true_actions": test.actions.tolist(),
         "test/decoded_actions": decoded_actions.tolist(),
     }
+    if config.pseudo_label_updates:
+        rng = np.random.default_rng(config.seed)
+        count = min(config.pseudo_label_frames, len(train_index))
+        windows = np.sort(rng.choice(len(train_index), size=count, replace=False))
+        cached = cached_latents(Path(policy_path), "train", weights_digest(lam),
+                                bc_config.target, len(train_index))  # fmt: skip
+        latents = (
+            np.asarray(cached[windows])
+            if cached is not None  # stage 2 labelled every training window with this IDM
+            else label_windows(lam, WindowSubset(train_index, windows), bc_config.target)
+        )
+        train, val = labelled.split(config.validation_fraction)
+        finetuned, pseudo_info = pseudo_label_finetune(
+            decoded, train_index, windows, latents, (train.observations, train.actions),
+            (val.observations, val.actions), config, bf16=bc_config.bf16, progress=progress,
+        )  # fmt: skip
+        save_policy(
+            out_dir / PSEUDO_LABEL / "checkpoint",
+            "decoded-policy",
+            {"latent_policy": finetuned.latent_policy, "decoder": finetuned.decoder},
+            {**common, "hidden": list(config.hidden), "metrics": pseudo_info},
+        )
+        facts["pseudo_label"] = pseudo_info
+        facts["test/pseudo_label_accuracy"] = float(
+            (predict_actions(finetuned, test.observations) == test.actions).mean()
+        )
     if baseline:
         net, bc_info = train_label_bc(labelled, config, bc_config, num_actions)
         save_policy(

@@ -57,6 +57,9 @@ class RunConfig:
         num_envs: parallel environments for recording.
         labels: labelled transitions for offline decoding (paper 256 in the headline figure).
         eval_episodes: complete episodes per evaluated policy (>= 100 for the paper's CIs).
+        pseudo_label_updates: not in the paper (0: off): updates of fine-tuning the decoded
+            policy on the decoder's labels of unlabelled transitions (``DecodeConfig``); the
+            result is evaluated next to the paper's decoded policy.
         sweep: label counts for the label sweep (empty: no sweep); sweep_seeds, sweep_episodes.
         online: run online fine-tuning vs PPO from scratch; online_steps, online_seeds.
         lam_steps: stage-1 updates (None: the preset's; the learning rate decays over them).
@@ -74,6 +77,7 @@ class RunConfig:
     num_envs: int = 64
     labels: int = 256
     eval_episodes: int = 100
+    pseudo_label_updates: int = 0
     sweep: tuple[int, ...] = ()
     sweep_seeds: int = 3
     sweep_episodes: int = 32
@@ -106,6 +110,8 @@ class RunConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pseudo_label_updates < 0:
+            raise ValueError(f"pseudo_label_updates must be >= 0, got {self.pseudo_label_updates}")
         if self.labels < 2 or any(n < 2 for n in self.sweep):
             raise ValueError("label counts must be >= 2 (a training and a validation label)")
         if self.lam_steps is not None and self.lam_steps < 1:

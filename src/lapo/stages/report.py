@@ -113,6 +113,7 @@ def _policy_names(labels: int) -> dict[str, str]:
         "random": "uniform random",
         "label_bc": f"label-only BC ({labels} labels)",
         "lapo_decoded": f"LAPO decoded ({labels} labels)",
+        "lapo_pseudo_label": f"LAPO decoded + pseudo-label fine-tuning ({labels} labels)",
     }
 
 
@@ -292,7 +293,16 @@ def _policy_sections(rep, run_dir: Path, figures: Path, decode: dict, metrics: d
         f"{decode['labels']} labelled transitions. Held-out accuracy: decoder on IDM latents "
         f"{decode['test/decoder_accuracy']:.3f}, decoded policy on o_t "
         f"{decode['test/decoded_policy_accuracy']:.3f}, label-only BC on o_t "
-        f"{decode.get('test/label_bc_accuracy', float('nan')):.3f}."
+        f"{decode.get('test/label_bc_accuracy', float('nan')):.3f}"
+        + (
+            f", decoded policy after pseudo-label fine-tuning on o_t "
+            f"{decode['test/pseudo_label_accuracy']:.3f} (not in the paper: the decoded policy "
+            f"fine-tuned on the decoder's labels of {decode['pseudo_label']['pseudo_labelled']:,} "
+            f"unlabelled transitions, {decode['pseudo_label']['updates']:,} updates)"
+            if "test/pseudo_label_accuracy" in decode
+            else ""
+        )
+        + "."
     )
     rep.figure(
         plots.plot_confusion_matrix(

@@ -56,6 +56,7 @@ def stage_configs(config: RunConfig) -> dict:
         "decode": DecodeConfig(
             labels=config.labels,
             seed=config.seed,
+            pseudo_label_updates=config.pseudo_label_updates,
             **({"max_epochs": 20, "bc_steps": 20} if config.preset == "smoke" else {}),
         ),
     }
@@ -234,7 +235,8 @@ def run_pipeline(
 def evaluate_all(
     config: RunConfig, expert: Path, decode_dir: Path, directory: Path, progress: bool = True
 ) -> dict:
-    """Returns of expert, uniform random, label-only BC and LAPO decoded policies.
+    """Returns of expert, uniform random, label-only BC and LAPO decoded policies (and of the
+    pseudo-label fine-tuned decoded policy where stage 3 made one).
 
     Every policy plays ``config.eval_episodes`` complete episodes with the same environment seed
     (levels drawn from all levels, independently of the recording's). Writes ``returns.json``
@@ -243,6 +245,7 @@ def evaluate_all(
     """
     from tqdm import tqdm
 
+    from lapo.checkpoint import checkpoint_exists
     from lapo.eval.rollouts import evaluate_policy
     from lapo.stages.collect import RandomPolicy
     from lapo.stages.evaluate import EVAL_SEED, result_dict
@@ -252,9 +255,13 @@ def evaluate_all(
         "expert": expert,
         "label_bc": decode_dir / "label-bc",
         "lapo_decoded": decode_dir / "decoded",
+        "lapo_pseudo_label": decode_dir / "pseudo-label",  # only with pseudo-label fine-tuning
     }
+    names = ["expert", "random", "label_bc", "lapo_decoded"]
+    if checkpoint_exists(policies["lapo_pseudo_label"] / "checkpoint"):
+        names.append("lapo_pseudo_label")
     results = {}
-    for name in ("expert", "random", "label_bc", "lapo_decoded"):
+    for name in names:
         if name == "random":
             act = RandomPolicy(seed=EVAL_SEED).act
         else:  # the expert as it recorded the data; the learned policies as trained
