@@ -230,8 +230,9 @@ def decode_offline(
         rng = np.random.default_rng(config.seed)
         count = min(config.pseudo_label_frames, len(train_index))
         windows = np.sort(rng.choice(len(train_index), size=count, replace=False))
-        cached = cached_latents(Path(policy_path), "train", weights_digest(lam),
-                                bc_config.target, len(train_index))  # fmt: skip
+        bc_dir = Path(policy_path) if Path(policy_path).is_dir() else Path(policy_path).parent
+        cached = cached_latents(bc_dir, "train", weights_digest(lam), bc_config.target,
+                                len(train_index))  # fmt: skip
         latents = (
             np.asarray(cached[windows])
             if cached is not None  # stage 2 labelled every training window with this IDM
