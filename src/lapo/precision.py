@@ -10,6 +10,7 @@ weights are float32 either way), so a run may resume on a machine of the other k
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -42,6 +43,7 @@ def native_bf16(device: torch.device | str) -> tuple[bool, str]:
     return True, kind
 
 
+@functools.cache  # a fact of the machine; asked on every autocast, e.g. per environment step
 def _onednn_bf16() -> bool | None:
     """oneDNN's answer to "does this CPU have bf16 kernels" (None: this torch cannot say)."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
@@ -28,7 +27,12 @@ from lapo.eval.probes import fit_classifier
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
 from lapo.stages.bc import cached_latents, label_windows
 from lapo.stages.lam import load_lam, weights_digest
-from lapo.stages.policy_io import build_encoder, load_latent_policy, save_policy
+from lapo.stages.policy_io import (
+    build_encoder,
+    load_latent_policy,
+    predict_actions,
+    save_policy,
+)
 from lapo.stages.pseudo_label import pseudo_label_finetune
 
 DECODED, LABEL_BC, PSEUDO_LABEL = "decoded", "label-bc", "pseudo-label"
@@ -140,16 +144,6 @@ def train_label_bc(
             generator=torch.Generator().manual_seed(config.seed),
         )
     return net, info
-
-
-@torch.no_grad()
-def predict_actions(net: nn.Module, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Greedy actions of a logits module on ``(N, H, W, C) uint8`` -> ``(N,) int64``."""
-    out = [
-        net(torch.from_numpy(observations[i : i + batch_size])).argmax(-1)
-        for i in range(0, len(observations), batch_size)
-    ]
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
 def decode_offline(

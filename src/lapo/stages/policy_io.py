@@ -219,3 +219,14 @@ __all__ = [
     "load_policy",
     "save_policy",
 ]
+
+
+@torch.no_grad()
+def predict_actions(net: nn.Module, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Greedy actions of a logits module on ``(N, H, W, C) uint8`` -> ``(N,) int64``."""
+    device = next(net.parameters()).device
+    out = [
+        net(torch.from_numpy(observations[i : i + batch_size]).to(device)).argmax(-1)
+        for i in range(0, len(observations), batch_size)
+    ]
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.int64)

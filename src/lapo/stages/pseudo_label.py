@@ -25,6 +25,7 @@ from lapo.config import DecodeConfig
 from lapo.data import WindowIndex
 from lapo.models.policy import DecodedPolicy
 from lapo.precision import autocast
+from lapo.stages.policy_io import predict_actions
 
 
 @torch.no_grad()
@@ -126,11 +127,8 @@ def pseudo_label_finetune(
     student.eval()
     val_loss, val_accuracy = _validation(student, *validation)
     check = slice(0, min(2048, len(windows)))
-    with torch.no_grad():
-        obs = index.read(windows[check])[:, index.context]
-        predicted = torch.cat([student(torch.from_numpy(obs[i : i + 256]).to(device)).argmax(-1)
-                               for i in range(0, len(obs), 256)])  # fmt: skip
-        agreement = float((predicted == targets[check].argmax(-1)).float().mean())
+    predicted = predict_actions(student, index.read(windows[check])[:, index.context])
+    agreement = float((predicted == targets[check].argmax(-1).cpu().numpy()).mean())
     return student, {
         "validation_loss": val_loss,
         "validation_accuracy": val_accuracy,
