@@ -227,6 +227,13 @@ def test_label_sweep(tmp_path) -> None:
         return_plots.plot_label_sweep(labels, mean[:3], ci, tmp_path / "x.png")
     with pytest.raises(ValueError, match="> 0"):
         return_plots.plot_label_sweep([0, 16], [0.1, 0.2], [0.0, 0.0], tmp_path / "x.png")
+    both = return_plots.plot_label_sweep(
+        labels, mean, ci, tmp_path / "b.png", baseline=([16, 256], [0.02, 0.3], [0.01, 0.05])
+    )
+    assert_png(both)
+    assert both.read_bytes() != (tmp_path / "s.png").read_bytes()  # a second curve was drawn
+    with pytest.raises(ValueError, match="one shape"):
+        return_plots.plot_label_sweep(labels, mean, ci, tmp_path / "x.png", baseline=([16], [], []))
     assert return_plots.PAPER_LABEL_CURVE[256] == 0.50 and return_plots.PAPER_PPO_4M == 0.44
 
 

@@ -198,7 +198,10 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
         == 0
     )
     rows = json.loads((tmp_path / "sweep" / "label_sweep.json").read_text())
-    assert [(r["labels"], r["seed"]) for r in rows] == [(4, 0), (8, 0), (4, 1), (8, 1)]
+    assert [(r["method"], r["labels"], r["seed"]) for r in rows] == [
+        (m, n, s) for s in (0, 1) for n in (4, 8) for m in ("lapo", "label-bc")
+    ]
+    assert all(r["episodes"] == 2 for r in rows)
     results = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.json"
@@ -219,3 +222,30 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
     assert results[0]["game"] == "bigfish" and results[0]["episodes"] == 3
     assert results[0]["returns"] == results[1]["returns"]
     assert main(["evaluate", str(tmp_path / "lam"), "--episodes", "1"]) == 1
+
+
+def test_sweep_table_means_per_method_and_count_by_hand() -> None:
+    from lapo.stages.evaluate import sweep_table
+
+    def row(method, n, seed, value, ci):
+        return {"method": method, "labels": n, "seed": seed, "normalized": value,
+                "normalized_ci95": ci}  # fmt: skip
+
+    rows = [
+        row("label-bc", 16, 0, 0.1, 0.3),
+        row("lapo", 16, 0, 0.2, 0.3),
+        row("lapo", 16, 1, 0.6, 0.4),
+        row("label-bc", 16, 1, 0.3, 0.4),
+        {"labels": 32, "seed": 0, "normalized": 0.5, "normalized_ci95": 0.2},  # before "method"
+    ]
+    table = sweep_table(rows)
+    assert [(r["method"], r["labels"], r["seeds"]) for r in table] == [
+        ("lapo", 16, 2), ("lapo", 32, 1), ("label-bc", 16, 2),
+    ]  # fmt: skip
+    lapo16, lapo32, bc16 = table
+    assert lapo16["normalized"] == pytest.approx(0.4)
+    assert lapo16["normalized_sem"] == pytest.approx(np.std([0.2, 0.6], ddof=1) / np.sqrt(2))
+    assert lapo16["normalized_ci95"] == pytest.approx(np.sqrt(0.3**2 + 0.4**2) / 2)  # 0.25
+    assert bc16["normalized"] == pytest.approx(0.2)
+    assert bc16["normalized_sem"] == pytest.approx(0.1)  # |0.3 - 0.1| / 2
+    assert lapo32["normalized_sem"] == 0.0 and lapo32["normalized_ci95"] == pytest.approx(0.2)

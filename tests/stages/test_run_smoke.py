@@ -80,3 +80,16 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     assert "online" in json.loads((report / "metrics.json").read_text())
     assert (report / "figures" / "online.png").exists()
     assert list(out.glob("report.replaced-*"))  # the first report is kept aside
+    # adding a label sweep runs it with the label-only BC baseline on the same labels and levels
+    assert main([*args, "--online", "--sweep", "8,16", "--sweep-seeds", "2"]) == 0
+    rows = json.loads((out / "sweep" / "label_sweep.json").read_text())
+    assert sorted((r["method"], r["labels"], r["seed"]) for r in rows) == sorted(
+        (m, n, s) for m in ("lapo", "label-bc") for n in (8, 16) for s in (0, 1)
+    )
+    md = (report / "report.md").read_text()
+    assert "## Label sweep" in md and "label-only BC (mean of 2 seeds, +- SEM)" in md
+    assert (report / "figures" / "label_sweep.png").exists()
+    sweep = json.loads((report / "metrics.json").read_text())["sweep"]
+    assert {(r["method"], r["labels"]) for r in sweep} == {
+        (m, n) for m in ("lapo", "label-bc") for n in (8, 16)
+    }

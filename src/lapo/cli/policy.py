@@ -86,8 +86,8 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
         description="Train an MLP decoder from the IDM's latent action to the true action on N "
         "labelled transitions and compose it with the latent policy (paper section 4.3); also "
         "train the label-only behaviour-cloning baseline on the same labels. With --sweep, "
-        "evaluate the decoded policy in the game for several label counts and seeds instead "
-        "(the paper's Figure 4).",
+        "evaluate the decoded policy (and the baseline on the same labels and levels) in the "
+        "game for several label counts and seeds instead (the paper's Figure 4).",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--policy", required=True, type=Path, help="stage-2 run directory/checkpoint")
@@ -131,11 +131,13 @@ def _run_decode(args: argparse.Namespace) -> None:
             labels=args.sweep,
             seeds=tuple(range(args.seeds)),
             episodes=args.episodes,
+            baseline=not args.no_baseline,
         )
         for row in sweep_table(rows):
             print(
-                f"labels {row['labels']:>5}: normalized return {row['normalized']:.3f} "
-                f"+- {row['normalized_sem']:.3f} (SEM over {row['seeds']} seeds)"
+                f"{row['method']:>8}, labels {row['labels']:>5}: normalized return "
+                f"{row['normalized']:.3f} +- {row['normalized_sem']:.3f} (SEM over "
+                f"{row['seeds']} seeds; episodes alone +- {row['normalized_ci95']:.3f}, 95%)"
             )
         return
     from lapo.stages.decode import decode_offline

@@ -49,6 +49,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "decoder's labels of unlabelled transitions, and evaluate it (default: preset's; 0)",
     )
     p.add_argument("--sweep", type=label_counts, metavar="N,N,...", help="also run a label sweep")
+    p.add_argument("--sweep-seeds", type=int, help="sweep: seeds per label count (3)")
+    p.add_argument("--sweep-episodes", type=int, help="sweep: episodes per evaluation (32)")
+    p.add_argument(
+        "--sweep-baseline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sweep: also label-only BC on the same labels and levels (default: on)",
+    )
     p.add_argument(
         "--online",
         action=argparse.BooleanOptionalAction,
@@ -103,6 +111,9 @@ def _run(args: argparse.Namespace) -> None:
         "eval_episodes": args.eval_episodes,
         "pseudo_label_updates": args.pseudo_label_updates,
         "sweep": args.sweep,
+        "sweep_seeds": args.sweep_seeds,
+        "sweep_episodes": args.sweep_episodes,
+        "sweep_baseline": args.sweep_baseline,
         "online": args.online,
         "online_steps": args.online_steps,
         "online_seeds": args.online_seeds,

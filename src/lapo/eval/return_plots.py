@@ -87,6 +87,7 @@ def plot_label_sweep(
     reference: Mapping[int, float] | None = PAPER_LABEL_CURVE,
     ppo_reference: float | None = PAPER_PPO_4M,
     title: str | None = None,
+    baseline: tuple[Sequence[int], Sequence[float], Sequence[float]] | None = None,
 ) -> Path:
     """Normalized return of offline decoding against the number of labelled transitions.
 
@@ -97,25 +98,22 @@ def plot_label_sweep(
         reference: ``{labels: normalized return}`` drawn dashed (default: the paper's curve, a
             mean over 16 games); None leaves it out.
         ppo_reference: a horizontal line for PPO from scratch after 4M steps (paper: 0.44).
+        baseline: ``(labels, mean, ci95)`` of label-only BC on the same labels, drawn as a second
+            curve of this run (same checks); None: the decoded policy alone.
 
     Returns: the PNG path. Raises: ValueError for empty or mismatched inputs or labels <= 0.
     """
-    labels = _array("labels", labels, 1)
-    mean = np.asarray(mean, dtype=np.float64)
-    ci95 = np.asarray(ci95, dtype=np.float64)
-    if mean.shape != labels.shape or ci95.shape != labels.shape:
-        raise ValueError(f"labels, mean, ci95 must have one shape, got {labels.shape}, "
-                         f"{mean.shape}, {ci95.shape}")  # fmt: skip
-    if (labels <= 0).any():
-        raise ValueError("label counts must be > 0 (log2 axis)")
-    order = np.argsort(labels)
-    labels, mean, ci95 = labels[order].astype(np.float64), mean[order], ci95[order]
+    curves = [("this run, LAPO decoded (95% CI)", "C0", _sweep_curve(labels, mean, ci95))]
+    if baseline is not None:
+        curves.append(("this run, label-only BC (95% CI)", "C1", _sweep_curve(*baseline)))
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
-    ok = np.isfinite(mean)
-    ax.errorbar(labels[ok], mean[ok], yerr=_finite_or_zero(ci95)[ok], marker="o", color="C0",
-                capsize=3, label="this run (95% CI)", zorder=3)  # fmt: skip
-    ticks = set(labels.tolist())
+    ticks: set[float] = set()
+    for name, color, (x, y, ci) in curves:
+        ok = np.isfinite(y)
+        ax.errorbar(x[ok], y[ok], yerr=_finite_or_zero(ci)[ok], marker="o", color=color,
+                    capsize=3, label=name, zorder=3)  # fmt: skip
+        ticks |= set(x.tolist())
     if reference:
         ref = sorted(reference.items())
         ax.plot(*zip(*ref, strict=True), ls="--", marker=".", color="C3",
@@ -138,6 +136,20 @@ def plot_label_sweep(
     first = sorted(range(len(names)), key=lambda i: not names[i].startswith("this run"))
     ax.legend([handles[i] for i in first], [names[i] for i in first], fontsize="small")
     return _save(fig, path)
+
+
+def _sweep_curve(labels, mean, ci95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked ``(labels, mean, ci95)`` of one sweep curve as float arrays sorted by labels."""
+    labels = _array("labels", labels, 1)
+    mean = np.asarray(mean, dtype=np.float64)
+    ci95 = np.asarray(ci95, dtype=np.float64)
+    if mean.shape != labels.shape or ci95.shape != labels.shape:
+        raise ValueError(f"labels, mean, ci95 must have one shape, got {labels.shape}, "
+                         f"{mean.shape}, {ci95.shape}")  # fmt: skip
+    if (labels <= 0).any():
+        raise ValueError("label counts must be > 0 (log2 axis)")
+    order = np.argsort(labels)
+    return labels[order].astype(np.float64), mean[order], ci95[order]
 
 
 def _mean_band(runs: Sequence[tuple[Sequence[float], Sequence[float]]], name: str):

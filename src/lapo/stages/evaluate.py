@@ -22,6 +22,9 @@ from lapo.stages.policy_io import PolicyActor, load_latent_policy, load_policy
 #: Evaluation seed default: differs from every collection seed the pipeline uses (0, 1).
 EVAL_SEED = 12345
 
+#: ``method`` of the label sweep's rows: the decoded LAPO policy and label-only BC.
+METHOD_LAPO, METHOD_BC = "lapo", "label-bc"
+
 
 def result_dict(result: EvalResult) -> dict:
     """JSON-able summary of an ``EvalResult`` (returns included)."""
@@ -89,20 +92,29 @@ def label_sweep(
     labels: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
     seeds: tuple[int, ...] = (0, 1, 2),
     episodes: int = 32,
+    baseline: bool = True,
     config: DecodeConfig | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Normalized return of the decoded policy against the number of labels (paper Figure 4).
+    """Normalized return against the number of labels (paper Figure 4), with the BC baseline.
 
     For each label count N (skipped when larger than the training windows) and seed, a decoder is
     trained on N labels (``DecodeConfig`` with ``labels=N``, ``seed``) and the decoded policy is
-    evaluated for ``episodes`` episodes. Rows are appended to ``out_path`` (JSON list) as they
-    finish. Returns the rows: ``labels, seed, mean, ci95, normalized, normalized_ci95,
-    validation_accuracy``.
+    evaluated for ``episodes`` episodes. With ``baseline`` (not in the paper's figure), label-only
+    behaviour cloning is trained on the same N labels and evaluated on the same levels (same
+    evaluation seed), so the two methods are compared pairwise. The labelled sets are nested:
+    for one seed the N labels are the first N of the largest count's. Rows are appended to
+    ``out_path`` (JSON list) as they finish.
+
+    Returns: the rows ``method`` (``lapo`` or ``label-bc``), ``labels, seed, mean, ci95,
+    normalized, normalized_ci95, episodes, validation_accuracy``.
+
+    Raises:
+        ValueError: the dataset is not a Procgen recording or has no true actions.
     """
     from tqdm import tqdm
 
-    from lapo.stages.decode import draw_labelled_set, train_decoder
+    from lapo.stages.decode import draw_labelled_set, train_decoder, train_label_bc
     from lapo.stages.lam import load_lam
 
     base = config or DecodeConfig()
@@ -115,8 +127,25 @@ def label_sweep(
     train_eps, _ = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
     index = WindowIndex(dataset, lam_config.context, train_eps)
     counts = [n for n in labels if n <= len(index)]
+    num_actions = dataset.num_actions or 15
     rows: list[dict] = []
-    with tqdm(total=len(counts) * len(seeds), desc="label sweep", disable=not progress) as bar:
+
+    def evaluate(method: str, net, n: int, seed: int, info: dict) -> None:
+        actor = PolicyActor(net.eval(), seed=seed)
+        result = evaluate_policy(actor.act, game, episodes, seed=EVAL_SEED + seed)
+        rows.append(
+            {
+                "method": method,
+                "labels": n,
+                "seed": seed,
+                **_summary(result),
+                "validation_accuracy": info["validation_accuracy"],
+            }
+        )
+        Path(out_path).write_text(json.dumps(rows, indent=2))
+
+    total = len(counts) * len(seeds) * (2 if baseline else 1)
+    with tqdm(total=total, desc="label sweep", disable=not progress) as bar:
         for seed in seeds:
             largest = draw_labelled_set(lam, index, max(counts), seed, bc_config.target)
             for n in counts:
@@ -125,19 +154,13 @@ def label_sweep(
                     **{f.name: getattr(largest, f.name)[:n] for f in dataclasses.fields(largest)},
                 )
                 cfg = dataclasses.replace(base, labels=n, seed=seed)
-                decoder, info = train_decoder(subset, cfg, dataset.num_actions or 15)
-                actor = PolicyActor(DecodedPolicy(latent_policy, decoder).eval(), seed=seed)
-                result = evaluate_policy(actor.act, game, episodes, seed=EVAL_SEED + seed)
-                rows.append(
-                    {
-                        "labels": n,
-                        "seed": seed,
-                        **_summary(result),
-                        "validation_accuracy": info["validation_accuracy"],
-                    }
-                )
-                Path(out_path).write_text(json.dumps(rows, indent=2))
+                decoder, info = train_decoder(subset, cfg, num_actions)
+                evaluate(METHOD_LAPO, DecodedPolicy(latent_policy, decoder), n, seed, info)
                 bar.update(1)
+                if baseline:
+                    net, info = train_label_bc(subset, cfg, bc_config, num_actions)
+                    evaluate(METHOD_BC, net, n, seed, info)
+                    bar.update(1)
     return rows
 
 
@@ -147,20 +170,43 @@ def _summary(result: EvalResult) -> dict:
 
 
 def sweep_table(rows: list[dict]) -> list[dict]:
-    """Mean over seeds per label count: ``labels, normalized, normalized_sem, seeds``."""
+    """Per method and label count, the mean over seeds of the normalized return.
+
+    Rows without ``method`` (sweeps written before the baseline existed) count as ``lapo``.
+
+    Returns: rows ``method, labels, normalized, normalized_sem, normalized_ci95, seeds``, sorted by
+    method (lapo first) then labels. ``normalized_sem`` is the standard error over seeds (it holds
+    the variation between label draws and trainings; 0 with one seed); ``normalized_ci95`` the
+    95% half-width of the seed mean from the episodes alone, ``sqrt(sum ci_i^2) / seeds``.
+    """
     out = []
-    for n in sorted({r["labels"] for r in rows}):
-        values = np.array([r["normalized"] for r in rows if r["labels"] == n])
-        sem = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-        out.append(
-            {
-                "labels": n,
-                "normalized": float(values.mean()),
-                "normalized_sem": sem,
-                "seeds": len(values),
-            }
-        )
+    methods = sorted({r.get("method", METHOD_LAPO) for r in rows}, key=lambda m: m != METHOD_LAPO)
+    for method in methods:
+        mine = [r for r in rows if r.get("method", METHOD_LAPO) == method]
+        for n in sorted({r["labels"] for r in mine}):
+            at_n = [r for r in mine if r["labels"] == n]
+            values = np.array([r["normalized"] for r in at_n])
+            ci = np.array([r["normalized_ci95"] for r in at_n])
+            sem = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+            out.append(
+                {
+                    "method": method,
+                    "labels": n,
+                    "normalized": float(values.mean()),
+                    "normalized_sem": sem,
+                    "normalized_ci95": float(np.sqrt((ci**2).sum()) / len(ci)),
+                    "seeds": len(values),
+                }
+            )
     return out
 
 
-__all__ = ["EVAL_SEED", "evaluate_checkpoint", "label_sweep", "result_dict", "sweep_table"]
+__all__ = [
+    "EVAL_SEED",
+    "METHOD_BC",
+    "METHOD_LAPO",
+    "evaluate_checkpoint",
+    "label_sweep",
+    "result_dict",
+    "sweep_table",
+]

@@ -60,7 +60,8 @@ class RunConfig:
         pseudo_label_updates: not in the paper (0: off): updates of fine-tuning the decoded
             policy on the decoder's labels of unlabelled transitions (``DecodeConfig``); the
             result is evaluated next to the paper's decoded policy.
-        sweep: label counts for the label sweep (empty: no sweep); sweep_seeds, sweep_episodes.
+        sweep: label counts for the label sweep (empty: no sweep); sweep_seeds, sweep_episodes;
+            sweep_baseline: also label-only BC at every count (same labels and levels).
         online: run online fine-tuning vs PPO from scratch; online_steps, online_seeds.
         lam_steps: stage-1 updates (None: the preset's; the learning rate decays over them).
         lam_minutes, bc_minutes: optional wall-clock budgets of stages 1 and 2 (None: steps).
@@ -81,6 +82,7 @@ class RunConfig:
     sweep: tuple[int, ...] = ()
     sweep_seeds: int = 3
     sweep_episodes: int = 32
+    sweep_baseline: bool = True
     online: bool = False
     online_steps: int = 1_000_000
     online_seeds: int = 2

@@ -380,20 +380,8 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
 
     sweep_file = run_dir / "sweep" / "label_sweep.json"
     if sweep_file.exists():
-        from lapo.stages.evaluate import sweep_table
-
-        table = sweep_table(json.loads(sweep_file.read_text()))
+        table = _sweep_section(rep, json.loads(sweep_file.read_text()), figures)
         metrics["sweep"] = table
-        rep.heading("Label sweep")
-        rep.figure(
-            return_plots.plot_label_sweep(
-                [r["labels"] for r in table],
-                [r["normalized"] for r in table],
-                [1.96 * r["normalized_sem"] for r in table],
-                figures / "label_sweep.png",
-            ),
-            "Decoded policy's normalized return against the number of labels.",
-        )
     online_file = run_dir / "online" / "online.json"
     if online_file.exists():
         online = json.loads(online_file.read_text())  # metrics["online"] is its "final"
@@ -407,6 +395,48 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
             "Normalized return against environment steps (mean and spread over seeds).",
         )
         rep.table(*_online_table(online))
+
+
+def _sweep_section(rep, rows: list[dict], figures: Path) -> list[dict]:
+    """Figure and table of the label sweep (``label_sweep`` rows); returns ``sweep_table``."""
+    from lapo.eval import return_plots
+    from lapo.stages.evaluate import METHOD_BC, METHOD_LAPO, sweep_table
+
+    table = sweep_table(rows)
+
+    def curve(method: str) -> tuple[list[int], list[float], list[float]]:
+        mine = [r for r in table if r["method"] == method]
+        # Between-seed spread when there are seeds to measure it, else the episodes' CI.
+        ci = [1.96 * r["normalized_sem"] if r["seeds"] > 1 else r["normalized_ci95"] for r in mine]
+        return [r["labels"] for r in mine], [r["normalized"] for r in mine], ci
+
+    has_bc = any(r["method"] == METHOD_BC for r in table)
+    rep.heading("Label sweep")
+    rep.figure(
+        return_plots.plot_label_sweep(
+            *curve(METHOD_LAPO),
+            figures / "label_sweep.png",
+            baseline=curve(METHOD_BC) if has_bc else None,
+        ),
+        "Normalized return against the number of labels: mean over seeds, 95% CI from the "
+        "spread between seeds (from the episodes with one seed)"
+        + ("; label-only BC on the same labels and levels." if has_bc else "."),
+    )
+    cell = {(r["method"], r["labels"]): r for r in table}
+    seeds = max(r["seeds"] for r in table)
+    header = ["labels", f"LAPO decoded (mean of {seeds} seeds, +- SEM)"]
+    header += [f"label-only BC (mean of {seeds} seeds, +- SEM)"] if has_bc else []
+    header += ["paper, LAPO (16-game mean, approx.)"]
+    body = []
+    for n in sorted({r["labels"] for r in table}):
+        row = [n]
+        for method in (METHOD_LAPO, METHOD_BC) if has_bc else (METHOD_LAPO,):
+            r = cell.get((method, n))
+            row.append(f"{r['normalized']:.3f} +- {r['normalized_sem']:.3f}" if r else "n/a")
+        ref = return_plots.PAPER_LABEL_CURVE.get(n)
+        body.append([*row, f"{ref:.2f}" if ref is not None else "n/a"])
+    rep.table(header, body)
+    return table
 
 
 #: Paper section 6.1, Figure 3: mean normalized return over the 16 games after 4M steps.

@@ -111,6 +111,7 @@ def run_pipeline(
             "labels": list(config.sweep),
             "seeds": config.sweep_seeds,
             "episodes": config.sweep_episodes,
+            "baseline": config.sweep_baseline,
         }
     if config.online:
         settings["online"] = {
@@ -192,9 +193,11 @@ def run_pipeline(
             labels=config.sweep,
             seeds=tuple(range(config.sweep_seeds)),
             episodes=config.sweep_episodes,
+            baseline=config.sweep_baseline,
+            config=configs["decode"],
             progress=progress,
         )
-        return {str(r["labels"]): r["normalized"] for r in sweep_table(rows)}
+        return {f"{r['method']}/{r['labels']}": r["normalized"] for r in sweep_table(rows)}
 
     def online(directory: Path) -> dict:
         from lapo.stages.online_compare import run_online_comparison
