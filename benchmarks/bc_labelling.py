@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, LAMConfig
+from lapo.models.build import build_latent_policy
 from lapo.models.lam import LatentActionModel
-from lapo.stages.policy_io import build_latent_policy
 
 
 def _rate(fn, items: int, iters: int) -> float:

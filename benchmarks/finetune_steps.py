@@ -32,8 +32,8 @@ from lapo.config import (
     BCConfig,
     FinetuneConfig,
 )
+from lapo.models.build import build_latent_policy
 from lapo.stages.finetune import make_online_trainer
-from lapo.stages.policy_io import build_latent_policy
 
 
 def measure(config: FinetuneConfig, latent_policy, updates: int, device: str, cache: bool):

@@ -34,8 +34,8 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from lapo.config import LAM_PRESETS, LAMConfig
+from lapo.device import native_bf16
 from lapo.models.lam_sizes import make_lam_nets
-from lapo.precision import native_bf16
 
 BATCH = {"paper": 128, "cpu": 64, "smoke": 64}
 

@@ -7,7 +7,7 @@ import torch
 
 from lapo.checkpoint import read_meta
 from lapo.experts import shipped_expert, shipped_games
-from lapo.stages.expert import load_expert
+from lapo.load import load_expert
 
 
 def test_every_shipped_expert_loads_and_records_its_evaluation() -> None:

@@ -38,6 +38,8 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lapo.data.format import sha256_file
 
+#: Base name of the checkpoint inside every run directory (``checkpoint.json`` + tensors).
+CHECKPOINT = "checkpoint"
 FORMAT_NAME = "lapo-checkpoint"
 FORMAT_VERSION = 1
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
@@ -63,6 +65,14 @@ class Checkpoint:
     meta: dict[str, Any]
     tensors: dict[str, torch.Tensor]
     path: Path
+
+
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """A run directory or a checkpoint path (with or without ``.json``) -> the checkpoint path."""
+    path = Path(path)
+    if path.is_dir():
+        return path / CHECKPOINT
+    return path.with_suffix("") if path.suffix == ".json" else path
 
 
 def _json_path(path: str | os.PathLike) -> Path:

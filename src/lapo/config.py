@@ -94,7 +94,7 @@ class PPOConfig:
         eval_every: updates between evaluations (0: never); eval_episodes: per evaluation.
         checkpoint_every: updates between checkpoints.
         bf16: bf16 autocast for forward and backward passes where the device has native bf16
-            (fp32 elsewhere, with a warning; ``lapo.precision``).
+            (fp32 elsewhere, with a warning; ``lapo.device``).
         seed: environment, initialization and sampling seed.
     """
 
@@ -199,7 +199,7 @@ class LAMConfig:
         steps: updates (paper 70,000; release 50,000).
         grad_clip: global gradient-norm clip (release 2).
         bf16: bf16 autocast (and channels_last) for the forward and backward passes where the
-            device has native bf16 (fp32 elsewhere, with a warning; ``lapo.precision``).
+            device has native bf16 (fp32 elsewhere, with a warning; ``lapo.device``).
         test_fraction: fraction of episodes held out for test loss and latent probes.
         log_every, eval_every, checkpoint_every: in updates.
         probe_samples: held-out windows used for the final latent-quality probes.
@@ -328,7 +328,7 @@ class BCConfig:
         warmup_steps: linear warm-up from 0.01x the peak (release: 1,000), then linear decay to 0.
         batch_size, steps: observations per update and number of updates (paper 128, 60,000).
         bf16: bf16 autocast (and channels_last) where the device has native bf16 (fp32
-            elsewhere, with a warning; ``lapo.precision``).
+            elsewhere, with a warning; ``lapo.device``).
         log_every, eval_every, checkpoint_every: in updates.
         seed: initialization and data-order seed.
     """

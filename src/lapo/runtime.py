@@ -1,4 +1,5 @@
-"""Run plumbing shared by the training stages: metric logging and graceful stop on signals."""
+"""Run plumbing shared by the training stages: metric logging, graceful stop on signals, resume
+checks, training checkpoints, and ``TrainingLoop``, the scaffold of every supervised stage."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from lapo.checkpoint import rng_state, save_checkpoint
 
 
 class RunLogger:
@@ -24,8 +31,6 @@ class RunLogger:
         self._jsonl = open(run_dir / "metrics.jsonl", "a")
         self._tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             self._tb = SummaryWriter(str(run_dir / "tb"))
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -135,7 +140,6 @@ def save_training_checkpoint(
         FloatingPointError: non-finite weights (nothing is written; the last good checkpoint
             stays).
     """
-    from lapo.checkpoint import rng_state, save_checkpoint
 
     check_finite_weights(model, step, path)  # never overwrite the last good checkpoint
     tensors, rng_meta = rng_state()
@@ -151,3 +155,124 @@ def save_training_checkpoint(
         path, modules={module_name: model}, optimizers={"optimizer": optimizer}, tensors=tensors,
         meta=meta,
     )  # fmt: skip
+
+
+class TrainingLoop:
+    """The scaffold every supervised training stage shares (stage 1, stage 2, later ones).
+
+    It owns what is not the method: the resume position, the wall-clock budget, SIGINT/SIGTERM
+    (finish the update, save, stop), the progress bar and the log / evaluation / checkpoint
+    cadence. The stage keeps its loss and optimizer step in its own loop::
+
+        loop = TrainingLoop(run_dir, total=config.steps, start=step, save=..., summarize=...)
+        for step in loop:                      # step: 0-based index of the update to run
+            loss, stats = ...                  # the stage's loss, readable in place
+            loop.check_finite(loss, step)      # before backward: nothing is updated or saved
+            ...backward, optimizer step...
+            loop.record(stats)                 # per-update statistics (floats or 0-d tensors)
+
+    After the update ``done = step + 1`` (units: updates): every ``log_every`` updates and at the
+    last, ``metrics = summarize(means, count, seconds, done)`` with ``means`` the per-update mean
+    of every recorded statistic since the last log; every ``eval_every`` updates and at the last
+    ``metrics |= evaluate(done)``; the metrics go to ``metrics.jsonl`` and TensorBoard
+    (``RunLogger``, main process only) and to ``on_log(done, metrics)``. Every
+    ``checkpoint_every`` updates, at the last, and when stopped early, ``save(done, metrics)``
+    (main process only).
+
+    Attributes (after the loop): ``step`` (updates done), ``metrics`` (the last logged),
+    ``stop_reason`` (None: all updates ran; else ``time budget``, ``SIGINT`` or ``SIGTERM``).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        total: int,
+        start: int,
+        log_every: int,
+        eval_every: int,
+        checkpoint_every: int,
+        save: Callable[[int, dict], None],
+        summarize: Callable[[dict, int, float, int], dict],
+        evaluate: Callable[[int], dict] | None = None,
+        on_log: Callable[[int, dict], None] | None = None,
+        time_budget_s: float | None = None,
+        progress: bool = True,
+        main: bool = True,
+        desc: str | None = None,
+    ) -> None:
+        self.run_dir, self.total, self.step = Path(run_dir), total, start
+        self.log_every, self.eval_every = log_every, eval_every
+        self.checkpoint_every = checkpoint_every
+        self.save, self.summarize, self.evaluate, self.on_log = save, summarize, evaluate, on_log
+        self.time_budget_s, self.progress = time_budget_s, progress
+        self.main, self.desc = main, desc
+        self.metrics: dict = {}
+        self.stop_reason: str | None = None
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def check_finite(self, loss: Any, step: int) -> None:
+        """Raise before a non-finite loss reaches the weights.
+
+        Raises:
+            FloatingPointError: naming the update and whether a checkpoint is kept.
+        """
+        if not math.isfinite(float(loss)):
+            kept = (
+                f"the last good checkpoint in {self.run_dir} is kept"
+                if (self.run_dir / "checkpoint.json").exists()
+                else "no checkpoint had been written yet"
+            )
+            raise FloatingPointError(
+                f"non-finite loss ({float(loss)}) at update {step}; stopped, {kept} "
+                "(lower the learning rate?)"
+            )
+
+    def record(self, stats: dict[str, Any]) -> None:
+        """Add one update's statistics to the means of the next log."""
+        for k, v in stats.items():
+            self._sums[k] = self._sums.get(k, 0.0) + float(v)
+        self._count += 1
+
+    def _due(self, every: int, done: int) -> bool:
+        return done % every == 0 or done == self.total
+
+    def __iter__(self) -> Iterator[int]:
+        logger = RunLogger(self.run_dir) if self.main else None
+        bar = tqdm(total=self.total, initial=self.step, unit="upd", desc=self.desc,
+                   disable=not self.progress or not self.main, mininterval=1.0)  # fmt: skip
+        started = time.monotonic()
+        t0 = time.perf_counter()
+        try:
+            with GracefulStop() as stop, bar:
+                while self.step < self.total and stop.requested is None:
+                    budget = self.time_budget_s
+                    if budget is not None and time.monotonic() - started > budget:
+                        stop.requested = "time budget"
+                        break
+                    yield self.step
+                    self.step += 1
+                    done = self.step
+                    bar.update(1)
+                    if self._due(self.log_every, done):
+                        means = {k: v / self._count for k, v in self._sums.items()}
+                        seconds = time.perf_counter() - t0
+                        self.metrics = self.summarize(means, self._count, seconds, done)
+                        if self.evaluate is not None and self._due(self.eval_every, done):
+                            self.metrics |= self.evaluate(done)
+                        if logger:
+                            logger.log(done, self.metrics)
+                        if self.on_log is not None:
+                            self.on_log(done, self.metrics)
+                        self._sums, self._count, t0 = {}, 0, time.perf_counter()
+                    if self._due(self.checkpoint_every, done) and self.main:
+                        self.save(done, self.metrics)
+                if stop.requested is not None and self.main:
+                    self.save(self.step, self.metrics)
+                    print(f"{stop.requested}: saved checkpoint at update {self.step} in "
+                          f"{self.run_dir}")  # fmt: skip
+                self.stop_reason = stop.requested
+        finally:
+            if logger:
+                logger.close()

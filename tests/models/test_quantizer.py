@@ -10,8 +10,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lapo.models.fsq import FSQ
-from lapo.models.quantizer import NoQuantizer, VectorQuantizer, code_perplexity, make_quantizer
+from lapo.models.quantizers import (
+    FSQ,
+    NoQuantizer,
+    VectorQuantizer,
+    code_perplexity,
+    make_quantizer,
+)
 
 
 def _set_codebook(vq: VectorQuantizer, embed: torch.Tensor) -> None:

@@ -14,12 +14,13 @@ from lapo.checkpoint import CheckpointError, read_meta
 from lapo.cli import main
 from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, CollectConfig, DecodeConfig, LAMConfig
 from lapo.data.synthetic import write_sprite_dataset
+from lapo.eval.actors import PolicyActor
+from lapo.load import load_latent_policy, load_policy
 from lapo.models import make_encoder
 from lapo.models.policy import ActionDecoder, DecodedPolicy, LatentPolicy
 from lapo.stages.bc import train_bc
 from lapo.stages.decode import LabelledSet, decode_offline, train_decoder
 from lapo.stages.lam import train_lam, weights_digest
-from lapo.stages.policy_io import PolicyActor, load_latent_policy, load_policy
 
 
 def bc_smoke(**changes) -> BCConfig:
@@ -103,7 +104,7 @@ def test_bc_writes_latent_policy_and_resumes_bitwise(trained, tmp_path: Path) ->
 
 
 def test_bc_refuses_a_checkpoint_that_is_not_a_latent_action_model(trained, tmp_path) -> None:
-    with pytest.raises(CheckpointError, match="expected a latent action model"):
+    with pytest.raises(CheckpointError, match="expected a latent-action-model checkpoint"):
         train_bc(bc_smoke(), trained["bc"], trained["data"], tmp_path / "x", progress=False)
 
 
@@ -225,7 +226,7 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
 
 
 def test_sweep_table_means_per_method_and_count_by_hand() -> None:
-    from lapo.stages.evaluate import sweep_table
+    from lapo.pipeline.label_sweep import sweep_table
 
     def row(method, n, seed, value, ci):
         return {"method": method, "labels": n, "seed": seed, "normalized": value,

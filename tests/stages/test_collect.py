@@ -9,7 +9,8 @@ import pytest
 
 from lapo.config import CollectConfig
 from lapo.data import WindowIndex, open_dataset
-from lapo.stages.collect import RandomPolicy, collect, make_policy
+from lapo.eval.actors import RandomPolicy
+from lapo.stages.collect import collect, make_policy
 
 
 def test_collect_records_exact_frames_and_consistent_episodes(tmp_path: Path) -> None:

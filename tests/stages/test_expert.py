@@ -15,7 +15,8 @@ import torch
 from lapo.checkpoint import CheckpointError, load_checkpoint
 from lapo.config import PPO_PRESETS, PPOConfig
 from lapo.envs.procgen import EpisodeStats, StepResult
-from lapo.stages.expert import build_policy, train_expert
+from lapo.models.build import build_expert_policy
+from lapo.stages.expert import train_expert
 
 
 class ColorEnv:
@@ -92,7 +93,7 @@ def _smoke(**changes) -> PPOConfig:
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    net = build_policy(_smoke())
+    net = build_expert_policy(_smoke())
     load_checkpoint(run_dir / "checkpoint", modules={"policy": net})
     return {k: v.clone() for k, v in net.state_dict().items()}
 
@@ -137,7 +138,7 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
 
 def test_checkpoint_into_other_architecture_names_keys(tmp_path: Path) -> None:
     train_expert(_smoke(eval_every=0), tmp_path / "run", progress=False)
-    other = build_policy(_smoke(encoder="impala", multiplier=1))
+    other = build_expert_policy(_smoke(encoder="impala", multiplier=1))
     with pytest.raises(CheckpointError, match="missing") as info:
         load_checkpoint(tmp_path / "run" / "checkpoint", modules={"policy": other})
     assert "encoder.conv" in str(info.value)
@@ -150,7 +151,8 @@ def test_smoke_run_with_evaluation(tmp_path: Path) -> None:
 
 def test_export_writes_a_loadable_weights_only_expert(tmp_path: Path) -> None:
     from lapo.checkpoint import read_meta
-    from lapo.stages.expert import export_expert, load_expert
+    from lapo.load import load_expert
+    from lapo.stages.expert import export_expert
 
     config = dataclasses.replace(PPOConfig(env="bigfish", **PPO_PRESETS["smoke"]), eval_every=0)
     train_expert(config, tmp_path / "run", progress=False, env=ColorEnv(config.num_envs))

@@ -20,18 +20,12 @@ from lapo.config import (
     FinetuneConfig,
     LAMConfig,
 )
+from lapo.load import load_finetuned, load_latent_policy, load_policy, save_policy
+from lapo.models.build import build_latent_policy, build_online_policy
 from lapo.models.lam import LatentActionModel
 from lapo.models.online import HybridActorCritic, OnlineActorCritic
 from lapo.models.policy import ActionDecoder
-from lapo.stages.finetune import (
-    build_online_policy,
-    fit_decoder,
-    label_transitions,
-    load_finetuned,
-    train_finetune,
-    trained_parameters,
-)
-from lapo.stages.policy_io import build_latent_policy, load_latent_policy, load_policy, save_policy
+from lapo.stages.finetune import fit_decoder, label_transitions, train_finetune, trained_parameters
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ import torch
 from lapo.checkpoint import read_meta
 from lapo.config import LAM_PRESETS, LAMConfig
 from lapo.data.synthetic import write_sprite_dataset
-from lapo.stages.lam import load_lam, train_lam, weights_digest
+from lapo.load import load_lam
+from lapo.stages.lam import train_lam, weights_digest
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from lapo.config import LAM_PRESETS, LAMConfig
 from lapo.data import DatasetWriter, WindowIndex, open_dataset, split_episodes
 from lapo.data.synthetic import sprite_episode, write_sprite_dataset
+from lapo.eval.latent_quality import probe_lam
 from lapo.eval.probes import probe_accuracy
 from lapo.models.lam import frames_to_float
 from lapo.stages.lam import train_lam
-from lapo.stages.lam_quality import probe_lam
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lapo.stages.pipeline import RunConfig, StageConflict, resolve, run_stages
+from lapo.pipeline.plan import RunConfig, StageConflict, resolve, run_stages
 
 
 def _actions(calls: list[str], fail: str | None = None):
@@ -88,10 +88,23 @@ def test_run_config_presets_and_validation(tmp_path: Path) -> None:
 
 def test_lam_steps_replace_the_presets_and_change_the_recorded_settings(tmp_path: Path) -> None:
     from lapo.config import LAM_PRESETS
-    from lapo.stages.run import stage_configs
+    from lapo.pipeline.run import stage_configs
 
     default = stage_configs(RunConfig(preset="cpu", out=tmp_path))["lam"]
     longer = stage_configs(RunConfig(preset="cpu", out=tmp_path, lam_steps=6000))["lam"]
     assert default.steps == LAM_PRESETS["cpu"]["steps"] != 6000
     assert longer.steps == 6000
     assert dataclasses.replace(longer, steps=default.steps) == default  # nothing else changed
+
+
+def test_run_config_resolves_its_preset_from_the_api_as_the_cli_does(tmp_path: Path) -> None:
+    from lapo.pipeline import RUN_PRESETS
+
+    smoke = RunConfig(env="coinrun", preset="smoke", labels=64)
+    assert smoke.frames == RUN_PRESETS["smoke"]["frames"] and smoke.labels == 64
+    assert smoke.out == Path("runs/lapo-coinrun-smoke")
+    assert RunConfig(preset="cpu").frames == 200_000
+    paper = RunConfig(preset="paper", out=tmp_path)
+    assert paper.online and paper.frames == RUN_PRESETS["paper"]["frames"]
+    with pytest.raises(ValueError, match="preset must be one of"):
+        RunConfig(preset="huge")

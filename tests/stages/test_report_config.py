@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from lapo.config import LAM_PRESETS, LAMConfig
-from lapo.stages.report import _lam_options
+from lapo.pipeline.report import _lam_options
 
 
 def test_stage1_options_in_the_report_follow_the_config() -> None:

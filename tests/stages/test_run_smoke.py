@@ -8,8 +8,8 @@ from pathlib import Path
 
 from lapo.cli import main
 from lapo.config import PPO_PRESETS, PPOConfig
+from lapo.pipeline.report import METRICS_FIELDS
 from lapo.stages.expert import train_expert
-from lapo.stages.report import METRICS_FIELDS
 
 
 def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> None:

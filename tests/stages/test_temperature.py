@@ -15,12 +15,11 @@ from torch import nn
 
 from lapo.config import CollectConfig
 from lapo.data import open_dataset
+from lapo.eval.actors import PolicyActor
 from lapo.experts import shipped_expert
+from lapo.pipeline.plan import RunConfig
+from lapo.pipeline.run import setting_defaults
 from lapo.stages.collect import collect, make_policy
-from lapo.stages.expert import ExpertPolicy
-from lapo.stages.pipeline import RunConfig
-from lapo.stages.policy_io import PolicyActor
-from lapo.stages.run import setting_defaults
 
 LOGITS = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
 
@@ -47,7 +46,7 @@ def test_action_frequencies_follow_the_tempered_softmax(kind: str, temperature: 
     if kind == "policy":
         actor = PolicyActor(FixedLogits(), bf16=False, seed=1, temperature=temperature)
     else:
-        actor = ExpertPolicy(FixedLogits(with_value=True), bf16=False, seed=1,
+        actor = PolicyActor(FixedLogits(with_value=True), bf16=False, seed=1,
                              temperature=temperature)  # fmt: skip
     freq = np.bincount(actor.act(OBS), minlength=5) / len(OBS)
     expected = torch.softmax(LOGITS / temperature, -1).numpy()
@@ -57,7 +56,7 @@ def test_action_frequencies_follow_the_tempered_softmax(kind: str, temperature: 
 def test_temperature_one_is_the_untempered_sampling_and_low_temperature_the_argmax() -> None:
     for make in (
         lambda **kw: PolicyActor(FixedLogits(), bf16=False, seed=3, **kw),
-        lambda **kw: ExpertPolicy(FixedLogits(with_value=True), bf16=False, seed=3, **kw),
+        lambda **kw: PolicyActor(FixedLogits(with_value=True), bf16=False, seed=3, **kw),
     ):
         assert np.array_equal(make().act(OBS[:500]), make(temperature=1.0).act(OBS[:500]))
         sharp = make(temperature=0.05).act(OBS[:2000])
@@ -70,7 +69,7 @@ def test_bad_temperatures_are_refused(bad: float, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message):
         PolicyActor(FixedLogits(), temperature=bad)
     with pytest.raises(ValueError, match=message):
-        ExpertPolicy(FixedLogits(with_value=True), temperature=bad)
+        PolicyActor(FixedLogits(with_value=True), temperature=bad)
     with pytest.raises(ValueError, match=message):
         CollectConfig(env="coinrun", frames=8, out=tmp_path / "x", policy="p", temperature=bad)
     with pytest.raises(ValueError, match=message):

@@ -123,7 +123,8 @@ def _run_expert_train(args: argparse.Namespace) -> None:
 def _run_expert_eval(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from lapo.stages.expert import evaluate_expert, load_expert
+    from lapo.load import load_expert
+    from lapo.stages.expert import evaluate_expert
 
     net, config = load_expert(args.checkpoint)
     if args.start_level is not None:
@@ -136,14 +137,15 @@ def _run_expert_eval(args: argparse.Namespace) -> None:
         f"trained on start {config.start_level}, count {config.num_levels or 'all'}"
     )
     if args.json:
-        from lapo.stages.evaluate import result_dict
+        from lapo.eval.evaluate import result_dict
 
         args.json.write_text(json.dumps(result_dict(result), indent=2))
 
 
 def _run_expert_export(args: argparse.Namespace) -> None:
-    from lapo.stages.evaluate import result_dict
-    from lapo.stages.expert import evaluate_expert, export_expert, load_expert
+    from lapo.eval.evaluate import result_dict
+    from lapo.load import load_expert
+    from lapo.stages.expert import evaluate_expert, export_expert
 
     evaluation = None
     if args.episodes > 0:

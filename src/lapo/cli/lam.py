@@ -165,7 +165,7 @@ def _add_probe_lam(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_probe_lam(args: argparse.Namespace) -> None:
-    from lapo.stages.lam_quality import probe_lam, summary_line
+    from lapo.eval.latent_quality import probe_lam, summary_line
 
     result = probe_lam(args.lam, args.data, samples=args.samples, out=args.out)
     where = "held-out episodes of the training data" if result["held_out_split"] else "all episodes"

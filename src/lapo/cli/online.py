@@ -120,7 +120,7 @@ def _train(config, out: Path, args: argparse.Namespace) -> None:
 
 def _run_finetune(args: argparse.Namespace) -> None:
     from lapo.config import FinetuneConfig
-    from lapo.stages.finetune import latent_policy_network
+    from lapo.load import latent_policy_network
 
     if args.lam is not None and not args.hybrid:
         raise ValueError("--lam is only used with --hybrid")
@@ -139,7 +139,7 @@ def _run_finetune(args: argparse.Namespace) -> None:
 
 def _run_ppo(args: argparse.Namespace) -> None:
     from lapo.config import SCRATCH_LEARNING_RATE, FinetuneConfig
-    from lapo.stages.finetune import latent_policy_network
+    from lapo.load import latent_policy_network
 
     fixed = {"learning_rate": SCRATCH_LEARNING_RATE}
     if args.network_from is not None:

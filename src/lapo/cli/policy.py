@@ -120,7 +120,7 @@ def _run_decode(args: argparse.Namespace) -> None:
     from lapo.config import DecodeConfig
 
     if args.sweep:
-        from lapo.stages.evaluate import label_sweep, sweep_table
+        from lapo.pipeline.label_sweep import label_sweep, sweep_table
 
         args.out.mkdir(parents=True, exist_ok=True)
         rows = label_sweep(
@@ -166,7 +166,7 @@ def _run_decode(args: argparse.Namespace) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from lapo.stages.evaluate import EVAL_SEED
+    from lapo.eval.evaluate import EVAL_SEED
 
     p = sub.add_parser(
         "evaluate",
@@ -199,7 +199,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from lapo.stages.evaluate import evaluate_checkpoint, result_dict
+    from lapo.eval.evaluate import evaluate_checkpoint, result_dict
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")

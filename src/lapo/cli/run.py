@@ -98,12 +98,8 @@ def default_env() -> str:
 
 
 def _run(args: argparse.Namespace) -> None:
-    import torch
+    from lapo.pipeline import RunConfig, run_pipeline
 
-    from lapo.stages.pipeline import RunConfig, resolve
-    from lapo.stages.run import run_pipeline
-
-    preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
     env = args.env or default_env()
     given = {
         "frames": args.frames,
@@ -125,12 +121,10 @@ def _run(args: argparse.Namespace) -> None:
         "expert_temperature": args.expert_temperature,
     }
     given = {k: v for k, v in given.items() if v is not None}
-    out = args.out or Path("runs") / f"lapo-{env}-{preset}"
-    config = RunConfig(env=env, preset=preset, out=out, hide_noop=args.hide_noop, **given)
-    config = resolve(config, set(given))
+    config = RunConfig(env=env, preset=args.preset, out=args.out, hide_noop=args.hide_noop, **given)
     summaries = run_pipeline(config, redo=tuple(args.redo), progress=not args.no_progress)
     print(summary_table(summaries), file=sys.stdout)
-    print(f"report: {out / 'report' / 'report.html'}")
+    print(f"report: {config.out / 'report' / 'report.html'}")
 
 
 def summary_table(summaries: dict[str, dict]) -> str:

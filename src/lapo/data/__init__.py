@@ -1,7 +1,7 @@
 """The lapo on-disk dataset: format, writer, reader, windows and importers."""
 
 from lapo.data.format import SCHEMA_VERSION, DatasetError
-from lapo.data.reader import LapoDataset, open_dataset
+from lapo.data.reader import LapoDataset, manifest_digest, open_dataset
 from lapo.data.windows import (
     WindowBatchSampler,
     WindowDataset,
@@ -21,6 +21,7 @@ __all__ = [
     "WindowIndex",
     "check_output_dir",
     "collate_windows",
+    "manifest_digest",
     "open_dataset",
     "split_episodes",
 ]

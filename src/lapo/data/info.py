@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lapo.data.reader import LapoDataset
+from lapo.envs.games import REFERENCE_RETURNS, normalized_return
 
 
 def describe(dataset: LapoDataset) -> str:
@@ -32,8 +33,6 @@ def describe(dataset: LapoDataset) -> str:
         )
         game = m["source"].get("game")
         if game:
-            from lapo.envs.games import REFERENCE_RETURNS, normalized_return
-
             if game in REFERENCE_RETURNS:
                 line += f" (normalized {normalized_return(game, known.mean()):.3f})"
         lines.append(line)

@@ -8,6 +8,7 @@ that ``np.load(..., mmap_mode="r")`` or ``LapoDataset.shard_memmap`` can map for
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -325,3 +326,8 @@ class LapoDataset:
 def open_dataset(path: str | os.PathLike) -> LapoDataset:
     """Open the dataset at ``path`` (see ``LapoDataset``). Raises DatasetError when invalid."""
     return LapoDataset(path)
+
+
+def manifest_digest(dataset: LapoDataset) -> str:
+    """sha256 of the dataset's manifest (which holds every file's sha256): the data's identity."""
+    return hashlib.sha256((dataset.path / "manifest.json").read_bytes()).hexdigest()

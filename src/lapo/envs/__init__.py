@@ -6,13 +6,14 @@ from lapo.envs.games import (
     GAMES,
     NOOP_ACTION,
     NUM_ACTIONS,
+    OBS_SHAPE,
     REFERENCE_RETURNS,
     ReferenceReturns,
     check_distribution_mode,
     check_game,
     normalized_return,
 )
-from lapo.envs.procgen import OBS_SHAPE, EpisodeStats, ProcgenVecEnv, StepResult
+from lapo.envs.procgen import EpisodeStats, ProcgenVecEnv, StepResult
 
 __all__ = [
     "ACTION_MEANINGS",

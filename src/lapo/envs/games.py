@@ -21,6 +21,8 @@ ACTION_MEANINGS: tuple[str, ...] = (
 )  # fmt: skip
 NUM_ACTIONS: int = len(ACTION_MEANINGS)
 NOOP_ACTION: int = ACTION_MEANINGS.index("NOOP")
+#: Procgen observation shape (H, W, C) uint8.
+OBS_SHAPE: tuple[int, int, int] = (64, 64, 3)
 
 DISTRIBUTION_MODES: tuple[str, ...] = ("easy", "hard", "extreme", "memory", "exploration")
 #: Procgen defines the ``exploration`` mode only for these games.

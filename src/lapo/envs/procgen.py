@@ -12,13 +12,11 @@ import importlib
 import importlib.util
 import sys
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lapo.envs.games import NUM_ACTIONS, check_distribution_mode, check_game
-
-OBS_SHAPE: tuple[int, int, int] = (64, 64, 3)
 
 
 def _load_procgen_gym3_env() -> type:
@@ -137,6 +135,20 @@ class ProcgenVecEnv:
         )
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
+
+    @classmethod
+    def from_config(cls, config: Any) -> ProcgenVecEnv:
+        """The environments a stage config describes: its ``env``, ``num_envs``,
+        ``distribution_mode``, ``num_levels``, ``start_level`` and ``seed`` fields
+        (``CollectConfig``, ``PPOConfig`` and ``FinetuneConfig`` have them all)."""
+        return cls(
+            config.env,
+            config.num_envs,
+            distribution_mode=config.distribution_mode,
+            num_levels=config.num_levels,
+            start_level=config.start_level,
+            seed=config.seed,
+        )
 
     def reset(self) -> np.ndarray:
         """Return the current observations ``(N, 64, 64, 3) uint8``.

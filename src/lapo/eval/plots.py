@@ -44,17 +44,34 @@ def _array(name: str, value, ndim: int, dtype=None) -> np.ndarray:
     return arr
 
 
-def _action_colors(num_actions: int, noop_action: int | None) -> np.ndarray:
-    """``(num_actions, 4)`` RGBA: distinct colours; NOOP grey (often the largest class)."""
-    from matplotlib import colormaps
+#: 14 colours for the actions other than NOOP, in action order (Procgen: LEFT-DOWN olive, LEFT
+#: blue, LEFT-UP brown, DOWN red, UP green, RIGHT-DOWN pink, RIGHT orange, RIGHT-UP purple, then
+#: the keys D, A, W, S, Q, E): tab10 without its grey plus five picked for the largest smallest
+#: CIELAB distance to the rest (no two of the 14, nor any of them and NOOP's grey, closer than
+#: delta-E 27; the tab20 colours used before came as close as 17).
+_ACTION_PALETTE = (
+    "#bcbd22", "#1f77b4", "#8c564b", "#d62728", "#2ca02c", "#e377c2", "#ff7f0e", "#9467bd",
+    "#17becf", "#fdc086", "#a1d99b", "#f0027f", "#637939", "#a6761d",
+)  # fmt: skip
+_NOOP_GREY = (0.6, 0.6, 0.6, 1.0)
 
-    tab20 = colormaps["tab20"](np.arange(20))
-    palette = tab20[[0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19]]  # no greys
-    if num_actions > len(palette):
-        palette = colormaps["hsv"](np.linspace(0, 1, num_actions, endpoint=False))
-    colors = np.array([palette[i % len(palette)] for i in range(num_actions)])
-    if noop_action is not None and 0 <= noop_action < num_actions:
-        colors[noop_action] = (0.6, 0.6, 0.6, 1.0)
+
+def _action_colors(num_actions: int, noop_action: int | None) -> np.ndarray:
+    """``(num_actions, 4)`` RGBA: ``_ACTION_PALETTE`` in action order, NOOP grey (often the
+    largest class; without a NOOP, grey is the 15th colour); evenly spaced hues when the
+    palette is too short."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_rgba
+
+    has_noop = noop_action is not None and 0 <= noop_action < num_actions
+    others = [a for a in range(num_actions) if not (has_noop and a == noop_action)]
+    palette = np.array([to_rgba(c) for c in _ACTION_PALETTE] + ([] if has_noop else [_NOOP_GREY]))
+    if len(others) > len(palette):
+        palette = colormaps["hsv"](np.linspace(0, 1, len(others), endpoint=False))
+    colors = np.empty((num_actions, 4))
+    colors[others] = palette[: len(others)]
+    if has_noop:
+        colors[noop_action] = _NOOP_GREY
     return colors
 
 
@@ -178,7 +195,8 @@ def plot_latent_map(
     Args:
         latents: ``(N, D) float`` continuous IDM latents, all finite.
         actions: ``(N,) int`` true actions in ``[0, len(action_names))``.
-        action_names: legend names by action index (default: Procgen's 15).
+        action_names: legend names by action index (default: Procgen's 15); the legend names
+            every one, in its colour, with the number of its points drawn (0 for absent ones).
         hide_noop: leave out the points whose action is ``noop_action``.
         method: ``"auto"`` (UMAP when umap-learn is installed, else PCA), ``"umap"`` or ``"pca"``.
             UMAP needs more than 16 points; with fewer, PCA is used whatever ``method`` says.
@@ -222,8 +240,8 @@ def plot_latent_map(
     ax = fig.add_subplot()
     size = float(np.clip(3000 / len(idx), 3, 30))
     ax.scatter(*coords.T, c=colors[shown], s=size, alpha=0.7, linewidths=0)
-    for a in np.unique(shown):  # legend entries, with the number of points per action
-        ax.scatter([], [], color=colors[a], label=f"{action_names[a]} ({(shown == a).sum()})")
+    for a, name in enumerate(action_names):  # every action, with its number of points shown
+        ax.scatter([], [], color=colors[a], label=f"{name} ({(shown == a).sum()})")
     noop_note = f", NOOP hidden ({num_hidden} points)" if num_hidden else ""
     title = f"{title} ({used.upper()})" if title else f"Latent actions ({used.upper()})"
     title += f", coloured by true action{noop_note}"
@@ -305,6 +323,25 @@ def codebook_counts(indices: np.ndarray, codebook_size: int) -> np.ndarray:
     return np.stack([np.bincount(indices[:, i].ravel(), minlength=codebook_size) for i in range(g)])
 
 
+def codebook_stats(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per codebook: codes used at least once and the perplexity exp(H) of the code shares.
+
+    The one definition behind the codebook figure's panel titles and the report's "codes used".
+
+    Args:
+        counts: ``(G, S)`` non-negative uses of each of the S codes of the G codebooks.
+
+    Returns: ``used (G,) int64`` and ``perplexity (G,) float64`` (1 = one code takes every use,
+        S = uniform use; 0 for a codebook without uses).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    used = (counts > 0).sum(1)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1.0)
+    safe = np.where(share > 0, share, 1.0)  # 0 log 0 = 0
+    perplexity = np.exp(-(share * np.log(safe)).sum(1))
+    return used.astype(np.int64), np.where(counts.sum(1) > 0, perplexity, 0.0)
+
+
 def plot_codebook_usage(counts: np.ndarray, path: str | Path, title: str | None = None) -> Path:
     """Bar chart of each code's share of its codebook's assignments, one panel per codebook.
 
@@ -312,22 +349,21 @@ def plot_codebook_usage(counts: np.ndarray, path: str | Path, title: str | None 
         counts: ``(G, S) int``, uses of each of the S codes of each of the G codebooks
             (``codebook_counts`` computes it from code indices).
 
-    Returns: the PNG path. Panel titles give the used codes and the perplexity exp(H).
+    Returns: the PNG path. Panel titles give the used codes and the perplexity exp(H)
+        (``codebook_stats``).
     Raises: ValueError for a wrong shape, negative counts or no counts at all.
     """
     counts = _array("counts", counts, 2).astype(np.float64)
     if (counts < 0).any() or counts.sum() == 0:
         raise ValueError("counts must be non-negative with at least one use")
     g, s = counts.shape
+    used, perplexity = codebook_stats(counts)
     fig = _figure(7.0, 1.0 + 2.2 * g)
     axes = fig.subplots(g, 1, squeeze=False, sharex=True)[:, 0]
     for i, (ax, row) in enumerate(zip(axes, counts, strict=True)):
-        share = row / max(row.sum(), 1.0)
-        nz = share[share > 0]
-        perplexity = float(np.exp(-(nz * np.log(nz)).sum())) if len(nz) else 0.0
-        ax.bar(np.arange(s), share, width=0.85, color="tab:blue")
+        ax.bar(np.arange(s), row / max(row.sum(), 1.0), width=0.85, color="tab:blue")
         ax.set_title(
-            f"codebook {i + 1}: {len(nz)}/{s} codes used, perplexity {perplexity:.1f}",
+            f"codebook {i + 1}: {used[i]}/{s} codes used, perplexity {perplexity[i]:.1f}",
             fontsize="medium",
         )
         ax.set_ylabel("share of uses")

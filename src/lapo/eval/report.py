@@ -3,6 +3,7 @@
 ``report.md`` references its figures by relative path (they are copied beside it);
 ``report.html`` stands alone: figures are embedded as base64 PNGs and the stylesheet is inline.
 Paragraphs accept a little markdown: ``code``, **bold**, and lines starting with ``- `` as lists.
+A banner (``Report.banner``) is shown right under the title, before everything else.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ nav { background: #f8f8f8; padding: .5em 1.2em; border-radius: 4px; font-size: 9
 nav ul { margin: .3em 0; }
 details { margin: 1em 0; }
 summary { cursor: pointer; color: #0550ae; }
+.banner { background: #fff4e5; border: 2px solid #d9822b; border-radius: 4px;
+          padding: .6em 1.2em; margin: 1em 0; }
+.banner p { margin: .2em 0; }
 """
 
 
@@ -144,6 +148,18 @@ class Report:
     def __init__(self, title: str) -> None:
         self.title = title
         self._blocks: list[_Block] = []
+        self._banner: tuple[str, tuple[str, ...]] | None = None
+
+    def banner(self, heading: str, lines: Sequence[str]) -> Report:
+        """A warning box right under the title, wherever in the report it is added.
+
+        Args:
+            heading: its first, bold line.
+            lines: one list item each (``code`` and **bold** allowed); none: no banner at all.
+        Adding a banner again replaces the previous one.
+        """
+        self._banner = (heading, tuple(lines)) if lines else None
+        return self
 
     def heading(self, text: str, level: int = 2) -> Report:
         """A section heading; ``level`` 2..6 (1 is the title)."""
@@ -240,6 +256,10 @@ class Report:
 
     def _markdown(self, names: dict[Path, str]) -> str:
         lines = [f"# {_md_text(self.title)}", ""]
+        if self._banner:  # a block quote: GitHub and most renderers set it apart
+            heading, items = self._banner
+            lines += [f"> **{_md_text(heading)}**", ">"]
+            lines += [f"> - {_md_text(item.strip())}".replace("\n", " ") for item in items] + [""]
         for block in self._blocks:
             if block.kind == "heading":
                 text, level = block.data
@@ -298,5 +318,17 @@ class Report:
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{title}</h1>\n{nav}\n" + "\n".join(body) + "\n</body>\n</html>\n"
+            f"<h1>{title}</h1>\n{self._banner_html()}{nav}\n"
+            + "\n".join(body)
+            + "\n</body>\n</html>\n"
+        )
+
+    def _banner_html(self) -> str:
+        if not self._banner:
+            return ""
+        heading, items = self._banner
+        lis = "".join(f"<li>{_inline_html(item.strip())}</li>" for item in items)
+        return (
+            f'<div class="banner" role="alert"><p><strong>{_inline_html(heading)}</strong></p>'
+            f"<ul>{lis}</ul></div>\n"
         )

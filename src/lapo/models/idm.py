@@ -1,7 +1,7 @@
 """Latent inverse dynamics model (IDM) of LAPO (Schmidt & Jiang, ICLR 2024, section 4.1).
 
 The IDM sees the past frames, the current frame and the *next* frame, ``o_{t-k} .. o_{t+1}``, and
-outputs a continuous latent action ``z_t``; the vector quantizer (``lapo.models.quantizer``) then
+outputs a continuous latent action ``z_t``; the vector quantizer (``lapo.models.quantizers``) then
 bottlenecks it before the forward dynamics model (``lapo.models.fdm``) uses it to predict
 ``o_{t+1}``. Paper table: IMPALA-CNN with channel multiplier 4 (channels 64, 128, 128), 256
 features, k = 1, latent size 128 (2 codebooks x 4 latents x 16 dimensions).

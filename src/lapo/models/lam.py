@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lapo.device import autocast
 from lapo.models.lam_sizes import make_lam_nets
-from lapo.models.quantizer import VQOutput, make_quantizer
-from lapo.precision import autocast
+from lapo.models.quantizers import VQOutput, make_quantizer
 
 
 def frames_to_float(frames: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,9 @@ from lapo.rl.ppo import (
     compute_gae,
     normalize_advantages,
     ppo_loss,
+    sample_actions,
 )
-from lapo.rl.trainer import PPOTrainer, UpdateHook, check_run_dir, run_ppo, sample_actions
+from lapo.rl.trainer import PPOTrainer, UpdateHook, check_run_dir, run_ppo
 
 __all__ = [
     "PPOTrainer",

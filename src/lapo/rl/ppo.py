@@ -128,3 +128,16 @@ def ppo_loss(
         "clip_fraction": clip_fraction,
     }
     return loss, stats
+
+
+def sample_actions(
+    logits: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample from ``softmax(logits (N, A))`` with an explicit generator.
+
+    Returns:
+        ``actions (N,) int64`` and their ``log-probabilities (N,) float32``.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (N, A)
+    actions = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)  # (N,)
+    return actions, logp.gather(1, actions[:, None]).squeeze(1)

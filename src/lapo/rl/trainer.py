@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lapo.checkpoint import (
+    CHECKPOINT,
     Checkpoint,
     checkpoint_exists,
     load_checkpoint,
@@ -35,27 +36,12 @@ from lapo.checkpoint import (
     save_checkpoint,
 )
 from lapo.config import PPOConfig
+from lapo.device import autocast
 from lapo.envs import normalized_return
-from lapo.precision import autocast
 from lapo.rl.buffer import RolloutBuffer
 from lapo.rl.normalize import RewardNormalizer
-from lapo.rl.ppo import compute_gae, ppo_loss
+from lapo.rl.ppo import compute_gae, ppo_loss, sample_actions
 from lapo.runtime import GracefulStop, RunLogger, check_resume_config
-
-CHECKPOINT = "checkpoint"
-
-
-def sample_actions(
-    logits: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample from ``softmax(logits (N, A))`` with an explicit generator.
-
-    Returns:
-        ``actions (N,) int64`` and their ``log-probabilities (N,) float32``.
-    """
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (N, A)
-    actions = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)  # (N,)
-    return actions, logp.gather(1, actions[:, None]).squeeze(1)
 
 
 class UpdateHook(Protocol):

@@ -1,1 +1,2 @@
-"""Pipeline stages, each a straight-line loop: data collection (more stages follow)."""
+"""The paper's stages, one module each: collect, expert, lam (stage 1), bc (stage 2), decode
+(stage 3 offline, with pseudo_label), finetune (stage 3 online)."""

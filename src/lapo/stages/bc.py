@@ -15,7 +15,6 @@ resumed run ends with bitwise the weights of an uninterrupted one.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +29,20 @@ from lapo.checkpoint import (
     set_rng_state,
 )
 from lapo.config import BCConfig
-from lapo.data import DatasetError, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
+from lapo.data import (
+    DatasetError,
+    WindowBatchSampler,
+    WindowIndex,
+    manifest_digest,
+    open_dataset,
+    split_episodes,
+)
+from lapo.device import autocast, resolve_device
+from lapo.load import CHECKPOINT, load_lam
+from lapo.models.build import build_latent_policy
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.precision import autocast
-from lapo.runtime import GracefulStop, RunLogger, check_resume_config, save_training_checkpoint
-from lapo.stages.lam import load_lam, manifest_digest, weights_digest
-from lapo.stages.policy_io import CHECKPOINT, build_latent_policy
+from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
+from lapo.stages.lam import weights_digest
 
 
 @torch.no_grad()
@@ -189,7 +196,7 @@ def train_bc(
     ckpt = run_dir / CHECKPOINT
     if checkpoint_exists(ckpt) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     lam, lam_config = load_lam(lam_path, device=str(device))
     dataset = open_dataset(data_dir)
     if tuple(dataset.frame_shape) != lam.frame_shape:
@@ -233,55 +240,34 @@ def train_bc(
     sampler = WindowBatchSampler(
         len(train_index), config.batch_size, seed=config.seed, rank=0, world_size=1
     )
-    logger = RunLogger(run_dir)
-    metrics: dict = {}
-    total, count, t0, started = 0.0, 0, time.perf_counter(), time.monotonic()
-    bar = tqdm(
-        total=config.steps,
-        initial=step,
-        unit="upd",
-        disable=not progress,
-        mininterval=1.0,
-        desc="latent BC",
-    )
-    with GracefulStop() as stop, bar:
-        while step < config.steps and stop.requested is None:
-            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
-                stop.requested = "time budget"
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate_at(step)
-            windows = np.asarray(sampler.batch(step))
-            obs = _observations(train_index, windows, device)  # (B, H, W, C) uint8
-            target = torch.from_numpy(train_latents[windows]).to(device)  # (B, D)
-            loss = _loss(policy, obs, target, config.bf16)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite loss ({float(loss)}) at update {step}; stopped. The last good "
-                    f"checkpoint in {run_dir} is kept (lower the learning rate?)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            total, count = total + float(loss.detach()), count + 1
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.steps:
-                metrics = {
-                    "train/mse": total / count,
-                    "lr": config.learning_rate_at(step - 1),
-                    "samples_per_second": count * config.batch_size / (time.perf_counter() - t0),
-                }
-                if step % config.eval_every == 0 or step == config.steps:
-                    metrics |= evaluate_bc(policy, test_index, test_latents, config)
-                logger.log(step, metrics)
-                bar.set_postfix(mse=f"{metrics['train/mse']:.4f}", refresh=False)
-                total, count, t0 = 0.0, 0, time.perf_counter()
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                _save(ckpt, policy, optimizer, config, step, info, metrics)
-        if stop.requested is not None:
-            _save(ckpt, policy, optimizer, config, step, info, metrics)
-            print(f"{stop.requested}: saved checkpoint at update {step} in {run_dir}")
-    logger.close()
-    metrics["stop_reason"] = stop.requested  # None: all steps done
+
+    def summarize(means: dict, count: int, seconds: float, done: int) -> dict:
+        return {
+            "train/mse": means["mse"],
+            "lr": config.learning_rate_at(done - 1),
+            "samples_per_second": count * config.batch_size / seconds,
+        }
+
+    loop = TrainingLoop(
+        run_dir, total=config.steps, start=step, log_every=config.log_every,
+        eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
+        save=lambda done, m: _save(ckpt, policy, optimizer, config, done, info, m),
+        summarize=summarize,
+        evaluate=lambda done: evaluate_bc(policy, test_index, test_latents, config),
+        time_budget_s=time_budget_s, progress=progress, desc="latent BC",
+    )  # fmt: skip
+    for step in loop:
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate_at(step)
+        windows = np.asarray(sampler.batch(step))
+        obs = _observations(train_index, windows, device)  # (B, H, W, C) uint8
+        target = torch.from_numpy(train_latents[windows]).to(device)  # (B, D) IDM latents
+        loss = _loss(policy, obs, target, config.bf16)  # ||pi(o_t) - z_t||^2
+        loop.check_finite(loss, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loop.record({"mse": loss.detach()})
+    metrics = dict(loop.metrics)
+    metrics["stop_reason"] = loop.stop_reason  # None: all steps done
     return metrics

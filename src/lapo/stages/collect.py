@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -17,25 +16,8 @@ from lapo.config import CollectConfig
 from lapo.data.writer import DatasetWriter, check_output_dir
 from lapo.envs import ACTION_MEANINGS, NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv
 from lapo.envs.games import check_distribution_mode, check_game, normalized_return
-
-
-class Policy(Protocol):
-    """Anything that maps a batch of observations to actions."""
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """``(N, 64, 64, 3) uint8`` observations -> ``(N,)`` integer actions in ``[0, 15)``."""
-        ...
-
-
-class RandomPolicy:
-    """Uniform random actions over ``num_actions``, from a seeded generator."""
-
-    def __init__(self, num_actions: int = NUM_ACTIONS, seed: int = 0) -> None:
-        self.num_actions = num_actions
-        self._rng = np.random.default_rng(seed)
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self._rng.integers(0, self.num_actions, size=len(obs))
+from lapo.eval.actors import Policy, PolicyActor, RandomPolicy
+from lapo.load import load_expert
 
 
 def make_policy(spec: str, seed: int = 0, temperature: float = 1.0) -> Policy:
@@ -49,15 +31,13 @@ def make_policy(spec: str, seed: int = 0, temperature: float = 1.0) -> Policy:
     """
     if spec == "random":
         return RandomPolicy(NUM_ACTIONS, seed)
-    from lapo.stages.expert import ExpertPolicy, load_expert
-
     try:
         net, config = load_expert(spec)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"--policy must be 'random' or a policy checkpoint; {spec} not found"
         ) from None
-    return ExpertPolicy(net, bf16=config.bf16, seed=seed, temperature=temperature)
+    return PolicyActor(net, bf16=config.bf16, seed=seed, temperature=temperature)
 
 
 @dataclass
@@ -128,14 +108,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
     check_output_dir(config.out, config.overwrite)
     if policy is None:
         policy = make_policy(config.policy, config.seed, config.temperature)
-    env = ProcgenVecEnv(
-        config.env,
-        config.num_envs,
-        distribution_mode=config.distribution_mode,
-        num_levels=config.num_levels,
-        start_level=config.start_level,
-        seed=config.seed,
-    )
+    env = ProcgenVecEnv.from_config(config)
     source = {
         "kind": "procgen",
         "game": config.env,

@@ -23,16 +23,13 @@ import torch
 
 from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.eval.actors import predict_actions
 from lapo.eval.probes import fit_classifier
+from lapo.load import load_lam, load_latent_policy, save_policy
+from lapo.models.build import build_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
 from lapo.stages.bc import cached_latents, label_windows
-from lapo.stages.lam import load_lam, weights_digest
-from lapo.stages.policy_io import (
-    build_encoder,
-    load_latent_policy,
-    predict_actions,
-    save_policy,
-)
+from lapo.stages.lam import weights_digest
 from lapo.stages.pseudo_label import pseudo_label_finetune
 
 DECODED, LABEL_BC, PSEUDO_LABEL = "decoded", "label-bc", "pseudo-label"

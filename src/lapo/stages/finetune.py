@@ -26,43 +26,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lapo.checkpoint import CheckpointError, load_checkpoint, read_meta
+from lapo.checkpoint import read_meta
 from lapo.config import BCConfig, FinetuneConfig
+from lapo.device import autocast, resolve_device
 from lapo.envs import NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv
-from lapo.models import make_encoder
+from lapo.load import (
+    FINETUNED_KIND,
+    checkpoint_path,
+    latent_policy_network,
+    load_lam,
+    load_latent_policy,
+)
+from lapo.models.build import DECODER_HIDDEN, build_online_policy
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.models.online import HybridActorCritic, OnlineActorCritic
+from lapo.models.online import HybridActorCritic
 from lapo.models.policy import ActionDecoder, LatentPolicy
-from lapo.precision import autocast
 from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
 from lapo.stages.expert import evaluate_expert
-from lapo.stages.policy_io import checkpoint_path, load_latent_policy
-
-#: Checkpoint kind of fine-tuned and from-scratch online policies (module ``policy``).
-KIND = "finetuned-policy"
-DECODER_HIDDEN = (128, 128)  # paper's decoder (the release's online decoder: 192, 128, 64)
-
-
-def latent_policy_network(path: str | Path) -> dict:
-    """The encoder fields ``{encoder, multiplier, features}`` of a latent policy checkpoint.
-
-    Raises:
-        FileNotFoundError: no checkpoint there.
-        lapo.checkpoint.CheckpointError: not a latent policy (the message names the kind found),
-            or one trained on frames other than Procgen's ``(64, 64, 3)``.
-    """
-    path = checkpoint_path(path)
-    meta = read_meta(path)
-    if meta.get("kind") != "latent-policy":
-        raise CheckpointError(
-            f"{path}: expected a latent-policy checkpoint (lapo train-bc), found a "
-            f"{meta.get('kind')!r} checkpoint"
-        )
-    shape = tuple(meta.get("frame_shape", OBS_SHAPE))
-    if shape != OBS_SHAPE:
-        raise CheckpointError(f"{path}: latent policy for {shape} frames; Procgen has {OBS_SHAPE}")
-    config = meta["config"]
-    return {k: config[k] for k in ("encoder", "multiplier", "features")}
 
 
 def _check_network(config: FinetuneConfig, bc: BCConfig) -> None:
@@ -74,24 +54,6 @@ def _check_network(config: FinetuneConfig, bc: BCConfig) -> None:
             f"but the config describes {ours[0]} x{ours[1]} with {ours[2]}; take the encoder "
             "fields from the checkpoint (latent_policy_network)"
         )
-
-
-def build_online_policy(
-    config: FinetuneConfig, latent_policy: LatentPolicy | None = None
-) -> OnlineActorCritic | HybridActorCritic:
-    """The network of a stage-3 online run (uses the global torch RNG for new layers).
-
-    From ``latent_policy``: ``OnlineActorCritic`` on its encoder with a frozen trunk (or
-    ``HybridActorCritic`` with ``config.hybrid``); the latent policy's modules are reused, not
-    copied. Without: a fresh ``OnlineActorCritic`` of ``config``'s encoder, nothing frozen.
-    """
-    if latent_policy is None:
-        encoder = make_encoder(config.encoder, multiplier=config.multiplier,
-                               features=config.features)  # fmt: skip
-        return OnlineActorCritic(encoder, NUM_ACTIONS).to(memory_format=torch.channels_last)
-    if config.hybrid:
-        return HybridActorCritic.from_latent_policy(latent_policy, NUM_ACTIONS, DECODER_HIDDEN)
-    return OnlineActorCritic(latent_policy.encoder, NUM_ACTIONS, freeze_trunk=True)
 
 
 def trained_parameters(net: nn.Module) -> list[nn.Parameter]:
@@ -268,17 +230,10 @@ def make_online_trainer(
         raise ValueError("pass the latent policy exactly when config.latent_policy is set")
     if config.hybrid and lam is None:
         raise ValueError("hybrid fine-tuning needs the latent action model (lam)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     torch.manual_seed(config.seed)
     net = build_online_policy(config, latent_policy).to(device)
-    env = env or ProcgenVecEnv(
-        config.env,
-        config.num_envs,
-        distribution_mode=config.distribution_mode,
-        num_levels=config.num_levels,
-        start_level=config.start_level,
-        seed=config.seed,
-    )
+    env = env or ProcgenVecEnv.from_config(config)
     trainer = PPOTrainer(config, net, env, device=device, params=trained_parameters(net),
                          cache_trunk=cache_trunk and net.trunk_frozen,
                          keep_obs=config.hybrid)  # fmt: skip
@@ -289,8 +244,6 @@ def make_online_trainer(
 
 
 def _load_lam(config: FinetuneConfig, latent_dim: int) -> LatentActionModel:
-    from lapo.stages.lam import load_lam
-
     shape = tuple(read_meta(checkpoint_path(config.lam)).get("frame_shape", OBS_SHAPE))
     lam, lam_config = load_lam(config.lam)
     if shape != OBS_SHAPE or lam_config.latent_dim != latent_dim:
@@ -315,7 +268,7 @@ def train_finetune(
     """Fine-tune ``config.latent_policy`` with PPO (or, without one, run PPO from scratch).
 
     Files in ``run_dir``: ``checkpoint.json`` + ``checkpoint.*.safetensors`` (kind
-    ``finetuned-policy``, module ``policy``; ``load_finetuned`` or ``lapo.stages.policy_io.
+    ``finetuned-policy``, module ``policy``; ``load_finetuned`` or ``lapo.load.
     load_policy`` read it), ``metrics.jsonl`` and ``tb/``: per update, at x-axis environment
     steps, ``return/train_normalized`` and every ``eval_every`` updates
     ``return/eval_normalized`` on held-out levels (``lapo.rl.trainer.run_ppo`` lists all).
@@ -352,36 +305,7 @@ def train_finetune(
         "latent_dim": None if latent_policy is None else latent_policy.latent_dim,
         "decoder_hidden": list(DECODER_HIDDEN) if config.hybrid else None,
     }
-    return run_ppo(trainer, run_dir, kind=KIND, restore=restore, meta=meta, hook=hook,
+    return run_ppo(trainer, run_dir, kind=FINETUNED_KIND, restore=restore, meta=meta, hook=hook,
                    evaluate=lambda net: evaluate_expert(net, config, config.eval_episodes),
                    progress=progress, time_budget_s=time_budget_s,
                    max_updates=max_updates)  # fmt: skip
-
-
-def load_finetuned(
-    path: str | Path,
-) -> tuple[OnlineActorCritic | HybridActorCritic, FinetuneConfig]:
-    """Load a ``finetuned-policy`` checkpoint (run directory or path): network (eval, CPU), config.
-
-    ``net(obs (B, 64, 64, 3) uint8) -> (logits (B, 15) float32, value (B,) float32)``.
-
-    Raises:
-        FileNotFoundError: no checkpoint there.
-        lapo.checkpoint.CheckpointError: another kind of checkpoint, or mismatched weights.
-    """
-    path = checkpoint_path(path)
-    meta = read_meta(path)
-    if meta.get("kind") != KIND:
-        raise CheckpointError(f"{path}: expected a {KIND} checkpoint, found {meta.get('kind')!r}")
-    config = FinetuneConfig(**meta["config"])
-    encoder = make_encoder(config.encoder, multiplier=config.multiplier, features=config.features)
-    num_actions = int(meta["num_actions"])
-    if config.hybrid:
-        latent_policy = LatentPolicy(encoder, int(meta["latent_dim"]))
-        hidden = tuple(meta["decoder_hidden"])
-        net = HybridActorCritic.from_latent_policy(latent_policy, num_actions, hidden)
-    else:
-        net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch)
-    net = net.to(memory_format=torch.channels_last)
-    load_checkpoint(path, modules={"policy": net})
-    return net.eval(), config

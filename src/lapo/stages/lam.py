@@ -10,10 +10,10 @@ ends with bitwise the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +22,25 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lapo.checkpoint import (
+    CHECKPOINT,
     checkpoint_exists,
     load_checkpoint,
     read_meta,
     set_rng_state,
 )
 from lapo.config import LAMConfig
-from lapo.data import LapoDataset, WindowBatchSampler, WindowIndex, open_dataset, split_episodes
+from lapo.data import (
+    LapoDataset,
+    WindowBatchSampler,
+    WindowIndex,
+    manifest_digest,
+    open_dataset,
+    split_episodes,
+)
+from lapo.device import autocast, resolve_device
+from lapo.eval.latent_quality import latent_quality, window_batch
 from lapo.models.lam import LatentActionModel
-from lapo.precision import autocast
-from lapo.runtime import GracefulStop, RunLogger, check_resume_config, save_training_checkpoint
-from lapo.stages.lam_quality import latent_quality, window_batch
-
-CHECKPOINT = "checkpoint"
+from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 
 
 def _distributed() -> tuple[int, int]:
@@ -102,7 +108,6 @@ def evaluate_loss(
 
 def weights_digest(model: torch.nn.Module) -> str:
     """sha256 of every parameter and buffer (to compare replicas, e.g. DDP ranks)."""
-    import hashlib
 
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -123,13 +128,6 @@ def _save(
         path, kind="latent-action-model", model=model, module_name="lam", optimizer=optimizer,
         config=config, step=step, metrics=metrics, info=info,
     )  # fmt: skip
-
-
-def manifest_digest(dataset: LapoDataset) -> str:
-    """sha256 of the dataset's manifest (which holds every file's sha256): the data's identity."""
-    import hashlib
-
-    return hashlib.sha256((dataset.path / "manifest.json").read_bytes()).hexdigest()
 
 
 def _restore(path: Path, model, optimizer, config: LAMConfig, dataset: LapoDataset) -> int:
@@ -154,32 +152,11 @@ def _build(config: LAMConfig, dataset: LapoDataset, device: torch.device):
     return model, torch.optim.Adam(model.parameters(), lr=config.learning_rate)
 
 
-def _update(
-    trained, model, optimizer, config: LAMConfig, step: int, frames: torch.Tensor, run_dir: Path
+def _summarize(
+    means: dict, count: int, seconds: float, model, config: LAMConfig, step: int
 ) -> dict:
-    """One optimizer update at ``step`` on ``frames``; returns detached loss statistics.
-
-    Raises:
-        FloatingPointError: the loss is not finite (nothing is updated or saved).
-    """
-    for group in optimizer.param_groups:
-        group["lr"] = config.learning_rate_at(step)
-    loss, stats = _losses(trained, frames, config.bf16)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"non-finite loss ({float(loss)}) at update {step}; stopped. The last good "
-            f"checkpoint in {run_dir} is kept (lower the learning rate?)"
-        )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    optimizer.step()
-    return stats
-
-
-def _summarize(sums: dict, count: int, seconds: float, model, config: LAMConfig, step: int) -> dict:
     """Mean training statistics since the last log, learning rate, speed and code usage."""
-    metrics = {f"train/{k}": v / count for k, v in sums.items()}
+    metrics = {f"train/{k}": v for k, v in means.items()}
     metrics["lr"] = config.learning_rate_at(step - 1)
     metrics["samples_per_second"] = count * config.batch_size / seconds
     if getattr(model.quantizer, "num_used_codes", None):
@@ -225,10 +202,7 @@ def train_lam(
     rank, world = _distributed()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
-    if device is None:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device)  # CUDA (the local rank's under torchrun), MPS, CPU
     dataset = open_dataset(data_dir)
     train_eps, test_eps = split_episodes(dataset, config.test_fraction, config.seed)
     train_index = WindowIndex(dataset, config.context, train_eps)
@@ -245,87 +219,40 @@ def train_lam(
     sampler = WindowBatchSampler(
         len(train_index), config.batch_size // world, seed=config.seed, rank=rank, world_size=world
     )
-    logger = RunLogger(run_dir) if rank == 0 else None
-    metrics, sums, count, t0, warned = {}, {}, 0, time.perf_counter(), False
-    started = time.monotonic()
-    bar = tqdm(
-        total=config.steps,
-        initial=step,
-        unit="upd",
-        disable=not progress or rank > 0,
-        mininterval=1.0,
-    )
-    with GracefulStop() as stop, bar:
-        while step < config.steps and stop.requested is None:
-            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
-                stop.requested = "time budget"
-                break
-            stats = _update(
-                trained,
-                model,
-                optimizer,
-                config,
-                step,
-                window_batch(train_index, sampler.batch(step), device),
-                run_dir,
-            )
-            step += 1
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.steps:
-                metrics = _summarize(sums, count, time.perf_counter() - t0, model, config, step)
-                if step % config.eval_every == 0 or step == config.steps:
-                    metrics |= evaluate_loss(model, test_index, config, device)
-                if logger:
-                    logger.log(step, metrics)
-                warning = collapse_warning(metrics, config, step)
-                if warning and not warned and rank == 0:
-                    tqdm.write(warning)
-                    warned = True
-                bar.set_postfix(mse=f"{metrics['train/fdm_mse']:.5f}", refresh=False)
-                sums, count, t0 = {}, 0, time.perf_counter()
-            if (step % config.checkpoint_every == 0 or step == config.steps) and rank == 0:
-                _save(ckpt_path, model, optimizer, config, step, dataset, metrics)
-        if stop.requested is not None and rank == 0:
-            _save(ckpt_path, model, optimizer, config, step, dataset, metrics)
-            print(f"{stop.requested}: saved checkpoint at update {step} in {run_dir}")
-    if logger:
-        logger.close()
+    warned = False
+
+    def on_log(done: int, metrics: dict) -> None:
+        nonlocal warned
+        warning = collapse_warning(metrics, config, done)
+        if warning and not warned and rank == 0:
+            tqdm.write(warning)
+            warned = True
+
+    loop = TrainingLoop(
+        run_dir, total=config.steps, start=step, log_every=config.log_every,
+        eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
+        save=lambda done, m: _save(ckpt_path, model, optimizer, config, done, dataset, m),
+        summarize=lambda means, n, secs, done: _summarize(means, n, secs, model, config, done),
+        evaluate=lambda done: evaluate_loss(model, test_index, config, device),
+        on_log=on_log, time_budget_s=time_budget_s, progress=progress, main=rank == 0,
+    )  # fmt: skip
+    for step in loop:
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate_at(step)
+        frames = window_batch(train_index, sampler.batch(step), device)  # (B, k+2, H, W, C)
+        loss, stats = _losses(trained, frames, config.bf16)  # FDM next-frame MSE + commitment
+        loop.check_finite(loss, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        loop.record(stats)
+    step, metrics = loop.step, dict(loop.metrics)
     metrics["weights_sha256"] = weights_digest(model)
-    metrics["stop_reason"] = stop.requested  # None: all steps done
-    finished = step == config.steps or stop.requested == "time budget"
+    metrics["stop_reason"] = loop.stop_reason  # None: all steps done
+    finished = step == config.steps or loop.stop_reason == "time budget"
     if finished and rank == 0 and dataset.has_actions:
         quality = latent_quality(model, test_index, config)
         (run_dir / "latent_quality.json").write_text(json.dumps(quality, indent=2))
         metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
     return metrics
-
-
-def lam_checkpoint(path: str | Path) -> Path:
-    """The checkpoint base path of a ``train-lam`` run directory or checkpoint path."""
-    path = Path(path)
-    return path / CHECKPOINT if path.is_dir() else path.with_suffix("")
-
-
-def load_lam(path: str | Path, device: str = "cpu") -> tuple[LatentActionModel, LAMConfig]:
-    """Load a trained latent action model (run directory or checkpoint path), in eval mode.
-
-    Use ``model.label(frames)`` to get latent actions and codes for any frame sequence.
-
-    Raises:
-        FileNotFoundError: no checkpoint there.
-        lapo.checkpoint.CheckpointError: not a latent action model, or mismatched weights.
-    """
-    from lapo.checkpoint import CheckpointError
-
-    path = lam_checkpoint(path)
-    meta = read_meta(path)
-    if meta.get("kind") != "latent-action-model":
-        raise CheckpointError(f"{path}: expected a latent action model, found {meta.get('kind')!r}")
-    config = LAMConfig(**meta["config"])
-    h, _, c = meta["frame_shape"]
-    model = LatentActionModel(config, channels=c, image_size=h)
-    load_checkpoint(path, modules={"lam": model}, map_location=device)
-    return model.to(device).eval(), config

@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from lapo.config import DecodeConfig
 from lapo.data import WindowIndex
+from lapo.device import autocast
+from lapo.eval.actors import predict_actions
 from lapo.models.policy import DecodedPolicy
-from lapo.precision import autocast
-from lapo.stages.policy_io import predict_actions
 
 
 @torch.no_grad()
@@ -65,7 +65,7 @@ def pseudo_label_finetune(
         latents: ``(M, D) float32``, the IDM's latent action of each of ``windows``.
         labelled: ``(N, H, W, C) uint8`` o_t and ``(N,) int64`` true actions (training labels).
         validation: the same for the held-out labels (early stopping only).
-        bf16: autocast the training passes where the device has native bf16 (``lapo.precision``).
+        bf16: autocast the training passes where the device has native bf16 (``lapo.device``).
 
     Returns:
         The fine-tuned decoded policy (eval mode) and ``{validation_loss, validation_accuracy,

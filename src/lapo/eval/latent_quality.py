@@ -21,10 +21,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lapo.checkpoint import read_meta
 from lapo.config import LAMConfig
-from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.data import WindowIndex, manifest_digest, open_dataset, split_episodes
+from lapo.data.format import write_json_atomic
+from lapo.device import autocast
+from lapo.eval.probes import (
+    code_action_histogram,
+    joint_code,
+    normalized_mutual_information,
+    probe_accuracy,
+)
+from lapo.load import checkpoint_path, load_lam
 from lapo.models.lam import LatentActionModel, frames_to_float
-from lapo.precision import autocast
 
 
 def window_batch(index: WindowIndex, windows, device: torch.device) -> torch.Tensor:
@@ -55,12 +64,6 @@ def latent_quality(
     Raises:
         ValueError: the dataset has no true actions.
     """
-    from lapo.eval.probes import (
-        code_action_histogram,
-        joint_code,
-        normalized_mutual_information,
-        probe_accuracy,
-    )
 
     dataset = index.dataset
     if not dataset.has_actions:
@@ -135,16 +138,13 @@ def probe_lam(
             actions, or its frames are not the shape the model was trained on.
         lapo.data.DatasetError: invalid data or no window of k + 2 frames.
     """
-    from lapo.checkpoint import read_meta
-    from lapo.data.format import write_json_atomic
-    from lapo.stages.lam import lam_checkpoint, load_lam, manifest_digest
 
     if samples < 4:
         raise ValueError(f"samples must be >= 4 (two per probe half), got {samples}")
     if out is not None and not Path(out).parent.is_dir():
         raise ValueError(f"cannot write {out}: its directory {Path(out).parent} does not exist")
     dataset = open_dataset(data_dir)
-    meta = read_meta(lam_checkpoint(lam))
+    meta = read_meta(checkpoint_path(lam))
     if tuple(meta["frame_shape"]) != tuple(dataset.frame_shape):
         raise ValueError(
             f"{dataset.path} has frames of shape {tuple(dataset.frame_shape)}, but the model "

@@ -1,9 +1,5 @@
-"""Evaluate any acting policy checkpoint in its game (``lapo evaluate``), and the label sweep.
-
-Levels: with ``num_levels=0`` (the paper's setting, also for data collection) Procgen draws level
-seeds from the full 31-bit range, so an evaluation with its own ``seed`` meets data levels with
-negligible probability; with ``num_levels > 0`` pass a ``start_level`` past the data's levels.
-"""
+"""The label sweep (paper Figure 4): normalized return against the number of labelled
+transitions, for the decoded LAPO policy and, beside it, label-only behaviour cloning."""
 
 from __future__ import annotations
 
@@ -12,75 +8,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from lapo.config import DecodeConfig, check_temperature
+from lapo.config import DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.eval.actors import PolicyActor
+from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import EvalResult, evaluate_policy
+from lapo.load import load_lam, load_latent_policy
 from lapo.models.policy import DecodedPolicy
-from lapo.stages.policy_io import PolicyActor, load_latent_policy, load_policy
-
-#: Evaluation seed default: differs from every collection seed the pipeline uses (0, 1).
-EVAL_SEED = 12345
+from lapo.stages.decode import draw_labelled_set, train_decoder, train_label_bc
 
 #: ``method`` of the label sweep's rows: the decoded LAPO policy and label-only BC.
 METHOD_LAPO, METHOD_BC = "lapo", "label-bc"
-
-
-def result_dict(result: EvalResult) -> dict:
-    """JSON-able summary of an ``EvalResult`` (returns included)."""
-    return {
-        "game": result.game,
-        "episodes": len(result.returns),
-        "mean": result.mean,
-        "ci95": result.ci95,
-        "normalized": result.normalized,
-        "normalized_ci95": result.normalized_ci95,
-        "returns": result.returns.tolist(),
-        "start_level": result.start_level,
-        "num_levels": result.num_levels,
-    }
-
-
-def evaluate_checkpoint(
-    path: str | Path,
-    episodes: int = 100,
-    *,
-    game: str | None = None,
-    start_level: int = 0,
-    num_levels: int = 0,
-    seed: int = EVAL_SEED,
-    greedy: bool = False,
-    temperature: float = 1.0,
-    num_envs: int = 32,
-) -> EvalResult:
-    """Roll out the policy checkpoint at ``path`` for ``episodes`` complete episodes.
-
-    Args:
-        game: Procgen game; default the one stored in the checkpoint.
-        greedy: argmax actions instead of sampling from the policy's softmax.
-        temperature: sample from ``softmax(logits / temperature)`` (e.g. the temperature an
-            expert recorded its data with).
-        seed: environment and action-sampling seed (same seed, same returns).
-
-    Raises:
-        ValueError: no game given and none stored in the checkpoint, or a temperature <= 0.
-        lapo.checkpoint.CheckpointError: not an acting policy (kinds are listed).
-    """
-    check_temperature(temperature)
-    net, meta = load_policy(path)
-    game = game or meta.get("env") or meta.get("config", {}).get("env")
-    if not game:
-        raise ValueError(f"{path} does not say which game it plays; pass --env GAME")
-    actor = PolicyActor(net, greedy=greedy, seed=seed, temperature=temperature)
-    return evaluate_policy(
-        actor.act,
-        game,
-        episodes,
-        num_envs=num_envs,
-        start_level=start_level,
-        num_levels=num_levels,
-        seed=seed,
-    )
 
 
 def label_sweep(
@@ -112,11 +52,6 @@ def label_sweep(
     Raises:
         ValueError: the dataset is not a Procgen recording or has no true actions.
     """
-    from tqdm import tqdm
-
-    from lapo.stages.decode import draw_labelled_set, train_decoder, train_label_bc
-    from lapo.stages.lam import load_lam
-
     base = config or DecodeConfig()
     latent_policy, bc_config = load_latent_policy(policy_path)
     lam, lam_config = load_lam(lam_path)
@@ -199,14 +134,3 @@ def sweep_table(rows: list[dict]) -> list[dict]:
                 }
             )
     return out
-
-
-__all__ = [
-    "EVAL_SEED",
-    "METHOD_BC",
-    "METHOD_LAPO",
-    "evaluate_checkpoint",
-    "label_sweep",
-    "result_dict",
-    "sweep_table",
-]

@@ -1,19 +1,48 @@
-"""bf16 autocast where the hardware computes bf16 natively, fp32 where it would only emulate it.
+"""The device policy: which device computes, and whether it computes in bf16.
+
+``default_device`` is the one place that picks a device when none is given: CUDA (the local rank's
+GPU under DDP), else Apple's MPS, else the CPU. ``default_preset`` picks the stage presets that fit
+it (``paper`` on an accelerator, ``cpu`` otherwise).
+
+bf16 autocast runs where the hardware computes bf16 natively, fp32 where it would only emulate it.
 
 Every config's ``bf16`` field means "train and act in bf16 where that is fast". On a CPU without
 bf16 instructions (x86 without AVX-512 BF16 or AMX, e.g. AVX2-only machines) oneDNN has no bf16
 kernels and PyTorch falls back to reference code: a ``cpu``-preset stage-1 update measured about
 10x slower in bf16 than in fp32 on such a machine (see ``benchmarks/lam_throughput.py``). There the
-request is dropped with one warning and the run computes in fp32. Checkpoints are unaffected (the
-weights are float32 either way), so a run may resume on a machine of the other kind.
+request is dropped with one warning per process and the run computes in fp32. Checkpoints are
+unaffected (the weights are float32 either way), so a run may resume on a machine of the other
+kind.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 
 import torch
+
+
+def default_device() -> torch.device:
+    """CUDA when available (``cuda:LOCAL_RANK`` under torchrun/DDP), else MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device``; None means ``default_device()``."""
+    return default_device() if device is None else torch.device(device)
+
+
+def default_preset() -> str:
+    """The size preset that fits this machine: ``paper`` with a CUDA GPU, ``cpu`` without."""
+    return "paper" if torch.cuda.is_available() else "cpu"
+
 
 NO_NATIVE_BF16 = (
     "bf16 was requested but this {device} has no native bf16 arithmetic ({why}); computing in "
@@ -53,16 +82,26 @@ def _onednn_bf16() -> bool | None:
 def bf16_enabled(requested: bool, device: torch.device | str) -> bool:
     """The effective bf16 setting: ``requested`` and native bf16 on ``device``.
 
-    Warns (``UserWarning``, once per process by Python's default filter) when a request is
-    dropped.
+    Warns (``UserWarning``) the first time a request is dropped in this process, and only then.
     """
     if not requested:
         return False
     native, why = native_bf16(device)
     if not native:
-        message = NO_NATIVE_BF16.format(device=torch.device(device).type.upper(), why=why)
-        warnings.warn(message, stacklevel=1)  # one location: Python shows it once per process
+        _warn_once(NO_NATIVE_BF16.format(device=torch.device(device).type.upper(), why=why))
     return native
+
+
+# Why a cache and not Python's warning filter: the default filter shows a warning once per
+# (message, category, location), but every ``warnings.catch_warnings()`` or ``filterwarnings``
+# anywhere in the process (tqdm and torch call it) invalidates that registry, and the
+# next autocast showed the warning again (three times in one ``lapo run``). The decision is a fact
+# of the machine, like ``_onednn_bf16``; the cache holds one entry per distinct message (device
+# kind and reason). ``_warn_once.cache_clear()`` re-arms it (tests).
+@functools.cache
+def _warn_once(message: str) -> None:
+    """``warnings.warn(message)`` (``UserWarning``) the first time ``message`` is seen."""
+    warnings.warn(message, UserWarning, stacklevel=3)  # bf16_enabled's caller
 
 
 def autocast(device: torch.device | str, bf16: bool) -> torch.autocast:

@@ -1,56 +1,22 @@
-"""Latent action quantizers: multi-codebook EMA vector quantization and the no-VQ ablation.
+"""EMA vector quantization: van den Oord et al. 2017, "Neural Discrete Representation Learning"
+(VQ-VAE), with the codebook learned by exponential moving averages (appendix A.1; also Razavi et
+al. 2019, VQ-VAE-2).
 
-``VectorQuantizer`` follows van den Oord et al. 2017, "Neural Discrete Representation Learning"
-(VQ-VAE): nearest-neighbour assignment (eq. 2), straight-through gradient and commitment loss
-(eq. 3), codebook learned by exponential moving averages instead of a codebook loss (appendix A.1;
-also Razavi et al. 2019, VQ-VAE-2). LAPO (Schmidt & Jiang 2024) quantizes the IDM's latent action
-with it: 2 codebooks x 4 latents x 16 dims, 64 codes each, commitment 0.05, decay 0.999 (Stage 1
-table). ``NoQuantizer`` is the paper's ablation without VQ; FSQ lives in ``lapo.models.fsq``.
-``make_quantizer`` builds any of them by name.
-
-Every quantizer returns a ``VQOutput``. Distances, codebook and EMA statistics are float32 even
-under autocast; ``quantized`` has the dtype of the input (see ``VectorQuantizer``).
+Nearest-neighbour assignment (eq. 2), straight-through gradient and commitment loss (eq. 3).
+LAPO (Schmidt & Jiang 2024, Section 4.1 and the Stage 1 table) quantizes the IDM's latent action
+with it: 2 codebooks x 4 latents x 16 dims, 64 codes each, commitment 0.05, decay 0.999.
+Distances, codebook and EMA statistics are float32 even under autocast; ``quantized`` has the
+dtype of the input.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-
-class VQOutput(NamedTuple):
-    """What a quantizer returns.
-
-    Attributes:
-        quantized: ``(B, D)``, input dtype; forward value is the code vector, gradient w.r.t. the
-            input is that of the straight-through estimator.
-        indices: ``(B, num_codebooks, num_latents) int64`` code per latent; None without codebook.
-        commitment_loss: ``() float32``, already scaled by the commitment cost (0 when unused).
-        perplexity: ``(num_codebooks,) float32``, exp(entropy) of this batch's code histogram per
-            codebook (between 1 and codebook_size); None without codebook.
-    """
-
-    quantized: torch.Tensor
-    indices: torch.Tensor | None
-    commitment_loss: torch.Tensor
-    perplexity: torch.Tensor | None
-
-
-def code_perplexity(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
-    """``(G, N) int64`` codes in ``[0, codebook_size)`` -> ``(G,) float32`` exp(entropy) per row.
-
-    A row using one code gives 1; a row using all codes equally often gives ``codebook_size``.
-    """
-    g = indices.shape[0]
-    offsets = torch.arange(g, device=indices.device).unsqueeze(1) * codebook_size
-    counts = torch.bincount((indices + offsets).flatten(), minlength=g * codebook_size)
-    probs = counts.view(g, codebook_size).float()
-    probs = probs / probs.sum(-1, keepdim=True).clamp_min(1.0)
-    return torch.exp(-torch.special.xlogy(probs, probs).sum(-1))  # 0 log 0 = 0
+from lapo.models.quantizers.base import VQOutput, code_perplexity
 
 
 def _world_size() -> int:
@@ -249,46 +215,3 @@ class VectorQuantizer(nn.Module):
         self.embed_sum.copy_(torch.where(mask, candidates, self.embed_sum))
         self.cluster_size.masked_fill_(dead, 1.0)
         self.usage_ema.masked_fill_(dead, 1.0 / self.codebook_size)
-
-
-class NoQuantizer(nn.Module):
-    """The paper's ablation without vector quantization: the IDM's raw latent goes to the FDM.
-
-    No codebook, no parameters, no buffers: ``quantized`` is the input tensor itself (same object,
-    so gradients pass 1:1), ``indices`` and ``perplexity`` are None, the commitment loss is a
-    float32 zero.
-
-    Args:
-        input_dim: if given, the width D that inputs must have.
-
-    Shapes: ``z (B, D) -> VQOutput(z, None, (), None)``.
-    """
-
-    def __init__(self, input_dim: int | None = None) -> None:
-        super().__init__()
-        self.input_dim = input_dim
-
-    def forward(self, z: torch.Tensor) -> VQOutput:
-        if self.input_dim is not None and (z.dim() != 2 or z.shape[1] != self.input_dim):
-            raise ValueError(f"expected z of shape (B, {self.input_dim}), got {tuple(z.shape)}")
-        zero = torch.zeros((), dtype=torch.float32, device=z.device)
-        return VQOutput(quantized=z, indices=None, commitment_loss=zero, perplexity=None)
-
-
-QUANTIZER_KINDS = ("vq", "none", "fsq")
-
-
-def make_quantizer(kind: str, **kwargs) -> nn.Module:
-    """Build quantizer ``kind``: ``vq`` (VectorQuantizer), ``none`` (NoQuantizer), ``fsq`` (FSQ).
-
-    ``kwargs`` go to the constructor unchanged.
-
-    Raises:
-        ValueError: unknown kind; the message lists the valid ones.
-    """
-    from lapo.models.fsq import FSQ  # imported here: fsq imports VQOutput from this module
-
-    classes: dict[str, type[nn.Module]] = {"vq": VectorQuantizer, "none": NoQuantizer, "fsq": FSQ}
-    if kind not in classes:
-        raise ValueError(f"unknown quantizer {kind!r}; expected one of: {', '.join(classes)}")
-    return classes[kind](**kwargs)

@@ -29,6 +29,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lapo.config import (
+    BC_PRESETS,
+    LAM_PRESETS,
+    BCConfig,
+    DecodeConfig,
+    LAMConfig,
+    check_temperature,
+)
+from lapo.device import default_preset
+from lapo.envs.games import check_game
+from lapo.runtime import field_defaults
+
 STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
 DIRS = {
     "collect": "data",
@@ -48,8 +60,11 @@ class RunConfig:
 
     Attributes:
         env: Procgen game (needs a shipped expert unless ``expert`` is given).
-        preset: ``cpu``, ``paper`` or ``smoke``; selects every stage's preset.
-        out: run directory.
+        preset: ``cpu``, ``paper`` or ``smoke``; selects every stage's preset and the values of
+            every field left None (``RUN_PRESETS``, else ``RUN_DEFAULTS``), so
+            ``RunConfig(preset="smoke")`` from Python is the same run as ``lapo run --preset
+            smoke``. None: ``paper`` with a CUDA GPU, ``cpu`` without.
+        out: run directory (None: ``runs/lapo-ENV-PRESET``, as ``lapo run``).
         expert: expert checkpoint to record; None: the shipped expert of ``env``.
         expert_temperature: the expert records (and is evaluated) sampling from
             ``softmax(logits / T)``; 1 = as trained, lower = sharper demonstrations.
@@ -70,22 +85,22 @@ class RunConfig:
     """
 
     env: str = "coinrun"
-    preset: str = "cpu"
-    out: Path = Path("runs/lapo")
+    preset: str = None  # type: ignore[assignment]  # None: lapo.device.default_preset()
+    out: Path = None  # type: ignore[assignment]  # None: runs/lapo-ENV-PRESET
     expert: str | None = None
     expert_temperature: float = 1.0
-    frames: int = 200_000
-    num_envs: int = 64
-    labels: int = 256
-    eval_episodes: int = 100
+    frames: int = None  # type: ignore[assignment]  # None (every field so marked): the preset's
+    num_envs: int = None  # type: ignore[assignment]
+    labels: int = None  # type: ignore[assignment]
+    eval_episodes: int = None  # type: ignore[assignment]
     pseudo_label_updates: int = 0
-    sweep: tuple[int, ...] = ()
-    sweep_seeds: int = 3
-    sweep_episodes: int = 32
+    sweep: tuple[int, ...] = None  # type: ignore[assignment]
+    sweep_seeds: int = None  # type: ignore[assignment]
+    sweep_episodes: int = None  # type: ignore[assignment]
     sweep_baseline: bool = True
-    online: bool = False
-    online_steps: int = 1_000_000
-    online_seeds: int = 2
+    online: bool = None  # type: ignore[assignment]
+    online_steps: int = None  # type: ignore[assignment]
+    online_seeds: int = None  # type: ignore[assignment]
     lam_steps: int | None = None
     lam_minutes: float | None = None
     bc_minutes: float | None = None
@@ -93,13 +108,19 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from lapo.config import check_temperature
-        from lapo.envs.games import check_game
-
         check_game(self.env)
         check_temperature(self.expert_temperature)
-        if self.preset not in RUN_PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(RUN_PRESETS)}, got {self.preset!r}")
+        preset = default_preset() if self.preset is None else self.preset
+        if preset not in RUN_PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(RUN_PRESETS)}, got {preset!r}")
+        object.__setattr__(self, "preset", preset)
+        if self.out is None:
+            object.__setattr__(self, "out", Path("runs") / f"lapo-{self.env}-{preset}")
+        object.__setattr__(self, "out", Path(self.out))
+        for name, value in {**RUN_DEFAULTS, **RUN_PRESETS[preset]}.items():
+            if getattr(self, name) is None:  # not set by the caller: the preset's value
+                object.__setattr__(self, name, value)
+        object.__setattr__(self, "sweep", tuple(self.sweep))
         for name in (
             "frames",
             "num_envs",
@@ -120,7 +141,21 @@ class RunConfig:
             raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")
 
 
-#: Per-preset defaults of ``RunConfig`` (fields the user did not set).
+#: Values of the preset-dependent ``RunConfig`` fields that no preset overrides.
+RUN_DEFAULTS: dict[str, object] = {
+    "frames": 200_000,
+    "num_envs": 64,
+    "labels": 256,
+    "eval_episodes": 100,
+    "sweep": (),
+    "sweep_seeds": 3,
+    "sweep_episodes": 32,
+    "online": False,
+    "online_steps": 1_000_000,
+    "online_seeds": 2,
+}
+
+#: Per-preset values of ``RunConfig`` fields the caller did not set (``RUN_DEFAULTS`` otherwise).
 RUN_PRESETS: dict[str, dict] = {
     "paper": {
         "frames": 8_000_000,
@@ -275,6 +310,43 @@ def run_stages(
 
 
 def resolve(config: RunConfig, given: set[str]) -> RunConfig:
-    """Fill fields not in ``given`` from the preset's defaults (``RUN_PRESETS``)."""
+    """Fill fields not in ``given`` from the preset's defaults (``RUN_PRESETS``).
+
+    ``RunConfig`` already does this for fields left unset (None); this also resets fields that
+    were set but are not in ``given``.
+    """
     defaults = {k: v for k, v in RUN_PRESETS[config.preset].items() if k not in given}
     return dataclasses.replace(config, **defaults)
+
+
+class StageInterrupted(KeyboardInterrupt):
+    """A stage stopped on a signal after saving its checkpoint; rerun the command to resume."""
+
+
+def setting_defaults() -> dict[str, dict]:
+    """Per stage, the value of each setting in runs recorded before that setting existed
+    (``lapo.pipeline.plan.plan``): the config classes' field defaults, and the expert's
+    sampling temperature 1."""
+    temperature = {"expert_temperature": field_defaults(RunConfig)["expert_temperature"]}
+    return {
+        "collect": temperature,
+        "lam": field_defaults(LAMConfig),
+        "bc": field_defaults(BCConfig),
+        "decode": field_defaults(DecodeConfig),
+        "evaluate": temperature,
+    }
+
+
+def stage_configs(config: RunConfig) -> dict:
+    """The typed configs of stages 1-3 for ``config.preset`` (``lam``, ``bc``, ``decode``)."""
+    lam_steps = {"steps": config.lam_steps} if config.lam_steps is not None else {}
+    return {
+        "lam": LAMConfig(**{**LAM_PRESETS[config.preset], **lam_steps}),
+        "bc": BCConfig(**BC_PRESETS[config.preset]),
+        "decode": DecodeConfig(
+            labels=config.labels,
+            seed=config.seed,
+            pseudo_label_updates=config.pseudo_label_updates,
+            **({"max_epochs": 20, "bc_steps": 20} if config.preset == "smoke" else {}),
+        ),
+    }

@@ -1,4 +1,4 @@
-"""``lapo run``: the stage actions of the whole pipeline (see ``lapo.stages.pipeline``).
+"""``lapo run``: the stage actions of the whole pipeline (see ``lapo.pipeline.plan``).
 
 ``run_pipeline`` builds, for every stage, the settings that determine it and the function that
 runs it in its folder, then hands both to ``run_stages`` (skip finished stages, resume, refuse
@@ -11,55 +11,41 @@ import dataclasses
 import json
 from pathlib import Path
 
-from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, CollectConfig, DecodeConfig, LAMConfig
+from tqdm import tqdm
+
+from lapo.checkpoint import checkpoint_exists
+from lapo.config import CollectConfig
 from lapo.data.format import write_json_atomic
-from lapo.runtime import field_defaults
-from lapo.stages.pipeline import DIRS, RunConfig, run_stages
-
-
-class StageInterrupted(KeyboardInterrupt):
-    """A stage stopped on a signal after saving its checkpoint; rerun the command to resume."""
+from lapo.eval.actors import PolicyActor, RandomPolicy
+from lapo.eval.evaluate import EVAL_SEED, result_dict
+from lapo.eval.rollouts import evaluate_policy
+from lapo.experts import shipped_expert
+from lapo.load import checkpoint_path, load_policy
+from lapo.pipeline.label_sweep import label_sweep, sweep_table
+from lapo.pipeline.online import run_online_comparison
+from lapo.pipeline.plan import (
+    DIRS,
+    RunConfig,
+    StageInterrupted,
+    run_stages,
+    setting_defaults,
+    stage_configs,
+)
+from lapo.pipeline.report import build_report
+from lapo.stages.bc import train_bc
+from lapo.stages.collect import collect as record
+from lapo.stages.decode import decode_offline
+from lapo.stages.lam import train_lam
 
 
 def _expert_path(config: RunConfig) -> Path:
-    from lapo.experts import shipped_expert
 
     return Path(config.expert) if config.expert else shipped_expert(config.env)
 
 
 def _expert_digest(path: Path) -> str:
-    from lapo.stages.policy_io import checkpoint_path
 
     return json.loads(checkpoint_path(path).with_suffix(".json").read_text())["tensors_sha256"]
-
-
-def setting_defaults() -> dict[str, dict]:
-    """Per stage, the value of each setting in runs recorded before that setting existed
-    (``lapo.stages.pipeline.plan``): the config classes' field defaults, and the expert's
-    sampling temperature 1."""
-    temperature = {"expert_temperature": field_defaults(RunConfig)["expert_temperature"]}
-    return {
-        "collect": temperature,
-        "lam": field_defaults(LAMConfig),
-        "bc": field_defaults(BCConfig),
-        "decode": field_defaults(DecodeConfig),
-        "evaluate": temperature,
-    }
-
-
-def stage_configs(config: RunConfig) -> dict:
-    """The typed configs of stages 1-3 for ``config.preset`` (``lam``, ``bc``, ``decode``)."""
-    lam_steps = {"steps": config.lam_steps} if config.lam_steps is not None else {}
-    return {
-        "lam": LAMConfig(**{**LAM_PRESETS[config.preset], **lam_steps}),
-        "bc": BCConfig(**BC_PRESETS[config.preset]),
-        "decode": DecodeConfig(
-            labels=config.labels,
-            seed=config.seed,
-            pseudo_label_updates=config.pseudo_label_updates,
-            **({"max_epochs": 20, "bc_steps": 20} if config.preset == "smoke" else {}),
-        ),
-    }
 
 
 def _check_finished(metrics: dict, stage: str) -> dict:
@@ -80,7 +66,7 @@ def run_pipeline(
         ``{stage: summary}``; the report's ``metrics.json`` holds the full figures.
 
     Raises:
-        lapo.stages.pipeline.StageConflict: a finished stage's settings changed (pass ``redo``).
+        lapo.pipeline.plan.StageConflict: a finished stage's settings changed (pass ``redo``).
         FileNotFoundError: no shipped expert for the game and no ``expert`` given.
         StageInterrupted: a training stage was stopped by a signal (its checkpoint is saved).
     """
@@ -122,7 +108,6 @@ def run_pipeline(
         }
 
     def collect(directory: Path) -> dict:
-        from lapo.stages.collect import collect as record
 
         cc = CollectConfig(
             env=config.env,
@@ -144,7 +129,6 @@ def run_pipeline(
         }
 
     def lam(directory: Path) -> dict:
-        from lapo.stages.lam import train_lam
 
         budget = config.lam_minutes * 60 if config.lam_minutes else None
         metrics = train_lam(
@@ -158,7 +142,6 @@ def run_pipeline(
         return _check_finished(metrics, "stage 1")
 
     def bc(directory: Path) -> dict:
-        from lapo.stages.bc import train_bc
 
         budget = config.bc_minutes * 60 if config.bc_minutes else None
         metrics = train_bc(
@@ -173,7 +156,6 @@ def run_pipeline(
         return _check_finished(metrics, "stage 2")
 
     def decode(directory: Path) -> dict:
-        from lapo.stages.decode import decode_offline
 
         facts = decode_offline(configs["decode"], d["bc"], d["lam"], d["collect"], directory)
         return {k: v for k, v in facts.items() if isinstance(v, float)}
@@ -182,7 +164,6 @@ def run_pipeline(
         return evaluate_all(config, expert, d["decode"], directory, progress)
 
     def sweep(directory: Path) -> dict:
-        from lapo.stages.evaluate import label_sweep, sweep_table
 
         directory.mkdir(parents=True, exist_ok=True)
         rows = label_sweep(
@@ -200,12 +181,10 @@ def run_pipeline(
         return {f"{r['method']}/{r['labels']}": r["normalized"] for r in sweep_table(rows)}
 
     def online(directory: Path) -> dict:
-        from lapo.stages.online_compare import run_online_comparison
 
         return run_online_comparison(config, d["bc"], d["lam"], directory, progress=progress)
 
     def report(directory: Path) -> dict:
-        from lapo.stages.report import build_report
 
         return build_report(config, out, directory)
 
@@ -246,13 +225,6 @@ def evaluate_all(
     (full ``result_dict`` per policy) and returns ``{policy: {mean, ci95, normalized,
     normalized_ci95}}``.
     """
-    from tqdm import tqdm
-
-    from lapo.checkpoint import checkpoint_exists
-    from lapo.eval.rollouts import evaluate_policy
-    from lapo.stages.collect import RandomPolicy
-    from lapo.stages.evaluate import EVAL_SEED, result_dict
-    from lapo.stages.policy_io import PolicyActor, load_policy
 
     policies = {
         "expert": expert,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -15,6 +16,145 @@ from lapo.envs.games import REFERENCE_RETURNS
 
 #: Keys of ``metrics.json`` that every report has (``sweep`` and ``online`` when they ran).
 METRICS_FIELDS = ("env", "preset", "created", "data", "lam", "bc", "decode", "returns", "seconds")
+
+#: The banner's first line; its items are ``report_warnings``.
+BANNER_HEADING = "Warning: the numbers of this run cannot mean what they seem to."
+#: A probe this close to the majority-class accuracy (or below) has found no action information.
+PROBE_MARGIN = 0.02
+#: Joint code perplexity on held-out transitions (exp of the entropy of the whole code tuple of
+#: all codebooks and latents: the effective number of distinct latent actions) at or below this:
+#: the codebook has collapsed.
+COLLAPSED_PERPLEXITY = 1.5
+
+
+def report_warnings(metrics: dict) -> list[str]:
+    """Why the numbers of a run cannot mean anything: one sentence per finding, none if none.
+
+    Args:
+        metrics: ``metrics.json``'s content (``_collect_metrics``); read are ``preset``,
+            ``returns.{expert,random}.{mean,normalized,normalized_ci95}`` and
+            ``lam.{probe_mlp_accuracy,majority_accuracy,distinct_codes,heldout_transitions,
+            heldout_distinct_codes,heldout_joint_perplexity}``. Missing entries skip their
+            check.
+
+    Returns: sentences for, in order: the ``smoke`` preset; an expert not above the uniform
+        random policy (95% CIs overlapping, an unknown CI, or a mean return not above); a
+        collapsed codebook (one distinct joint code on held-out transitions or in the probe
+        sample, or a held-out joint perplexity <= ``COLLAPSED_PERPLEXITY``); a
+        latent probe at the majority class (accuracy <= majority + ``PROBE_MARGIN``).
+    """
+    lam = metrics.get("lam", {})
+    found = (
+        _smoke_warning(metrics.get("preset")),
+        _expert_warning(metrics.get("returns", {})),
+        _collapse_warning(lam),
+        _probe_warning(lam),
+    )
+    return [w for w in found if w]
+
+
+def _smoke_warning(preset: str | None) -> str | None:
+    if preset != "smoke":
+        return None
+    return (
+        "This run used the `smoke` preset (a few updates on a few frames, sized to test the "
+        "code), so none of its numbers measure how well LAPO works."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 code"``, ``"2,048 codes"``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _ci_text(value: float, ci: float) -> str:
+    return f"{value:.3f} ± {ci:.3f}" if math.isfinite(ci) else f"{value:.3f} (no CI)"
+
+
+def _expert_warning(returns: dict) -> str | None:
+    expert, rand = returns.get("expert"), returns.get("random")
+    if not expert or not rand:
+        return None
+    lowest_expert = expert["normalized"] - expert["normalized_ci95"]  # NaN CI: NaN, not above
+    highest_random = rand["normalized"] + rand["normalized_ci95"]
+    if expert["mean"] > rand["mean"] and lowest_expert > highest_random:
+        return None
+    shown_expert = _ci_text(expert["normalized"], expert["normalized_ci95"])
+    shown_random = _ci_text(rand["normalized"], rand["normalized_ci95"])
+    return (
+        f"The expert's normalized return ({shown_expert}, 95% CI) is not above the uniform "
+        f"random policy's ({shown_random}), so the data hold no skill to "
+        "imitate and no return of this run can show that a method learned anything."
+    )
+
+
+def _collapse_warning(lam: dict) -> str | None:
+    heldout, joint = lam.get("heldout_distinct_codes"), lam.get("heldout_joint_perplexity")
+    probed = lam.get("distinct_codes")
+    one_code = any(n is not None and n <= 1 for n in (heldout, probed))
+    if not (one_code or (joint is not None and joint <= COLLAPSED_PERPLEXITY)):
+        return None
+    facts = []
+    if heldout is not None:
+        facts.append(
+            f"{_count(heldout, 'distinct latent action')} among "
+            f"{lam['heldout_transitions']:,} held-out transitions, joint perplexity {joint:.2f}"
+        )
+    if probed is not None:
+        facts.append(f"{probed} in the probe's sample")
+    return (
+        f"The codebook collapsed ({'; '.join(facts)}), so the quantized latent action is "
+        "(nearly) the same for every transition and carries no action for stages 2 and 3 to "
+        "imitate and decode."
+    )
+
+
+def _probe_warning(lam: dict) -> str | None:
+    probe, majority = lam.get("probe_mlp_accuracy"), lam.get("majority_accuracy")
+    if probe is None or majority is None or probe > majority + PROBE_MARGIN:
+        return None
+    return (
+        f"The MLP probe predicts the true action from the latents no better than always guessing "
+        f"the most common action (held-out accuracy {probe:.3f} vs majority class "
+        f"{majority:.3f}), so the latents show no information about the actions taken."
+    )
+
+
+def precision_text(requested: bool, device) -> str:
+    """The arithmetic a stage computes in, as ``lapo.device.bf16_enabled`` decides it.
+
+    Args:
+        requested: the config's ``bf16``.
+        device: where the stage ran (``torch.device`` or a string such as ``"cpu"``).
+
+    Returns: ``"bf16 (native)"``, ``"fp32"`` (not requested) or ``"fp32 (bf16 requested; no
+        native bf16 on this cpu: REASON)"``.
+    """
+    import torch
+
+    from lapo.device import native_bf16
+
+    if not requested:
+        return "fp32"
+    # bf16_enabled(requested, device) == requested and native_bf16(device)[0]; asked directly
+    # for the reason, and so that writing the report does not repeat the fallback warning.
+    native, why = native_bf16(device)
+    if native:
+        return "bf16 (native)"
+    return f"fp32 (bf16 requested; no native bf16 on this {torch.device(device).type}: {why})"
+
+
+def sweep_ci95(row: dict) -> float:
+    """95% CI half-width of one label-sweep cell (a ``sweep_table`` row).
+
+    With several seeds: Student t over the seeds, ``t_{0.975, seeds-1} * normalized_sem`` (the
+    spread between label draws and trainings); with one seed: the episodes' ``normalized_ci95``.
+    """
+    from lapo.eval.rollouts import student_t_quantile
+
+    if row["seeds"] > 1:
+        return student_t_quantile(0.975, row["seeds"] - 1) * row["normalized_sem"]
+    return row["normalized_ci95"]
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -35,9 +175,9 @@ def _latent_figures(run_dir: Path, figures: Path, hide_noop: bool, samples: int 
     from lapo.data import WindowIndex, open_dataset, split_episodes
     from lapo.eval import plots
     from lapo.eval.fdm_samples import fdm_predictions, format_code, most_used_codes
+    from lapo.load import load_lam
     from lapo.stages.bc import label_windows
     from lapo.stages.decode import WindowSubset
-    from lapo.stages.lam import load_lam
 
     lam, cfg = load_lam(run_dir / "lam")
     dataset = open_dataset(run_dir / "data")
@@ -70,10 +210,71 @@ def _latent_figures(run_dir: Path, figures: Path, hide_noop: bool, samples: int 
             own_predictions=fdm.own,
         )
         out["fdm_codes"] = [[labels[i], format_code(c)] for i, c in enumerate(top)]
-        out["codebook"] = plots.plot_codebook_usage(
-            plots.codebook_counts(codes, cfg.codebook_size), figures / "codebook_usage.png"
-        )
+        counts = plots.codebook_counts(codes, cfg.codebook_size)  # (G, S)
+        out["codebook"] = plots.plot_codebook_usage(counts, figures / "codebook_usage.png")
+        out["codebook_metrics"] = heldout_codebook_metrics(codes, cfg.codebook_size)
     return out
+
+
+def heldout_codebook_metrics(codes: np.ndarray, codebook_size: int) -> dict:
+    """``metrics.json`` entries of code use on held-out transitions, counted as the codebook
+    figure counts them.
+
+    Args:
+        codes: ``(N, G, L) int`` code indices of N transitions (G codebooks, L latents each).
+        codebook_size: S, codes per codebook.
+
+    Returns: ``heldout_transitions`` (N); per codebook g ``heldout_codes_used/g`` (codes chosen
+        by any latent of any transition) and ``heldout_perplexity/g`` of those N * L choices
+        (``plots.codebook_stats``: the figure's panel titles); ``heldout_distinct_codes``
+        (distinct whole code tuples, i.e. latent actions) and ``heldout_joint_perplexity``
+        (exp of their entropy; 1 = every transition gets the same latent action).
+    """
+    from lapo.eval.plots import codebook_counts, codebook_stats
+
+    codes = np.asarray(codes)
+    used, perplexity = codebook_stats(codebook_counts(codes, codebook_size))
+    _, joint_counts = np.unique(codes.reshape(len(codes), -1), axis=0, return_counts=True)
+    share = joint_counts / len(codes)
+    out = {"heldout_transitions": len(codes)}
+    for g, (u, p) in enumerate(zip(used.tolist(), perplexity.tolist(), strict=True)):
+        out[f"heldout_codes_used/{g}"] = int(u)
+        out[f"heldout_perplexity/{g}"] = float(p)
+    out["heldout_distinct_codes"] = len(joint_counts)
+    out["heldout_joint_perplexity"] = float(np.exp(-(share * np.log(share)).sum()))
+    return out
+
+
+def _codebook_rows(lam: dict, codebook_size: int) -> list[list[str]]:
+    """Rows of the stage-1 code-use table: the held-out count (the one the summary and the figure
+    give) and, named apart, stage 1's training-time usage-EMA count (``codes_used/g`` in
+    ``lam/metrics.jsonl``)."""
+    groups = sorted(int(k.split("/")[1]) for k in lam if k.startswith("heldout_codes_used/"))
+    rows = [
+        [
+            f"codebook {g + 1}",
+            f"{lam[f'heldout_codes_used/{g}']}/{codebook_size}",
+            f"{lam[f'heldout_perplexity/{g}']:.2f}",
+            f"{lam[k]}/{codebook_size}" if (k := f"train_ema_codes_alive/{g}") in lam else "n/a",
+        ]
+        for g in groups
+    ]
+    return rows
+
+
+def _codebook_summary(lam: dict, codebook_size: int) -> str | None:
+    """``"4/64 and 5/64 (perplexity 2.10, 3.30) on 3,000 held-out transitions, which get 17
+    distinct latent actions (joint perplexity 9.12)"``: the held-out counts
+    (``heldout_codebook_metrics``); None without them."""
+    rows = _codebook_rows(lam, codebook_size)
+    if not rows:
+        return None
+    return (
+        f"{' and '.join(r[1] for r in rows)} (perplexity {', '.join(r[2] for r in rows)}) on "
+        f"{lam['heldout_transitions']:,} held-out transitions, which get "
+        f"{_count(lam['heldout_distinct_codes'], 'distinct latent action')} (joint perplexity "
+        f"{lam['heldout_joint_perplexity']:.2f})"
+    )
 
 
 def _collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
@@ -90,7 +291,8 @@ def _collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "data": stages["collect"]["summary"],
         "lam": {k: v for k, v in raw["quality"].items() if isinstance(v, int | float)}
-        | {k: v for k, v in stages["lam"]["summary"].items() if k.startswith("test/")},
+        | {k: v for k, v in stages["lam"]["summary"].items() if k.startswith("test/")}
+        | _training_code_counts(stages["lam"]["summary"]),
         "bc": {
             k: v for k, v in stages["bc"]["summary"].items() if k.startswith(("test/", "train/"))
         },
@@ -107,6 +309,18 @@ def _collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
     return metrics, raw
 
 
+def _training_code_counts(summary: dict) -> dict:
+    """Stage 1's ``codes_used/g`` (codes whose training usage EMA is above the dead-code
+    threshold; it starts with every code at 1/S, so a short run counts them all) renamed
+    ``train_ema_codes_alive/g``: "codes used" in the report is the held-out count of the figure."""
+    prefix = "codes_used/"
+    return {
+        f"train_ema_codes_alive/{k[len(prefix) :]}": v
+        for k, v in summary.items()
+        if k.startswith(prefix)
+    }
+
+
 def _policy_names(labels: int) -> dict[str, str]:
     return {
         "expert": "expert (data)",
@@ -117,8 +331,8 @@ def _policy_names(labels: int) -> dict[str, str]:
     }
 
 
-def _summary_section(rep, metrics: dict) -> None:
-    """The headline figures first: latent probe, normalized returns, wall time."""
+def _summary_section(rep, metrics: dict, codebook_size: int) -> None:
+    """The headline figures first: latent probe, code use, normalized returns, wall time."""
     lam, returns = metrics["lam"], metrics["returns"]
     rows = [
         [
@@ -127,6 +341,9 @@ def _summary_section(rep, metrics: dict) -> None:
             f"{lam['frame_difference_mlp_accuracy']:.3f}, majority {lam['majority_accuracy']:.3f})",
         ]
     ]
+    codes = _codebook_summary(lam, codebook_size)
+    if codes:
+        rows.append(["codes used per codebook (held-out, as in the codebook figure)", codes])
     for key, name in _policy_names(metrics["decode"]["labels"]).items():
         if key in returns:
             r = returns[key]
@@ -170,9 +387,15 @@ def _lam_options(lam) -> str:
 
 
 def _config_section(rep, config) -> None:
-    """The settings that matter in one table; every field in a folded JSON block."""
-    from lapo.stages.run import stage_configs
+    """The settings that matter in one table; every field in a folded JSON block.
 
+    The precision is the one computed on this machine's default device, where ``lapo run``
+    trains every stage (the report is written by the same run).
+    """
+    from lapo.device import default_device
+    from lapo.pipeline.plan import stage_configs
+
+    device = default_device()
     cfgs = stage_configs(config)
     lam, bc, dec = cfgs["lam"], cfgs["bc"], cfgs["decode"]
     quantizer = {
@@ -192,14 +415,15 @@ def _config_section(rep, config) -> None:
              f"{config.num_envs} envs, seed {config.seed}"],
             ["stage 1: IDM + FDM", f"size {lam.size}, k={lam.context}{_lam_options(lam)}; "
              f"{quantizer}; {lam.steps} updates of {lam.batch_size}, lr {lam.learning_rate:g}, "
-             f"bf16 {lam.bf16}"],
+             f"{precision_text(lam.bf16, device)}"],
             ["stage 2: latent BC", f"{bc.encoder} x{bc.multiplier} ({bc.features} features), "
-             f"{bc.target} target, {bc.steps} updates of {bc.batch_size}, lr {bc.learning_rate:g}"],
+             f"{bc.target} target, {bc.steps} updates of {bc.batch_size}, lr {bc.learning_rate:g}, "
+             f"{precision_text(bc.bf16, device)}"],
             ["stage 3: offline decoding", f"MLP {dec.hidden} on {dec.labels} labels "
              f"({dec.validation_fraction:.0%} for early stopping); label-only BC "
              f"{dec.bc_steps} updates"],
             ["evaluation", f"{config.eval_episodes} episodes per policy, sampling from the "
-             "policy's softmax"],
+             "policy's softmax; 95% CIs are Student t intervals of the mean"],
         ],
     )  # fmt: skip
     full = {
@@ -211,8 +435,19 @@ def _config_section(rep, config) -> None:
     rep.code(json.dumps(full, indent=1, default=str), collapsed="every setting (JSON)")
 
 
-def _lam_section(rep, run_dir: Path, figures: Path, quality: dict, hide_noop: bool) -> None:
-    """Stage 1: training curves, probes, latent map, FDM predictions, codebook usage."""
+def _lam_section(
+    rep,
+    run_dir: Path,
+    figures: Path,
+    quality: dict,
+    latent: dict,
+    metrics: dict,
+    codebook_size: int,
+) -> None:
+    """Stage 1: training curves, probes, latent map, FDM predictions, codebook usage.
+
+    ``latent`` is ``_latent_figures``'s result; ``metrics`` the report's (its ``lam`` entries).
+    """
     from lapo.eval import plots
 
     rep.heading("Stage 1: latent action model")
@@ -252,7 +487,6 @@ def _lam_section(rep, run_dir: Path, figures: Path, quality: dict, hide_noop: bo
             ["NMI(code, action)", quality.get("nmi", float("nan"))],
         ],
     )
-    latent = _latent_figures(run_dir, figures, hide_noop)
     m = latent["latent_map"]
     rep.figure(
         m.path,
@@ -266,7 +500,23 @@ def _lam_section(rep, run_dir: Path, figures: Path, quality: dict, hide_noop: bo
             "under each of the 4 most used codes, next to the real next frame.",
         )
         rep.table(["code", "indices (codebook 1 | codebook 2)"], latent["fdm_codes"])
-        rep.figure(latent["codebook"], "Code usage per codebook on held-out transitions.")
+        lam = metrics["lam"]
+        rep.figure(
+            latent["codebook"],
+            f"Code usage per codebook: {_codebook_summary(lam, codebook_size)}.",
+        )
+        rep.table(
+            ["codebook", "codes used (held-out, as in the figure)", "perplexity (held-out)",
+             "codes alive in training (usage EMA above the dead-code threshold)"],
+            _codebook_rows(lam, codebook_size),
+        )  # fmt: skip
+        rep.paragraph(
+            '"Codes used" in this report is the held-out count of the figure. The training '
+            "count (`codes_used/g` in `lam/metrics.jsonl`, `train_ema_codes_alive/g` in "
+            "`metrics.json`) counts codes whose usage moving average is above the dead-code "
+            "threshold; that average starts with every code at an equal share and decays slowly, "
+            "so after a short run it still counts codes that are no longer chosen."
+        )
 
 
 def _policy_sections(rep, run_dir: Path, figures: Path, decode: dict, metrics: dict) -> None:
@@ -338,12 +588,17 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
     ``config`` is the ``RunConfig`` of the run; ``run_dir`` holds the stage folders.
     """
     from lapo.eval.report import Report
+    from lapo.pipeline.plan import stage_configs
 
     run_dir, report_dir = Path(run_dir), Path(report_dir)
     figures = report_dir / "figures"
     metrics, raw = _collect_metrics(config, run_dir)
+    latent = _latent_figures(run_dir, figures, config.hide_noop)
+    metrics["lam"] |= latent.get("codebook_metrics", {})
+    codebook_size = stage_configs(config)["lam"].codebook_size
     data, game = metrics["data"], config.env
     rep = Report(f"LAPO on {game} (preset {config.preset})")
+    rep.banner(BANNER_HEADING, report_warnings(metrics))
     ref = REFERENCE_RETURNS[game]
     rep.paragraph(
         f"Generated by `lapo run` on {metrics['created']}. Normalized return = (R - R_random) / "
@@ -351,7 +606,7 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
         f"{ref.random}, expert {ref.expert}). Evaluation levels are drawn from all levels with a "
         "seed other than the recording's."
     )
-    _summary_section(rep, metrics)
+    _summary_section(rep, metrics, codebook_size)
     _config_section(rep, config)
     rep.heading("Data")
     rep.table(
@@ -365,7 +620,7 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
             ]
         ],
     )
-    _lam_section(rep, run_dir, figures, raw["quality"], config.hide_noop)
+    _lam_section(rep, run_dir, figures, raw["quality"], latent, metrics, codebook_size)
     _policy_sections(rep, run_dir, figures, raw["decode"], metrics)
     _optional_sections(rep, run_dir, figures, metrics)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -400,15 +655,18 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
 def _sweep_section(rep, rows: list[dict], figures: Path) -> list[dict]:
     """Figure and table of the label sweep (``label_sweep`` rows); returns ``sweep_table``."""
     from lapo.eval import return_plots
-    from lapo.stages.evaluate import METHOD_BC, METHOD_LAPO, sweep_table
+    from lapo.pipeline.label_sweep import METHOD_BC, METHOD_LAPO, sweep_table
 
     table = sweep_table(rows)
 
     def curve(method: str) -> tuple[list[int], list[float], list[float]]:
         mine = [r for r in table if r["method"] == method]
         # Between-seed spread when there are seeds to measure it, else the episodes' CI.
-        ci = [1.96 * r["normalized_sem"] if r["seeds"] > 1 else r["normalized_ci95"] for r in mine]
-        return [r["labels"] for r in mine], [r["normalized"] for r in mine], ci
+        return (
+            [r["labels"] for r in mine],
+            [r["normalized"] for r in mine],
+            list(map(sweep_ci95, mine)),
+        )
 
     has_bc = any(r["method"] == METHOD_BC for r in table)
     rep.heading("Label sweep")
@@ -418,8 +676,8 @@ def _sweep_section(rep, rows: list[dict], figures: Path) -> list[dict]:
             figures / "label_sweep.png",
             baseline=curve(METHOD_BC) if has_bc else None,
         ),
-        "Normalized return against the number of labels: mean over seeds, 95% CI from the "
-        "spread between seeds (from the episodes with one seed)"
+        "Normalized return against the number of labels: mean over seeds, 95% CI (Student t) "
+        "from the spread between seeds (from the episodes with one seed)"
         + ("; label-only BC on the same labels and levels." if has_bc else "."),
     )
     cell = {(r["method"], r["labels"]): r for r in table}

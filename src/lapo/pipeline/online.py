@@ -3,7 +3,7 @@
 For each seed, ``train_finetune`` runs twice with the same network and budget: from the latent
 policy (frozen conv trunk, lr 0.01) and from scratch (everything trained, lr 5e-4). Both resume
 from their checkpoints when the command is rerun. Each finished policy is then evaluated as the
-offline policies are (``lapo.stages.evaluate.evaluate_checkpoint``, ``eval_episodes`` episodes).
+offline policies are (``lapo.eval.evaluate.evaluate_checkpoint``, ``eval_episodes`` episodes).
 ``online.json`` holds the curves of normalized return against environment steps (the periodic
 held-out evaluations during training), those final evaluations and the training speed.
 """
@@ -18,6 +18,10 @@ import numpy as np
 
 from lapo.config import FINETUNE_PRESETS, SCRATCH_LEARNING_RATE, FinetuneConfig
 from lapo.data.format import write_json_atomic
+from lapo.eval.evaluate import evaluate_checkpoint, result_dict
+from lapo.load import latent_policy_network
+from lapo.pipeline.plan import StageInterrupted
+from lapo.stages.finetune import train_finetune
 
 METHODS = {"LAPO fine-tuned": "lapo", "PPO from scratch": "ppo"}
 
@@ -38,7 +42,6 @@ def _curve(rows: list[dict]) -> dict:
 def _final_evaluation(run_dir: Path, episodes: int) -> dict:
     """``result_dict`` of the finished policy over ``episodes`` episodes, cached in
     ``run_dir/final_eval.json`` (recomputed when the episode count changed)."""
-    from lapo.stages.evaluate import evaluate_checkpoint, result_dict
 
     path = run_dir / "final_eval.json"
     if path.exists():
@@ -65,7 +68,6 @@ def run_online_comparison(
         (``{method: [result_dict per seed]}``), ``final`` (the returned dict) and
         ``steps_per_second`` (``{method: median over every update of every seed}``).
     """
-    from lapo.stages.finetune import latent_policy_network, train_finetune
 
     network = latent_policy_network(bc_dir)
     base = {**FINETUNE_PRESETS[config.preset], **network, "total_steps": config.online_steps}
@@ -84,8 +86,6 @@ def run_online_comparison(
             run_dir = directory / f"{short}-seed{seed}"
             metrics = train_finetune(cfg, run_dir, resume=True, progress=progress)
             if metrics.get("stop_reason") is not None:
-                from lapo.stages.run import StageInterrupted
-
                 raise StageInterrupted(
                     f"{run_dir} stopped ({metrics['stop_reason']}) with a checkpoint; rerun the "
                     "same command to resume"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lapo.models.quantizer import VQOutput, code_perplexity
+from lapo.models.quantizers.base import VQOutput, code_perplexity
 
 
 class FSQ(nn.Module):

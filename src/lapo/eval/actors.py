@@ -1,0 +1,89 @@
+"""Actors: anything that maps a batch of observations to actions, for recording and evaluation.
+
+``PolicyActor`` is the one sampling actor of the project: it acts with any policy network that
+``lapo.load`` returns (logits modules, and actor-critics whose forward returns
+``(logits, value)``), sampling from ``softmax(logits / T)`` with its own seeded generator (or the
+argmax). ``RandomPolicy`` is the uniform random baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from lapo.config import check_temperature
+from lapo.device import autocast
+from lapo.envs.games import NUM_ACTIONS
+from lapo.rl.ppo import sample_actions
+
+
+class Policy(Protocol):
+    """Anything that maps a batch of observations to actions."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``(N, 64, 64, 3) uint8`` observations -> ``(N,)`` integer actions in ``[0, 15)``."""
+        ...
+
+
+class RandomPolicy:
+    """Uniform random actions over ``num_actions``, from a seeded generator."""
+
+    def __init__(self, num_actions: int = NUM_ACTIONS, seed: int = 0) -> None:
+        self.num_actions = num_actions
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self._rng.integers(0, self.num_actions, size=len(obs))
+
+
+class PolicyActor:
+    """Act with a policy network: ``act(obs (N, H, W, C) uint8) -> (N,) int64`` actions.
+
+    Args:
+        net: ``(B, H, W, C) uint8 -> (B, A)`` logits, or ``-> (logits, value)`` (actor-critics:
+            experts, fine-tuned policies); it stays on its own device, observations are moved.
+        greedy: argmax instead of sampling.
+        bf16: autocast the forward pass to bf16 where the device has native bf16.
+        seed: seed of the sampling generator (returns are reproducible given it).
+        temperature: sample from ``softmax(logits / temperature)`` (1: the policy as trained;
+            below 1 sharper, toward the argmax).
+
+    Raises:
+        ValueError: ``temperature`` is not a finite number > 0.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        greedy: bool = False,
+        bf16: bool = True,
+        seed: int = 0,
+        temperature: float = 1.0,
+    ) -> None:
+        check_temperature(temperature)
+        self.net, self.greedy, self.bf16, self.temperature = net, greedy, bf16, temperature
+        self.device = next(net.parameters()).device
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        with autocast(self.device, self.bf16):
+            out = self.net(torch.from_numpy(obs).to(self.device))
+        logits = (out[0] if isinstance(out, tuple) else out).float()  # (N, A)
+        if self.greedy:
+            return logits.argmax(-1).cpu().numpy()
+        return sample_actions(logits / self.temperature, self.generator)[0].cpu().numpy()
+
+
+@torch.no_grad()
+def predict_actions(net: nn.Module, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Greedy actions of a logits module on ``(N, H, W, C) uint8`` -> ``(N,) int64``."""
+    device = next(net.parameters()).device
+    out = [
+        net(torch.from_numpy(observations[i : i + batch_size]).to(device)).argmax(-1)
+        for i in range(0, len(observations), batch_size)
+    ]
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,247 @@
+"""Every checkpoint kind lapo writes: resolved from a path, kind-checked and loaded, in one place.
+
+Checkpoints are ordinary lapo checkpoints (``lapo.checkpoint``: safetensors + JSON, atomic,
+pickle-free) whose ``meta["kind"]`` says how to rebuild the network (``lapo.models.build``):
+
+| kind | written by | modules | network |
+|---|---|---|---|
+| ``latent-action-model`` | ``lapo train-lam`` (stage 1) | ``lam`` | ``LatentActionModel`` |
+| ``latent-policy`` | ``lapo train-bc`` (stage 2) | ``policy`` | ``LatentPolicy`` |
+| ``decoded-policy`` | ``lapo decode-offline`` | ``latent_policy``, ``decoder`` | DecodedPolicy |
+| ``bc-policy`` | ``lapo decode-offline`` | ``policy`` | ``ActionClassifier`` |
+| ``ppo-expert`` | ``lapo expert train`` | ``policy`` | ``ActorCritic`` |
+| ``finetuned-policy`` | ``lapo finetune`` / ``lapo ppo`` | ``policy`` | ``OnlineActorCritic`` |
+
+Every ``path`` argument may be a run directory (its ``checkpoint`` is used) or a checkpoint path
+with or without ``.json``. ``load_policy`` returns, for every kind that acts in the true action
+space, a module mapping ``(B, H, W, C) uint8`` observations to ``(B, A)`` logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lapo.checkpoint import CHECKPOINT as CHECKPOINT  # re-exported
+from lapo.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from lapo.config import BCConfig, FinetuneConfig, LAMConfig, PPOConfig
+from lapo.envs.games import OBS_SHAPE
+from lapo.models.actor_critic import ActorCritic
+from lapo.models.build import build_encoder, build_expert_policy, build_latent_policy
+from lapo.models.encoders import make_encoder
+from lapo.models.lam import LatentActionModel
+from lapo.models.online import HybridActorCritic, OnlineActorCritic
+from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy, LatentPolicy
+
+LAM_KIND = "latent-action-model"
+LATENT_POLICY_KIND = "latent-policy"
+DECODED_KIND = "decoded-policy"
+BC_KIND = "bc-policy"
+EXPERT_KIND = "ppo-expert"
+FINETUNED_KIND = "finetuned-policy"
+
+
+def expect_kind(path: str | Path, *kinds: str) -> dict:
+    """Read the meta of the checkpoint at ``path`` and check that its kind is one of ``kinds``.
+
+    Returns:
+        The checkpoint's meta dict.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: another kind (the message names the kind found).
+    """
+    path = checkpoint_path(path)
+    meta = read_meta(path)
+    if meta.get("kind") not in kinds:
+        raise CheckpointError(
+            f"{path}: expected a {' or '.join(kinds)} checkpoint, found {meta.get('kind')!r}"
+        )
+    return meta
+
+
+def frame_shape(meta: dict) -> tuple[int, ...]:
+    """The ``(H, W, C)`` frame shape a checkpoint was trained on (Procgen's when unrecorded)."""
+    return tuple(meta.get("frame_shape", OBS_SHAPE))
+
+
+def save_policy(path: str | Path, kind: str, modules: dict[str, nn.Module], meta: dict) -> None:
+    """Write a policy checkpoint of ``kind`` (weights only; ``meta`` must rebuild the network)."""
+    save_checkpoint(path, modules=modules, meta={"kind": kind, **meta})
+
+
+def bc_config_meta(config: BCConfig) -> dict:
+    """``BCConfig`` as JSON-able meta (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def load_lam(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[LatentActionModel, LAMConfig]:
+    """Load a trained stage-1 latent action model, in eval mode on ``device``.
+
+    Use ``model.label(frames)`` to get latent actions and codes for any frame sequence.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: not a latent action model, or mismatched weights.
+    """
+    path = checkpoint_path(path)
+    meta = expect_kind(path, LAM_KIND)
+    config = LAMConfig(**meta["config"])
+    h, _, c = meta["frame_shape"]
+    model = LatentActionModel(config, channels=c, image_size=h)
+    load_checkpoint(path, modules={"lam": model}, map_location=device)
+    return model.to(device).eval(), config
+
+
+def load_latent_policy(path: str | Path) -> tuple[LatentPolicy, BCConfig]:
+    """Load a stage-2 latent policy, in eval mode on CPU.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: not a latent policy, or mismatched weights.
+    """
+    path = checkpoint_path(path)
+    meta = expect_kind(path, LATENT_POLICY_KIND)
+    config = BCConfig(**meta["config"])
+    policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
+    load_checkpoint(path, modules={"policy": policy})
+    return policy.eval(), config
+
+
+def latent_policy_network(path: str | Path) -> dict:
+    """The encoder fields ``{encoder, multiplier, features}`` of a latent policy checkpoint.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: not a latent policy (the message names the kind found),
+            or one trained on frames other than Procgen's ``(64, 64, 3)``.
+    """
+    path = checkpoint_path(path)
+    meta = read_meta(path)
+    if meta.get("kind") != LATENT_POLICY_KIND:
+        raise CheckpointError(
+            f"{path}: expected a latent-policy checkpoint (lapo train-bc), found a "
+            f"{meta.get('kind')!r} checkpoint"
+        )
+    shape = frame_shape(meta)
+    if shape != OBS_SHAPE:
+        raise CheckpointError(f"{path}: latent policy for {shape} frames; Procgen has {OBS_SHAPE}")
+    config = meta["config"]
+    return {k: config[k] for k in ("encoder", "multiplier", "features")}
+
+
+def load_expert(path: str | Path) -> tuple[ActorCritic, PPOConfig]:
+    """Load a PPO expert (``lapo expert train`` or a shipped one): network (eval mode) and config.
+
+    ``net(obs (B, 64, 64, 3) uint8) -> (logits (B, 15) float32, value (B,) float32)``.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: not a PPO expert checkpoint or mismatched weights.
+    """
+    path = checkpoint_path(path)
+    meta = read_meta(path)
+    if meta.get("kind") != EXPERT_KIND:
+        raise CheckpointError(
+            f"{path}: expected a PPO expert checkpoint, found {meta.get('kind')!r}"
+        )
+    config = PPOConfig(**meta["config"])
+    net = build_expert_policy(config)
+    load_checkpoint(path, modules={"policy": net})
+    return net.eval(), config
+
+
+def load_finetuned(
+    path: str | Path,
+) -> tuple[OnlineActorCritic | HybridActorCritic, FinetuneConfig]:
+    """Load a ``finetuned-policy`` checkpoint: network (eval, CPU) and config.
+
+    ``net(obs (B, 64, 64, 3) uint8) -> (logits (B, 15) float32, value (B,) float32)``.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: another kind of checkpoint, or mismatched weights.
+    """
+    path = checkpoint_path(path)
+    meta = expect_kind(path, FINETUNED_KIND)
+    config = FinetuneConfig(**meta["config"])
+    encoder = make_encoder(config.encoder, multiplier=config.multiplier, features=config.features)
+    num_actions = int(meta["num_actions"])
+    if config.hybrid:
+        latent_policy = LatentPolicy(encoder, int(meta["latent_dim"]))
+        hidden = tuple(meta["decoder_hidden"])
+        net = HybridActorCritic.from_latent_policy(latent_policy, num_actions, hidden)
+    else:
+        net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch)
+    net = net.to(memory_format=torch.channels_last)
+    load_checkpoint(path, modules={"policy": net})
+    return net.eval(), config
+
+
+def _load_decoded(path: Path, meta: dict) -> nn.Module:
+    config = BCConfig(**meta["bc_config"])
+    latent_policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
+    decoder = ActionDecoder(
+        int(meta["latent_dim"]), int(meta["num_actions"]), tuple(meta["hidden"])
+    )
+    load_checkpoint(path, modules={"latent_policy": latent_policy, "decoder": decoder})
+    return DecodedPolicy(latent_policy, decoder)
+
+
+def _load_bc(path: Path, meta: dict) -> nn.Module:
+    config = BCConfig(**meta["bc_config"])
+    net = ActionClassifier(build_encoder(config, frame_shape(meta)), int(meta["num_actions"]))
+    net = net.to(memory_format=torch.channels_last)
+    load_checkpoint(path, modules={"policy": net})
+    return net
+
+
+class LogitsOnly(nn.Module):
+    """An actor-critic seen as a policy: ``obs -> logits`` (the value head is dropped)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)[0]
+
+
+#: kind -> loader(path, meta) of a module ``(B, H, W, C) uint8 -> (B, A) logits``.
+LOADERS: dict[str, Callable[[Path, dict], nn.Module]] = {
+    EXPERT_KIND: lambda path, meta: LogitsOnly(load_expert(path)[0]),
+    FINETUNED_KIND: lambda path, meta: LogitsOnly(load_finetuned(path)[0]),
+    DECODED_KIND: _load_decoded,
+    BC_KIND: _load_bc,
+}
+
+
+def load_policy(path: str | Path) -> tuple[nn.Module, dict]:
+    """Load any acting policy checkpoint of the project: the logits module (eval mode) and meta.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        lapo.checkpoint.CheckpointError: a checkpoint that does not act in the true action space
+            (e.g. a latent policy or a latent action model); the message lists the kinds that do.
+    """
+    path = checkpoint_path(path)
+    meta = read_meta(path)
+    kind = meta.get("kind")
+    if kind not in LOADERS:
+        raise CheckpointError(
+            f"{path}: a {kind!r} checkpoint does not act in the environment; expected one of "
+            f"{', '.join(LOADERS)}"
+        )
+    return LOADERS[kind](path, meta).eval(), meta

@@ -1,0 +1,65 @@
+"""Networks built from the typed configs: one function per network a checkpoint kind holds.
+
+Shared by the stages (fresh networks) and ``lapo.load`` (networks rebuilt from a checkpoint's
+config before its weights are loaded), so the two can never disagree about an architecture.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lapo.config import BCConfig, FinetuneConfig, PPOConfig
+from lapo.envs.games import NUM_ACTIONS, OBS_SHAPE
+from lapo.models.actor_critic import ActorCritic
+from lapo.models.encoders import make_encoder
+from lapo.models.online import HybridActorCritic, OnlineActorCritic
+from lapo.models.policy import LatentPolicy
+
+#: Hidden sizes of the online (hybrid) decoder: the paper's decoder (the release's online
+#: decoder: 192, 128, 64).
+DECODER_HIDDEN = (128, 128)
+
+
+def build_encoder(config: BCConfig, frame_shape: tuple[int, ...] = OBS_SHAPE) -> nn.Module:
+    """The image encoder a ``BCConfig`` describes, for frames of ``frame_shape`` (H, W, C)."""
+    h, _, c = frame_shape
+    return make_encoder(
+        config.encoder,
+        in_channels=c,
+        multiplier=config.multiplier,
+        features=config.features,
+        image_size=h,
+    )
+
+
+def build_latent_policy(
+    config: BCConfig, latent_dim: int, frame_shape: tuple[int, ...] = OBS_SHAPE
+) -> LatentPolicy:
+    """A freshly initialized latent policy (channels_last) for latents of ``latent_dim``."""
+    encoder = build_encoder(config, frame_shape)
+    return LatentPolicy(encoder, latent_dim).to(memory_format=torch.channels_last)
+
+
+def build_expert_policy(config: PPOConfig) -> ActorCritic:
+    """The PPO expert's actor-critic a ``PPOConfig`` describes (channels_last memory format)."""
+    encoder = make_encoder(config.encoder, multiplier=config.multiplier, features=config.features)
+    return ActorCritic(encoder, NUM_ACTIONS).to(memory_format=torch.channels_last)
+
+
+def build_online_policy(
+    config: FinetuneConfig, latent_policy: LatentPolicy | None = None
+) -> OnlineActorCritic | HybridActorCritic:
+    """The network of a stage-3 online run (uses the global torch RNG for new layers).
+
+    From ``latent_policy``: ``OnlineActorCritic`` on its encoder with a frozen trunk (or
+    ``HybridActorCritic`` with ``config.hybrid``); the latent policy's modules are reused, not
+    copied. Without: a fresh ``OnlineActorCritic`` of ``config``'s encoder, nothing frozen.
+    """
+    if latent_policy is None:
+        encoder = make_encoder(config.encoder, multiplier=config.multiplier,
+                               features=config.features)  # fmt: skip
+        return OnlineActorCritic(encoder, NUM_ACTIONS).to(memory_format=torch.channels_last)
+    if config.hybrid:
+        return HybridActorCritic.from_latent_policy(latent_policy, NUM_ACTIONS, DECODER_HIDDEN)
+    return OnlineActorCritic(latent_policy.encoder, NUM_ACTIONS, freeze_trunk=True)

@@ -1,0 +1,84 @@
+"""95% confidence intervals of a mean: Student t, valid for a handful of episodes.
+
+Reference quantiles: t_{0.975, 1} = tan(0.475 pi) and t_{0.975, 2} = 0.95 sqrt(2 / (4 * 0.975 *
+0.025)) in closed form; df 4, 9, 29, 99, 999 from published t tables (to 4 decimals).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lapo.eval.rollouts import EvalResult, mean_ci95, student_t_quantile
+
+
+@pytest.mark.parametrize(
+    ("df", "expected"),
+    [
+        (1, math.tan(0.475 * math.pi)),  # 12.7062
+        (2, 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))),  # 4.3027
+        (3, 3.1824),
+        (4, 2.7764),
+        (9, 2.2622),
+        (29, 2.0452),
+        (99, 1.9842),
+        (999, 1.9623),
+        (1001, 1.9623),  # the asymptotic expansion's side of the switch
+        (10**7, 1.9600),
+    ],
+)
+def test_student_t_quantile_matches_tables(df, expected) -> None:
+    assert student_t_quantile(0.975, df) == pytest.approx(expected, abs=5e-5)
+
+
+def test_student_t_quantile_is_symmetric_and_checks_its_input() -> None:
+    assert student_t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=5e-5)
+    assert student_t_quantile(0.5, 7) == 0.0
+    assert student_t_quantile(0.995, 3) == pytest.approx(5.8409, abs=5e-5)
+    assert student_t_quantile(0.9, 1) == pytest.approx(math.tan(0.4 * math.pi))  # 3.0777
+    # both branches agree where they meet
+    assert student_t_quantile(0.975, 1000) == pytest.approx(
+        student_t_quantile(0.975, 1001), abs=1e-5
+    )
+    for p, df in ((0.0, 3), (1.0, 3), (0.9, 0), (0.9, 2.5)):
+        with pytest.raises(ValueError):
+            student_t_quantile(p, df)
+
+
+def test_mean_ci95_two_values_uses_t_with_one_degree_of_freedom() -> None:
+    # values 0, 2: mean 1, s = sqrt(2), SEM = 1, so the half-width is t_{0.975, 1} = 12.706
+    # (the normal approximation said 1.96: an interval six times too narrow)
+    mean, half = mean_ci95(np.array([0.0, 2.0]))
+    assert mean == 1.0
+    assert half == pytest.approx(12.7062, abs=1e-4)
+
+
+def test_mean_ci95_five_values() -> None:
+    # 1..5: mean 3, s = sqrt(2.5) = 1.5811, SEM = 0.70711, half-width 2.7764 * 0.70711 = 1.9632
+    mean, half = mean_ci95(np.arange(1.0, 6.0))
+    assert mean == 3.0
+    assert half == pytest.approx(1.9632, abs=1e-4)
+
+
+def test_mean_ci95_hundred_values_barely_differs_from_the_normal_approximation() -> None:
+    # 0, 1 alternating: mean 0.5, s = sqrt(25 / 99) = 0.50252, SEM = 0.050252,
+    # half-width 1.98422 * 0.050252 = 0.099711 (1.96 * SEM = 0.098494)
+    values = np.tile([0.0, 1.0], 50)
+    mean, half = mean_ci95(values)
+    assert mean == 0.5
+    assert half == pytest.approx(0.099711, abs=1e-6)
+    assert half / (1.96 * values.std(ddof=1) / 10) == pytest.approx(1.0124, abs=1e-4)
+
+
+def test_mean_ci95_degenerate_sizes() -> None:
+    assert math.isnan(mean_ci95(np.array([]))[0])
+    mean, half = mean_ci95(np.array([4.0]))
+    assert mean == 4.0 and math.isnan(half)
+
+
+def test_eval_result_reports_the_t_interval() -> None:
+    result = EvalResult("bigfish", np.array([0.0, 2.0]), np.array([10, 10]), 0, 0)
+    assert result.ci95 == pytest.approx(12.7062, abs=1e-4)
+    assert "+- 12.71 (95% CI)" in result.summary()

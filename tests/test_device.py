@@ -1,0 +1,116 @@
+"""bf16 is used only where the hardware has it: the effective setting, its warning, autocast."""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from lapo import device
+
+
+@pytest.fixture(autouse=True)
+def _rearm_the_warning():
+    """Each test starts as a fresh process would: the fallback warning not yet shown."""
+    device._warn_once.cache_clear()
+    yield
+    device._warn_once.cache_clear()
+
+
+def _linear_output_dtype(bf16: bool) -> torch.dtype:
+    layer = torch.nn.Linear(4, 3)
+    with device.autocast("cpu", bf16):
+        return layer(torch.ones(2, 4)).dtype
+
+
+def test_cpu_without_bf16_kernels_falls_back_to_fp32_with_one_warning(monkeypatch):
+    monkeypatch.setattr(device, "_onednn_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16.*fp32 instead"):
+        assert device.bf16_enabled(True, "cpu") is False
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert _linear_output_dtype(bf16=True) == torch.float32
+
+
+def test_the_fallback_warning_is_shown_once_per_process_even_after_filter_changes(monkeypatch):
+    # Python's own once-per-location registry is reset by every catch_warnings/filterwarnings
+    # (libraries call them between autocasts); the warning must still appear only once.
+    monkeypatch.setattr(device, "_onednn_bf16", lambda: False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # the interpreter's default: once per location
+        for _ in range(3):
+            assert device.bf16_enabled(True, "cpu") is False
+            with device.autocast("cpu", True):
+                pass
+            with warnings.catch_warnings():  # what tqdm or torch may do in between
+                warnings.simplefilter("ignore")
+    messages = [str(w.message) for w in seen if "no native bf16" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert seen[0].filename == __file__  # attributed to the caller of bf16_enabled
+
+
+def test_cpu_with_bf16_kernels_autocasts_to_bf16_silently(monkeypatch):
+    monkeypatch.setattr(device, "_onednn_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        assert device.bf16_enabled(True, "cpu") is True
+        assert _linear_output_dtype(bf16=True) == torch.bfloat16
+
+
+def test_fp32_request_is_kept_without_asking_the_hardware(monkeypatch):
+    def fail() -> bool:
+        raise AssertionError("the hardware check ran for an fp32 request")
+
+    monkeypatch.setattr(device, "_onednn_bf16", fail)
+    assert device.bf16_enabled(False, "cpu") is False
+    assert _linear_output_dtype(bf16=False) == torch.float32
+
+
+def test_torch_without_the_check_keeps_the_request(monkeypatch):
+    monkeypatch.setattr(device, "_onednn_bf16", lambda: None)
+    assert device.native_bf16("cpu") == (True, "unknown")
+
+
+def _cpu_flags() -> set[str] | None:
+    info = Path("/proc/cpuinfo")
+    if platform.machine() not in ("x86_64", "AMD64") or not info.exists():
+        return None
+    for line in info.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
+def test_native_bf16_agrees_with_the_cpu_flags_of_this_machine():
+    flags = _cpu_flags()
+    if flags is None:
+        pytest.skip("needs an x86 Linux machine")
+    native, why = device.native_bf16("cpu")
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        assert native, why
+    elif not any(f.startswith("avx512") for f in flags):
+        assert not native, f"an AVX2-only CPU reported native bf16 ({why})"
+    else:
+        pytest.skip("AVX-512 without BF16: oneDNN may emulate; nothing to assert")
+
+
+def test_default_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert device.default_device() == torch.device("cpu")
+    assert device.default_preset() == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert device.default_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert device.default_device() == torch.device("cuda", 3)
+    assert device.default_preset() == "paper"
+
+
+def test_resolve_device_keeps_an_explicit_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device.resolve_device("cpu") == torch.device("cpu")
+    assert device.resolve_device(None) == torch.device("cuda", 0)
