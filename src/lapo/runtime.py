@@ -218,14 +218,15 @@ class TrainingLoop:
         Raises:
             FloatingPointError: naming the update and whether a checkpoint is kept.
         """
-        if not math.isfinite(float(loss)):
+        value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+        if not math.isfinite(value):
             kept = (
                 f"the last good checkpoint in {self.run_dir} is kept"
                 if (self.run_dir / "checkpoint.json").exists()
                 else "no checkpoint had been written yet"
             )
             raise FloatingPointError(
-                f"non-finite loss ({float(loss)}) at update {step}; stopped, {kept} "
+                f"non-finite loss ({value}) at update {step}; stopped, {kept} "
                 "(lower the learning rate?)"
             )
 
