@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (Terminated), a stage stopped by either
         reason = getattr(exc, "reason", "SIGINT")
-        print(f"lapo: {exc or 'interrupted'} ({reason})", file=sys.stderr)
+        print(f"lapo: {str(exc) or f'interrupted ({reason})'}", file=sys.stderr)
         return STOP_EXIT.get(reason, STOP_EXIT["SIGINT"])
     finally:
         signal.signal(signal.SIGTERM, previous)
