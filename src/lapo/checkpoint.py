@@ -50,7 +50,7 @@ from lapo.safety import confined_file
 CHECKPOINT = "checkpoint"
 FORMAT_NAME = "lapo-checkpoint"
 FORMAT_VERSION = 1
-_COMMIT_LOCK_S = 600  # seconds a save waits for another writer's commit (milliseconds)
+_COMMIT_LOCK_S = 600  # seconds a save waits for the commit lock (a commit takes milliseconds)
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
