@@ -10,12 +10,17 @@ A checkpoint at path ``P`` (e.g. ``runs/x/checkpoint``) is two files in ``P``'s 
     P.<sha8>.safetensors    every tensor, keyed "module/{name}/{param}",
                             "optimizer/{name}/state/{param_index}/{key}" and "tensor/{key}"
 
-Saving writes the tensor file under a temporary name, fsyncs it and renames it to its
-content-addressed name (the first 8 hex digits of its sha256); then it writes ``P.json`` the same
-way and renames it last; only then are older ``P.<sha8>.safetensors`` files deleted. A crash at any
-point leaves either the previous checkpoint or the new one loadable, never a mix: ``P.json`` names
-its tensor file and stores its full sha256, which every load verifies. Loading reads only JSON and
-safetensors (``safetensors.torch.load_file``): nothing is unpickled.
+Saving writes the tensor file and ``P.json`` under temporary names unique to the writer
+(``P.safetensors.tmp-<pid>-<hex>``, ``P.json.tmp-<pid>-<hex>``) and fsyncs them; then, holding the
+short commit lock ``.P.lock`` (``filelock``), it renames the tensor file to its content-addressed
+name (the first 8 hex digits of its sha256), renames ``P.json`` into place last (the commit) and
+deletes stale files: tensor files the committed ``P.json`` does not name, and temporary files of
+writers that are no longer alive. A crash at any point leaves either the previous checkpoint or the
+new one loadable, never a mix: ``P.json`` names its tensor file and stores its full sha256, which
+every load verifies. Two processes saving to one ``P`` at once both succeed and leave the one that
+committed last, loadable. The tensor file ``P.json`` names must be a regular file in ``P``'s
+directory. Loading reads only JSON and safetensors (``safetensors.torch.load_file``): nothing is
+unpickled.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import os
 import random
 import re
+import secrets
 import stat
 import warnings
 from collections.abc import Mapping
@@ -33,15 +39,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch.optim.lr_scheduler import LRScheduler
 
 from lapo.data.format import sha256_file
+from lapo.safety import confined_file
 
 #: Base name of the checkpoint inside every run directory (``checkpoint.json`` + tensors).
 CHECKPOINT = "checkpoint"
 FORMAT_NAME = "lapo-checkpoint"
 FORMAT_VERSION = 1
+_COMMIT_LOCK_S = 600  # seconds a save waits for the commit lock (a commit takes milliseconds)
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
@@ -191,6 +200,7 @@ def save_checkpoint(
             data (the message names the key path), or a module state holds a non-tensor. Raised
             before anything is written.
         ValueError: a name is empty or contains ``/``.
+        filelock.Timeout: another writer held the commit lock for over 10 minutes.
     """
     flat, doc = _collect(
         modules or {}, optimizers or {}, schedulers or {}, tensors or {}, dict(meta or {})
@@ -198,7 +208,11 @@ def save_checkpoint(
     path = Path(path)
     directory, name = path.parent, path.name
     directory.mkdir(parents=True, exist_ok=True)
-    tmp_tensors, tmp_json = directory / f"{name}.safetensors.tmp", directory / f"{name}.json.tmp"
+    # Temporary names are unique per writer (pid and a random part), so concurrent writers
+    # never write into one another's files.
+    unique = f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp_tensors = directory / f"{name}.safetensors.{unique}"
+    tmp_json = directory / f"{name}.json.{unique}"
     try:
         save_file(flat, str(tmp_tensors))
         # safetensors creates its file 0600; give it the mode open() gives (the process umask)
@@ -208,22 +222,58 @@ def save_checkpoint(
         with open(tmp_tensors, "rb") as fh:
             os.fsync(fh.fileno())
         tensors_file = f"{name}.{sha[:8]}.safetensors"
-        os.replace(tmp_tensors, directory / tensors_file)
-        _fsync_dir(directory)
         head = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "tensors_file": tensors_file}
         with open(tmp_json, "w") as fh:
             json.dump({**head, "tensors_sha256": sha, **doc}, fh, indent=2)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp_json, _json_path(path))  # the commit point
-        _fsync_dir(directory)
+        # Placing the tensor file, committing the JSON and deleting stale files happen under a
+        # short lock, so that one writer's clean-up never deletes the tensor file another writer
+        # has placed but not yet committed.
+        with FileLock(directory / f".{name}.lock", timeout=_COMMIT_LOCK_S, thread_local=False):
+            os.replace(tmp_tensors, directory / tensors_file)
+            _fsync_dir(directory)
+            os.replace(tmp_json, _json_path(path))  # the commit point
+            _fsync_dir(directory)
+            _remove_stale(directory, name)
     finally:
         tmp_tensors.unlink(missing_ok=True)
         tmp_json.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (on POSIX; elsewhere assume it does)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale(directory: Path, name: str) -> None:
+    """Delete the checkpoint ``name``'s files that nothing can need (call under the commit lock).
+
+    - ``name.<sha8>.safetensors`` not named by the committed ``name.json``: older tensor files,
+      and orphans of saves interrupted after placing theirs. No writer is between placing its
+      tensor file and committing (both happen under the lock), so none of these is in flight.
+    - temporary files ``name.{safetensors,json}.tmp-<pid>-<hex>`` whose writer ``pid`` is dead
+      (a live writer's are its own business; a reused pid only delays the clean-up).
+    """
+    try:
+        committed = json.loads(_json_path(directory / name).read_text()).get("tensors_file")
+    except (OSError, ValueError, AttributeError):
+        return  # nothing committed that we can read: delete nothing
     stale = re.compile(re.escape(name) + r"\.[0-9a-f]{8}\.safetensors")
-    for file in directory.iterdir():  # older tensor files, and orphans of interrupted saves
-        if file.name != tensors_file and stale.fullmatch(file.name):
+    temporary = re.compile(re.escape(name) + r"\.(?:safetensors|json)\.tmp-(\d+)-[0-9a-f]+")
+    for file in directory.iterdir():
+        if stale.fullmatch(file.name) and file.name != committed:
+            file.unlink(missing_ok=True)
+        elif (match := temporary.fullmatch(file.name)) and not _pid_alive(int(match[1])):
             file.unlink(missing_ok=True)
 
 
@@ -265,15 +315,19 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
 def _read_tensors(path: Path, map_location: str | torch.device) -> tuple[dict, dict]:
     """The JSON document and all tensors of a checkpoint, the pair verified by sha256."""
     doc = _read_doc(path)
-    if not (path.parent / doc["tensors_file"]).is_file():  # a concurrent save may have replaced
-        doc = _read_doc(path)  # it since we read path.json: read that again, once
-    tensor_path = path.parent / doc["tensors_file"]
+    where = str(_json_path(path))
     try:
-        sha = sha256_file(tensor_path)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{_json_path(path)}: tensor file {tensor_path} is missing"
-        ) from None
+        tensor_path = confined_file(path.parent, doc.get("tensors_file"), where, CheckpointError)
+    except FileNotFoundError:  # a concurrent save may have replaced it since we read path.json:
+        doc = _read_doc(path)  # read that again, once
+        try:
+            tensor_path = confined_file(path.parent, doc.get("tensors_file"), where,
+                                        CheckpointError)  # fmt: skip
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{where}: tensor file {path.parent / doc['tensors_file']} is missing"
+            ) from None
+    sha = sha256_file(tensor_path)
     if sha != doc["tensors_sha256"]:
         raise CheckpointError(
             f"{tensor_path}: sha256 {sha[:16]}... differs from {doc['tensors_sha256'][:16]}... "
@@ -349,10 +403,12 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: ``path.json`` or the tensor file it names is missing.
-        CheckpointError: the tensor file's sha256 differs from the one in ``path.json``; wrong
-            format or version; a name not in the checkpoint; a module whose keys or shapes differ
-            (all missing, unexpected and shape-mismatched keys are listed); an optimizer or
-            scheduler of another type or with other parameter group sizes.
+        CheckpointError: the tensor file ``path.json`` names lies outside its directory or is
+            not a regular file; the tensor file's sha256 differs from the one in
+            ``path.json``; wrong format or version; a name not in the checkpoint; a module whose
+            keys or shapes differ (all missing, unexpected and shape-mismatched keys are
+            listed); an optimizer or scheduler of another type or with other parameter group
+            sizes.
     """
     path = Path(path)
     modules, optimizers, schedulers = modules or {}, optimizers or {}, schedulers or {}

@@ -70,6 +70,47 @@ def expect_kind(path: str | Path, *kinds: str) -> dict:
     return meta
 
 
+class UnfinishedRunError(ValueError):
+    """A stage consumes an earlier stage's checkpoint whose training did not finish."""
+
+
+def check_finished(path: str | Path, *, allow_unfinished: bool = False, what: str = "") -> dict:
+    """Refuse a training checkpoint (stage 1 or 2) whose training stopped before its last update.
+
+    Unfinished: a recorded ``stop_reason``, or ``meta["step"]`` (updates done) below
+    ``meta["config"]["steps"]``, as after ``--time-budget``, SIGINT or SIGTERM. Checkpoints
+    without these fields (other kinds) count as finished.
+
+    Args:
+        allow_unfinished: accept it anyway (``--allow-unfinished``).
+        what: the option that named it, e.g. ``--lam``, for the message.
+
+    Returns:
+        The checkpoint's meta.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        UnfinishedRunError: it is unfinished and ``allow_unfinished`` is False; the message says
+            at which update it stopped and how to go on.
+    """
+    path = checkpoint_path(path)
+    meta = read_meta(path)
+    step = meta.get("step")
+    config = meta.get("config")
+    steps = config.get("steps") if isinstance(config, dict) else None
+    reason = meta.get("stop_reason")
+    short = isinstance(step, int) and isinstance(steps, int) and step < steps
+    if (reason is not None or short) and not allow_unfinished:
+        done = f"update {step} of {steps}" if short else f"update {step}"
+        why = f" ({reason})" if reason else ""
+        named = f"{what} " if what else ""
+        raise UnfinishedRunError(
+            f"{named}{path.parent}: its training stopped at {done}{why}; resume it with --resume "
+            "to finish, or pass --allow-unfinished to use it as it is"
+        )
+    return meta
+
+
 def frame_shape(meta: dict) -> tuple[int, ...]:
     """The ``(H, W, C)`` frame shape a checkpoint was trained on (Procgen's when unrecorded)."""
     return tuple(meta.get("frame_shape", OBS_SHAPE))

@@ -181,6 +181,9 @@ class TrainingLoop:
 
     Attributes (after the loop): ``step`` (updates done), ``metrics`` (the last logged),
     ``stop_reason`` (None: all updates ran; else ``time budget``, ``SIGINT`` or ``SIGTERM``).
+
+    Raises:
+        ValueError: a negative ``time_budget_s`` (seconds).
     """
 
     def __init__(
@@ -207,6 +210,8 @@ class TrainingLoop:
         self.save, self.summarize, self.evaluate, self.on_log = save, summarize, evaluate, on_log
         self.time_budget_s, self.progress = time_budget_s, progress
         self.main, self.desc = main, desc
+        if time_budget_s is not None and not time_budget_s >= 0:
+            raise ValueError(f"time_budget_s must be >= 0 seconds, got {time_budget_s}")
         self.metrics: dict = {}
         self.stop_reason: str | None = None
         self._sums: dict[str, float] = {}

@@ -145,13 +145,13 @@ def test_overwrite_and_failed_import_keeps_dataset(video_folder: Path, tmp_path:
 def test_npy_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     a, b = random_frames(rng, 5), random_frames(rng, 3)
-    np.save(tmp_path / "b.npy", b)
-    np.save(tmp_path / "a.npy", a)
+    src = tmp_path / "src"  # the output may not lie inside an input folder
+    src.mkdir()
+    np.save(src / "b.npy", b)
+    np.save(src / "a.npy", a)
     out = tmp_path / "ds"
-    manifest = import_arrays(tmp_path, out, shard_frames=4, progress=False)  # folder: sorted
-    assert manifest["source"]["files"] == [
-        str((tmp_path / n).resolve()) for n in ("a.npy", "b.npy")
-    ]
+    manifest = import_arrays(src, out, shard_frames=4, progress=False)  # folder: sorted
+    assert manifest["source"]["files"] == [str((src / n).resolve()) for n in ("a.npy", "b.npy")]
     with open_dataset(out) as ds:
         assert ds.episodes.tolist() == [[0, 5], [5, 3]]
         np.testing.assert_array_equal(ds.read_frames(0, 8), np.concatenate([a, b]))

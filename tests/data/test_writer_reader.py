@@ -20,7 +20,8 @@ def sha256(path) -> str:
 
 
 def names(directory) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
+    """Entries of ``directory``, without the datasets' (empty, persistent) lock files."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.endswith(".lapo.lock"))
 
 
 def episode(length: int, seed: int = 0, value: int | None = None) -> dict:
@@ -269,12 +270,12 @@ def test_overwrite_replaces_only_after_close(make_dataset, tmp_path):
     ]
 
 
-def test_overwrite_a_file(tmp_path):
+def test_overwrite_never_replaces_a_file(tmp_path):
     target = tmp_path / "out"
     target.write_text("old")
-    with writer(target, overwrite=True) as w:
-        w.add_episode(**episode(3))
-    assert target.is_dir() and LapoDataset(target).num_frames == 3
+    with pytest.raises(FileExistsError, match="is a file, not a lapo dataset"):
+        writer(target, overwrite=True)
+    assert target.read_text() == "old"
     assert names(tmp_path) == ["out"]
 
 

@@ -7,11 +7,14 @@ import/info/verify), ``expert`` (expert train/eval), ``lam`` (train-lam, probe-l
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from lapo import __version__
 from lapo.cli import data, expert, lam, online, policy, run
+from lapo.cli.common import EXIT_STATUS_HELP, STOP_EXIT
 
 GROUPS = (data, expert, lam, online, policy, run)
 
@@ -22,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lapo",
         description="LAPO: learning to act from videos without action labels "
         "(Schmidt & Jiang, ICLR 2024).",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lapo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -30,23 +35,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop: unwinds like Ctrl-C (partial outputs are discarded,
+    locks released) and exits 143. Training loops catch SIGTERM themselves (``GracefulStop``)."""
+
+    reason = "SIGTERM"
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lapo`` console script; returns the exit status.
 
-    User errors (bad arguments, invalid or corrupt data, existing outputs) print one line
-    ``lapo: error: ...`` and return 1 instead of a traceback.
+    User errors (bad arguments, invalid or corrupt data, existing outputs, an output in use by
+    another lapo process) print one line ``lapo: error: ...`` and return 1 instead of a
+    traceback. A command stopped before its end returns 75 (``--time-budget``; resumable), 130
+    (SIGINT) or 143 (SIGTERM), the same for every command (``EXIT_STATUS_HELP``).
     """
     from lapo.data.format import DatasetError
+    from lapo.safety import InUseError
 
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        args.func(args)
-    except (DatasetError, ValueError, FileExistsError, FileNotFoundError, ImportError) as exc:
+        stop_reason = args.func(args)
+    except (
+        DatasetError, ValueError, FileExistsError, FileNotFoundError, ImportError, InUseError,
+    ) as exc:  # fmt: skip
         print(f"lapo: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("lapo: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (Terminated), a stage stopped by either
+        reason = getattr(exc, "reason", "SIGINT")
+        print(f"lapo: {str(exc) or f'interrupted ({reason})'}", file=sys.stderr)
+        return STOP_EXIT.get(reason, STOP_EXIT["SIGINT"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stop_reason in STOP_EXIT:
+        print(
+            f"lapo: stopped ({stop_reason}) with a checkpoint; rerun with --resume to continue",
+            file=sys.stderr,
+        )
+        return STOP_EXIT[stop_reason]
     return 0
 
 

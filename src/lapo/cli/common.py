@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+#: Exit status of a command stopped before its end with a resumable checkpoint, by cause:
+#: ``--time-budget`` (75, EX_TEMPFAIL: "try again later"), SIGINT (130) and SIGTERM (143),
+#: 128 + the signal number as a shell reports a process killed by it.
+EXIT_TIME_BUDGET = 75
+STOP_EXIT = {"time budget": EXIT_TIME_BUDGET, "SIGINT": 130, "SIGTERM": 143}
+
+EXIT_STATUS_HELP = """exit status:
+  0    done
+  1    error (one line "lapo: error: ..." on stderr)
+  2    invalid command line
+  75   stopped by --time-budget with a resumable checkpoint: rerun with --resume
+  130  stopped by SIGINT (Ctrl-C); training commands save a resumable checkpoint first
+  143  stopped by SIGTERM; training commands save a resumable checkpoint first"""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -34,3 +49,26 @@ def label_counts(text: str) -> tuple[int, ...]:
             f"label counts must be >= 2 (a training and a validation label), got {text!r}"
         )
     return counts
+
+
+def budget_seconds(minutes: float | None, option: str = "--time-budget") -> float | None:
+    """A wall-clock budget given in minutes -> seconds (None: no budget).
+
+    Raises:
+        ValueError: ``minutes`` is not a positive, finite number (the message names ``option``).
+    """
+    if minutes is None:
+        return None
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"{option} must be a positive number of minutes, got {minutes:g}")
+    return minutes * 60
+
+
+def add_allow_unfinished(p: argparse.ArgumentParser, stage: str) -> None:
+    """The ``--allow-unfinished`` flag of a command that consumes an earlier stage's run."""
+    p.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help=f"use a {stage} run that stopped before its last update (--time-budget, Ctrl-C, "
+        "SIGTERM); by default it is refused",
+    )

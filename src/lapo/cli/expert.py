@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter
+from lapo.cli.common import HelpFormatter, budget_seconds
 from lapo.envs.games import GAMES
 
 
@@ -98,10 +98,11 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     exp.set_defaults(func=_run_expert_export)
 
 
-def _run_expert_train(args: argparse.Namespace) -> None:
+def _run_expert_train(args: argparse.Namespace) -> str | None:
     from lapo.config import PPO_PRESETS, PPOConfig
     from lapo.stages.expert import train_expert
 
+    budget = budget_seconds(args.time_budget)
     overrides = {
         "total_steps": args.steps, "encoder": args.encoder, "multiplier": args.multiplier,
         "num_envs": args.num_envs, "learning_rate": args.learning_rate,
@@ -112,12 +113,12 @@ def _run_expert_train(args: argparse.Namespace) -> None:
     values = {**PPO_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None}}
     config = PPOConfig(env=args.env, **values)
     out = args.out or Path("runs") / f"expert-{args.env}"
-    budget = args.time_budget * 60 if args.time_budget else None
     metrics = train_expert(
         config, out, resume=args.resume, progress=not args.no_progress, time_budget_s=budget
     )
     shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("return/")}
     print(f"{out}: {shown}")
+    return metrics.get("stop_reason")
 
 
 def _run_expert_eval(args: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lapo.cli.common import HelpFormatter
+from lapo.cli.common import HelpFormatter, budget_seconds
 
 if TYPE_CHECKING:
     from lapo.config import LAMConfig
@@ -122,11 +122,11 @@ def lam_config_from_args(args: argparse.Namespace) -> LAMConfig:
     return LAMConfig(**{**LAM_PRESETS[_preset(args)], **given})
 
 
-def _run_train_lam(args: argparse.Namespace) -> None:
+def _run_train_lam(args: argparse.Namespace) -> str | None:
     from lapo.stages.lam import train_lam
 
+    budget = budget_seconds(args.time_budget)
     config, preset = lam_config_from_args(args), _preset(args)
-    budget = args.time_budget * 60 if args.time_budget else None
     metrics = train_lam(
         config,
         args.data,
@@ -140,6 +140,7 @@ def _run_train_lam(args: argparse.Namespace) -> None:
         f"{args.out} ({preset}): "
         + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), float))
     )
+    return metrics.get("stop_reason")
 
 
 def _add_probe_lam(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter
+from lapo.cli.common import HelpFormatter, add_allow_unfinished, budget_seconds
 from lapo.envs.games import GAMES
 
 
@@ -74,6 +74,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--hybrid-steps", type=int, help="env steps during which the decoder is refitted"
     )
+    add_allow_unfinished(p, "stage-2 (--policy)")
     p.set_defaults(func=_run_finetune)
 
 
@@ -108,20 +109,23 @@ def _values(args: argparse.Namespace, **fixed) -> dict:
     return {**FINETUNE_PRESETS[args.preset], **fixed, **chosen}
 
 
-def _train(config, out: Path, args: argparse.Namespace) -> None:
+def _train(config, out: Path, args: argparse.Namespace) -> str | None:
     from lapo.stages.finetune import train_finetune
 
-    budget = args.time_budget * 60 if args.time_budget else None
+    budget = budget_seconds(args.time_budget)
     metrics = train_finetune(config, out, resume=args.resume, progress=not args.no_progress,
-                             time_budget_s=budget, device=args.device)  # fmt: skip
+                             time_budget_s=budget, device=args.device,
+                             allow_unfinished=getattr(args, "allow_unfinished", False))  # fmt: skip
     shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("return/")}
     print(f"{out}: {shown}")
+    return metrics.get("stop_reason")
 
 
-def _run_finetune(args: argparse.Namespace) -> None:
+def _run_finetune(args: argparse.Namespace) -> str | None:
     from lapo.config import FinetuneConfig
     from lapo.load import latent_policy_network
 
+    budget_seconds(args.time_budget)  # refuse a bad budget before any work
     if args.lam is not None and not args.hybrid:
         raise ValueError("--lam is only used with --hybrid")
     network = latent_policy_network(args.policy)  # the latent policy's encoder fields
@@ -134,18 +138,19 @@ def _run_finetune(args: argparse.Namespace) -> None:
     if args.hybrid_steps is not None:
         fixed["hybrid_steps"] = args.hybrid_steps
     config = FinetuneConfig(env=args.env, **_values(args, **fixed))
-    _train(config, args.out or Path("runs") / f"finetune-{args.env}", args)
+    return _train(config, args.out or Path("runs") / f"finetune-{args.env}", args)
 
 
-def _run_ppo(args: argparse.Namespace) -> None:
+def _run_ppo(args: argparse.Namespace) -> str | None:
     from lapo.config import SCRATCH_LEARNING_RATE, FinetuneConfig
     from lapo.load import latent_policy_network
 
+    budget_seconds(args.time_budget)  # refuse a bad budget before any work
     fixed = {"learning_rate": SCRATCH_LEARNING_RATE}
     if args.network_from is not None:
         fixed |= latent_policy_network(args.network_from)
     config = FinetuneConfig(env=args.env, **_values(args, **fixed))
-    _train(config, args.out or Path("runs") / f"ppo-{args.env}", args)
+    return _train(config, args.out or Path("runs") / f"ppo-{args.env}", args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter, label_counts
+from lapo.cli.common import HelpFormatter, add_allow_unfinished, budget_seconds, label_counts
 from lapo.envs.games import GAMES
 
 
@@ -44,16 +44,18 @@ def _add_train_bc(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--learning-rate", type=float, help="peak learning rate")
     p.add_argument("--seed", type=int, help="seed (default 0)")
+    add_allow_unfinished(p, "stage-1 (--lam)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_train_bc)
 
 
-def _run_train_bc(args: argparse.Namespace) -> None:
+def _run_train_bc(args: argparse.Namespace) -> str | None:
     import torch
 
     from lapo.config import BC_PRESETS, BCConfig
     from lapo.stages.bc import train_bc
 
+    budget = budget_seconds(args.time_budget)
     preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
     overrides = {
         "steps": args.steps,
@@ -63,13 +65,13 @@ def _run_train_bc(args: argparse.Namespace) -> None:
     }
     values = {**BC_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     config = BCConfig(**values)
-    budget = args.time_budget * 60 if args.time_budget else None
     metrics = train_bc(
         config,
         args.lam,
         args.data,
         args.out,
         resume=args.resume,
+        allow_unfinished=args.allow_unfinished,
         time_budget_s=budget,
         progress=not args.no_progress,
     )
@@ -77,6 +79,7 @@ def _run_train_bc(args: argparse.Namespace) -> None:
         f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("train/", "test/"))
     )
     print(f"{args.out} ({preset}): {shown}")
+    return metrics.get("stop_reason")
 
 
 def _add_decode(sub: argparse._SubParsersAction) -> None:
@@ -113,6 +116,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="sweep: seeds per label count")
     p.add_argument("--episodes", type=int, default=32, help="sweep: episodes per evaluation")
+    add_allow_unfinished(p, "stage-2 (--policy)")
     p.set_defaults(func=_run_decode)
 
 
@@ -120,19 +124,23 @@ def _run_decode(args: argparse.Namespace) -> None:
     from lapo.config import DecodeConfig
 
     if args.sweep:
+        from lapo.load import check_finished
         from lapo.pipeline.label_sweep import label_sweep, sweep_table
+        from lapo.safety import check_disjoint, exclusive
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        rows = label_sweep(
-            args.policy,
-            args.lam,
-            args.data,
-            args.out / "label_sweep.json",
-            labels=args.sweep,
-            seeds=tuple(range(args.seeds)),
-            episodes=args.episodes,
-            baseline=not args.no_baseline,
-        )
+        check_disjoint(args.out, [args.policy, args.lam, args.data])
+        check_finished(args.policy, allow_unfinished=args.allow_unfinished, what="--policy")
+        with exclusive(args.out):
+            rows = label_sweep(
+                args.policy,
+                args.lam,
+                args.data,
+                args.out / "label_sweep.json",
+                labels=args.sweep,
+                seeds=tuple(range(args.seeds)),
+                episodes=args.episodes,
+                baseline=not args.no_baseline,
+            )
         for row in sweep_table(rows):
             print(
                 f"{row['method']:>8}, labels {row['labels']:>5}: normalized return "
@@ -146,8 +154,9 @@ def _run_decode(args: argparse.Namespace) -> None:
         labels=args.labels, seed=args.seed, pseudo_label_updates=args.pseudo_label_updates
     )
     facts = decode_offline(
-        config, args.policy, args.lam, args.data, args.out, baseline=not args.no_baseline
-    )
+        config, args.policy, args.lam, args.data, args.out, baseline=not args.no_baseline,
+        allow_unfinished=args.allow_unfinished,
+    )  # fmt: skip
     print(
         f"{args.out}: decoder validation accuracy "
         f"{facts['decoder']['validation_accuracy']:.3f}; held-out accuracy of the decoded "

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter, label_counts
+from lapo.cli.common import HelpFormatter, budget_seconds, label_counts
 from lapo.envs.games import GAMES
 
 REDO_STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
@@ -100,6 +100,8 @@ def default_env() -> str:
 def _run(args: argparse.Namespace) -> None:
     from lapo.pipeline import RunConfig, run_pipeline
 
+    budget_seconds(args.lam_minutes, "--lam-minutes")  # refuse bad budgets before any work
+    budget_seconds(args.bc_minutes, "--bc-minutes")
     env = args.env or default_env()
     given = {
         "frames": args.frames,

@@ -26,6 +26,11 @@ ARRAY_KEYS = ("frames", "actions", "episode_starts", "rewards", "dones")
 _STORED = ("actions", "rewards", "dones")
 
 
+def _given(paths: PathArg) -> list[Path]:
+    """The paths as given (one path or several), as a list."""
+    return [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+
+
 def _expand_paths(paths: PathArg, suffixes: tuple[str, ...]) -> list[Path]:
     """Files given directly, plus the files of given folders (sorted by name) with ``suffixes``."""
     if isinstance(paths, str | os.PathLike):
@@ -249,12 +254,15 @@ def import_arrays(
             channel-first frames), inconsistent files, out-of-range actions or episode starts;
             the message names the file. Raised before anything is written.
         ValueError: ``num_actions`` given but not positive, or given for files without actions.
-        FileExistsError: ``out`` exists and ``overwrite`` is False (raised before any work).
+        FileExistsError: ``out`` exists and ``overwrite`` is False, or ``overwrite`` is True but
+            ``out`` is not a lapo dataset or run directory (raised before any work).
+        ValueError: ``out`` is, contains or lies inside a source (raised before any work).
+        lapo.safety.InUseError: another lapo process is writing ``out``.
     """
     if num_actions is not None and num_actions < 1:
         raise ValueError(f"num_actions must be >= 1, got {num_actions}")
     files = _expand_paths(paths, (".npy", ".npz"))
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[*_given(paths), *files])
     plans, max_action = [], -1
     for path in files:
         headers, starts, file_max = _inspect_array_file(path, num_actions)

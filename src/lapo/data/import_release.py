@@ -19,6 +19,7 @@ from lapo.data.import_arrays import (
     _check_frames,
     _check_vector,
     _expand_paths,
+    _given,
     _headers,
     _load,
 )
@@ -112,10 +113,13 @@ def import_lapo_release(
             the missing keys and the expected ones), a wrong shape or dtype, chunks with different
             frame shapes (all raised before writing), or ``ta`` outside ``[0, 15)``
             (raised while writing; nothing is left at ``out``).
-        FileExistsError: ``out`` exists and ``overwrite`` is False (raised before any work).
+        FileExistsError: ``out`` exists and ``overwrite`` is False, or ``overwrite`` is True but
+            ``out`` is not a lapo dataset or run directory (raised before any work).
+        ValueError: ``out`` is, contains or lies inside a source (raised before any work).
+        lapo.safety.InUseError: another lapo process is writing ``out``.
     """
     files = _expand_paths(paths, (".npz",))
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[*_given(paths), *files])
     shapes = [_inspect_release_chunk(path) for path in files]
     for path, shape in zip(files, shapes, strict=True):
         if shape[1:] != shapes[0][1:]:

@@ -156,11 +156,14 @@ def import_video_folder(
             file cannot be decoded or has no frames (the message names it; nothing is written
             at ``out`` and an existing dataset there is left intact).
         ValueError: ``resolution`` is not two positive integers.
-        FileExistsError: ``out`` exists and ``overwrite`` is False (raised before any work).
+        FileExistsError: ``out`` exists and ``overwrite`` is False, or ``overwrite`` is True but
+            ``out`` is not a lapo dataset or run directory (raised before any work).
+        ValueError: ``out`` is, contains or lies inside a source (raised before any work).
+        lapo.safety.InUseError: another lapo process is writing ``out``.
     """
     height, width = _check_resolution(resolution)
     videos = find_videos(folder, extensions)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[folder, *videos])
     folder = Path(folder).resolve()
     source = {
         "kind": "video",

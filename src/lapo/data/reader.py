@@ -27,6 +27,7 @@ from lapo.data.format import (
     sha256_file,
     shard_name,
 )
+from lapo.safety import confined_file
 
 _REQUIRED_KEYS = (
     "frame_shape", "num_frames", "num_episodes", "shard_frames", "shards", "files", "fields",
@@ -93,7 +94,8 @@ class LapoDataset:
         num_frames, num_episodes: counts.
 
     Raises:
-        DatasetError: missing/invalid manifest, a missing, truncated or wrong-shaped file, an
+        DatasetError: missing/invalid manifest, a missing, truncated or wrong-shaped file, a
+            file listed in the manifest outside the dataset directory or not a regular file, an
             inconsistent episode index, or an empty dataset; the message names the file.
     """
 
@@ -108,6 +110,10 @@ class LapoDataset:
             raise DatasetError(f"{self.path / MANIFEST}: the dataset is empty (no frames)")
         self._frame_bytes = int(np.prod(self.frame_shape))
         self._check_shards()
+        if not isinstance(m["files"], dict):
+            raise DatasetError(f"{self.path / MANIFEST}: 'files' must be an object")
+        for name in m["files"]:  # every listed file lies in the dataset and is a regular file
+            self._listed_file(name)
         self.episodes = self._load_episodes()
         self._fields = {}
         for name in m["fields"]:
@@ -121,6 +127,19 @@ class LapoDataset:
             self._fields[name] = None  # loaded lazily (memory-mapped) by _field()
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
+
+    def _listed_file(self, name: Any) -> Path:
+        """The file ``name`` of the manifest's ``files``, confined to the dataset directory.
+
+        Raises:
+            DatasetError: it resolves outside the dataset, is not a regular file, or is missing.
+        """
+        where = str(self.path / MANIFEST)
+        try:
+            return confined_file(self.path, name, where, DatasetError)
+        except FileNotFoundError:
+            missing = self.path / name
+            raise DatasetError(f"{missing}: file is missing (listed in the manifest)") from None
 
     def _check_shards(self) -> None:
         shards = self.manifest["shards"]
@@ -279,13 +298,15 @@ class LapoDataset:
             progress: optional callable ``(file_name, num_bytes)`` called after each file.
 
         Raises:
-            DatasetError: the first file whose hash differs, naming it.
+            DatasetError: the first file whose hash differs, naming it; a listed file that lies
+                outside the dataset directory or is not a regular file.
         """
         entries = [(s["file"], s) for s in self.manifest["shards"]]
         entries += list(self.manifest["files"].items())
         for name, entry in entries:
+            path = self._listed_file(name)  # never hash a path outside the dataset or a device
             try:
-                digest = sha256_file(self.path / name)
+                digest = sha256_file(path)
             except FileNotFoundError:
                 raise DatasetError(f"{self.path / name}: file is missing") from None
             if digest != entry["sha256"]:

@@ -12,7 +12,7 @@ import datetime
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +30,28 @@ from lapo.data.format import (
     shard_name,
     write_json_atomic,
 )
+from lapo.safety import check_replaceable, exclusive, prepare_output
 
 DEFAULT_SHARD_FRAMES = 8192  # 96 MiB per shard at 64x64x3
 
 
-def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
+def check_output_dir(
+    path: str | os.PathLike,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
     """Refuse an existing ``path`` unless ``overwrite``; return it as a Path.
 
-    Call this before any expensive work so that a run fails fast.
+    Call this before any expensive work so that a run fails fast. ``overwrite`` replaces only a
+    lapo dataset or run directory (or an empty directory), never a file or a foreign directory,
+    and never an output that is, contains or lies inside one of ``inputs``
+    (``lapo.safety.prepare_output``, the one function every ``--overwrite`` goes through).
 
     Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        FileExistsError: ``path`` exists and ``overwrite`` is False, or lapo did not make it.
+        ValueError: ``path`` overlaps one of ``inputs``.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; choose another output path or pass overwrite "
-            "(--overwrite) to replace it"
-        )
-    return path
+    return prepare_output(path, overwrite, inputs)
 
 
 class DatasetWriter:
@@ -62,10 +65,15 @@ class DatasetWriter:
         source: free-form description written to the manifest (e.g. game and policy).
         action_space: e.g. ``{"type": "discrete", "n": 15, "meanings": [...]}``; None if no actions.
         shard_frames: frames per shard file.
-        overwrite: replace an existing dataset at ``path`` (only once ``close`` succeeds).
+        overwrite: replace an existing dataset at ``path`` (only once ``close`` succeeds; only a
+            lapo dataset or run directory, see ``check_output_dir``).
+
+    The writer holds the dataset's lock (``lapo.safety.exclusive``, the sibling file
+    ``.<name>.lapo.lock``) from construction until ``close`` or ``abort``.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False (raised before writing).
+        lapo.safety.InUseError: another process is writing a dataset at ``path``.
         ValueError: invalid frame shape, field name or shard size.
 
     Use as a context manager: leaving the block with an exception discards the partial output.
@@ -82,6 +90,15 @@ class DatasetWriter:
         shard_frames: int = DEFAULT_SHARD_FRAMES,
         overwrite: bool = False,
     ) -> None:
+        self._lock = exclusive(path, inside=False)
+        self._lock.__enter__()  # released by close() or abort()
+        try:
+            self._setup(path, frame_shape, fields, source, action_space, shard_frames, overwrite)
+        except BaseException:
+            self._release()
+            raise
+
+    def _setup(self, path, frame_shape, fields, source, action_space, shard_frames, overwrite):
         self.path = check_output_dir(path, overwrite)
         frame_shape = tuple(int(s) for s in frame_shape)
         if len(frame_shape) != 3 or min(frame_shape) < 1:
@@ -121,6 +138,12 @@ class DatasetWriter:
         # Per-transition arrays are appended as raw bytes and become .npy files in close().
         self._raw = {f: open(self._tmp / f"{f}.raw", "wb") for f in self.fields}
         self._closed = False
+
+    def _release(self) -> None:
+        """Release the dataset's lock (once)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.__exit__(None, None, None)
 
     @property
     def num_episodes(self) -> int:
@@ -247,6 +270,7 @@ class DatasetWriter:
             self.abort()  # never leave a partial directory behind, even when close() fails
             raise
         self._closed = True
+        self._release()
         return manifest
 
     def _manifest(self, files: dict[str, Any]) -> dict[str, Any]:
@@ -282,6 +306,7 @@ class DatasetWriter:
                     f"{self.path} appeared while this dataset was being written; "
                     "not replacing it without overwrite"
                 )
+            check_replaceable(self.path)  # only what lapo made, checked again at the last moment
             old = self.path.with_name(f"{self.path.name}.old-{os.getpid()}")
             os.replace(self.path, old)
         try:
@@ -295,10 +320,12 @@ class DatasetWriter:
 
     def abort(self) -> None:
         """Discard everything written so far; the final path is left untouched."""
-        for fh in self._raw.values():
+        for fh in getattr(self, "_raw", {}).values():
             fh.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        if hasattr(self, "_tmp"):
+            shutil.rmtree(self._tmp, ignore_errors=True)
         self._closed = True
+        self._release()
 
     def __enter__(self) -> DatasetWriter:
         return self

@@ -84,11 +84,13 @@ def run_online_comparison(
                 cfg = FinetuneConfig(env=config.env, **base, seed=seed)
                 cfg = dataclasses.replace(cfg, learning_rate=SCRATCH_LEARNING_RATE)
             run_dir = directory / f"{short}-seed{seed}"
-            metrics = train_finetune(cfg, run_dir, resume=True, progress=progress)
+            metrics = train_finetune(cfg, run_dir, resume=True, progress=progress,
+                                     allow_unfinished=config.bc_minutes is not None)  # fmt: skip
             if metrics.get("stop_reason") is not None:
                 raise StageInterrupted(
                     f"{run_dir} stopped ({metrics['stop_reason']}) with a checkpoint; rerun the "
-                    "same command to resume"
+                    "same command to resume",
+                    reason=metrics["stop_reason"],
                 )
             rows = _read_metrics(run_dir)
             curves[name].append(_curve(rows))

@@ -320,7 +320,15 @@ def resolve(config: RunConfig, given: set[str]) -> RunConfig:
 
 
 class StageInterrupted(KeyboardInterrupt):
-    """A stage stopped on a signal after saving its checkpoint; rerun the command to resume."""
+    """A stage stopped on a signal after saving its checkpoint; rerun the command to resume.
+
+    Attributes:
+        reason: what stopped it, ``SIGINT`` or ``SIGTERM`` (the CLI exits 130 or 143).
+    """
+
+    def __init__(self, message: str, reason: str = "SIGINT") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def setting_defaults() -> dict[str, dict]:

@@ -32,6 +32,7 @@ from lapo.pipeline.plan import (
     stage_configs,
 )
 from lapo.pipeline.report import build_report
+from lapo.safety import holds_lock
 from lapo.stages.bc import train_bc
 from lapo.stages.collect import collect as record
 from lapo.stages.decode import decode_offline
@@ -52,11 +53,13 @@ def _check_finished(metrics: dict, stage: str) -> dict:
     if metrics.get("stop_reason") not in (None, "time budget"):
         raise StageInterrupted(
             f"{stage} stopped ({metrics['stop_reason']}) with a checkpoint; rerun the same "
-            f"command to resume"
+            f"command to resume",
+            reason=metrics["stop_reason"],
         )
     return {k: v for k, v in metrics.items() if isinstance(v, int | float) or v is None}
 
 
+@holds_lock(lambda a: a["config"].out, inputs=lambda a: [a["config"].expert])
 def run_pipeline(
     config: RunConfig, *, redo: tuple[str, ...] = (), progress: bool = True
 ) -> dict[str, dict]:
@@ -69,6 +72,8 @@ def run_pipeline(
         lapo.pipeline.plan.StageConflict: a finished stage's settings changed (pass ``redo``).
         FileNotFoundError: no shipped expert for the game and no ``expert`` given.
         StageInterrupted: a training stage was stopped by a signal (its checkpoint is saved).
+        lapo.safety.InUseError: another lapo process holds ``config.out``.
+        ValueError: ``config.out`` is, contains or lies inside the expert checkpoint given.
     """
     out = Path(config.out)
     expert = _expert_path(config)
@@ -150,6 +155,7 @@ def run_pipeline(
             d["collect"],
             directory,
             resume=True,
+            allow_unfinished=config.lam_minutes is not None,  # stage 1 stopped on its budget
             time_budget_s=budget,
             progress=progress,
         )
@@ -157,7 +163,8 @@ def run_pipeline(
 
     def decode(directory: Path) -> dict:
 
-        facts = decode_offline(configs["decode"], d["bc"], d["lam"], d["collect"], directory)
+        facts = decode_offline(configs["decode"], d["bc"], d["lam"], d["collect"], directory,
+                               allow_unfinished=config.bc_minutes is not None)  # fmt: skip
         return {k: v for k, v in facts.items() if isinstance(v, float)}
 
     def evaluate(directory: Path) -> dict:

@@ -319,7 +319,12 @@ def run_ppo(
         time_budget_s: stop (with a checkpoint) after this many seconds of wall clock.
         max_updates: stop (with a checkpoint) after this many updates in this call.
         Stops are run control only: a resumed run ends bitwise where an uninterrupted one does.
+
+    Raises:
+        ValueError: a negative ``time_budget_s``.
     """
+    if time_budget_s is not None and not time_budget_s >= 0:
+        raise ValueError(f"time_budget_s must be >= 0 seconds, got {time_budget_s}")
     cfg, run_dir = trainer.config, Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
     if restore:

@@ -38,10 +38,11 @@ from lapo.data import (
     split_episodes,
 )
 from lapo.device import autocast, resolve_device
-from lapo.load import CHECKPOINT, load_lam
+from lapo.load import CHECKPOINT, check_finished, load_lam
 from lapo.models.build import build_latent_policy
 from lapo.models.lam import LatentActionModel, frames_to_float
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
+from lapo.safety import holds_lock
 from lapo.stages.lam import weights_digest
 
 
@@ -160,6 +161,7 @@ def _save(path: Path, policy, optimizer, config: BCConfig, step: int, info: dict
     )  # fmt: skip
 
 
+@holds_lock(lambda a: a["run_dir"], inputs=lambda a: [a["lam_path"], a["data_dir"]])
 def train_bc(
     config: BCConfig,
     lam_path: str | Path,
@@ -167,6 +169,7 @@ def train_bc(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    allow_unfinished: bool = False,
     time_budget_s: float | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
@@ -177,8 +180,11 @@ def train_bc(
     ``latent-policy``), ``latents-{train,test}.npy`` (the cached IDM labels), ``metrics.jsonl``,
     ``tb/``. Logged x-axis: updates.
 
+    Holds ``run_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
+
     Args:
-        time_budget_s: stop with a checkpoint after this many seconds (resume later).
+        allow_unfinished: accept a stage-1 run that stopped before its last update.
+        time_budget_s: stop with a checkpoint after this many seconds (resume later); >= 0.
         device: default ``cuda`` when available, else cpu.
 
     Returns:
@@ -187,7 +193,10 @@ def train_bc(
 
     Raises:
         FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
-        ValueError: resuming with another config, latent action model or dataset.
+        ValueError: resuming with another config, latent action model or dataset; a negative
+            ``time_budget_s``; ``run_dir`` is, contains or lies inside an input.
+        lapo.load.UnfinishedRunError: the stage-1 run is unfinished and not ``allow_unfinished``.
+        lapo.safety.InUseError: another lapo process holds ``run_dir``.
         FloatingPointError: a non-finite loss; names the update, keeps the last good checkpoint.
         lapo.checkpoint.CheckpointError: ``lam_path`` is not a latent action model.
         lapo.data.DatasetError: invalid data, or frames of another shape than stage 1's.
@@ -196,6 +205,7 @@ def train_bc(
     ckpt = run_dir / CHECKPOINT
     if checkpoint_exists(ckpt) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+    check_finished(lam_path, allow_unfinished=allow_unfinished, what="--lam")
     device = resolve_device(device)
     lam, lam_config = load_lam(lam_path, device=str(device))
     dataset = open_dataset(data_dir)

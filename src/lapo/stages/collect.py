@@ -18,6 +18,7 @@ from lapo.envs import ACTION_MEANINGS, NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv
 from lapo.envs.games import check_distribution_mode, check_game, normalized_return
 from lapo.eval.actors import Policy, PolicyActor, RandomPolicy
 from lapo.load import load_expert
+from lapo.safety import holds_lock
 
 
 def make_policy(spec: str, seed: int = 0, temperature: float = 1.0) -> Policy:
@@ -85,6 +86,7 @@ class _EpisodeBuffer:
         self.__init__()
 
 
+@holds_lock(lambda args: args["config"].out, inside=False)
 def collect(config: CollectConfig, policy: Policy | None = None, progress: bool = True):
     """Record ``config.frames`` frames into a new dataset at ``config.out``.
 
@@ -100,12 +102,18 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
     Returns:
         ``CollectSummary``.
 
+    The dataset's lock (``lapo.safety.exclusive``) is held for the whole call.
+
     Raises:
-        FileExistsError, ValueError: bad output path, game, mode or policy, before any stepping.
+        FileExistsError, ValueError: bad output path (existing without ``overwrite``, not a lapo
+            dataset with it, or holding the policy checkpoint), game, mode or policy, before
+            any stepping.
+        lapo.safety.InUseError: another lapo process is writing ``config.out``.
     """
     check_game(config.env)
     check_distribution_mode(config.env, config.distribution_mode)
-    check_output_dir(config.out, config.overwrite)
+    source_policy = None if config.policy == "random" else config.policy
+    check_output_dir(config.out, config.overwrite, inputs=[source_policy])
     if policy is None:
         policy = make_policy(config.policy, config.seed, config.temperature)
     env = ProcgenVecEnv.from_config(config)

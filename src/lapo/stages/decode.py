@@ -25,9 +25,10 @@ from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
 from lapo.eval.actors import predict_actions
 from lapo.eval.probes import fit_classifier
-from lapo.load import load_lam, load_latent_policy, save_policy
+from lapo.load import check_finished, load_lam, load_latent_policy, save_policy
 from lapo.models.build import build_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
+from lapo.safety import holds_lock
 from lapo.stages.bc import cached_latents, label_windows
 from lapo.stages.lam import weights_digest
 from lapo.stages.pseudo_label import pseudo_label_finetune
@@ -143,6 +144,9 @@ def train_label_bc(
     return net, info
 
 
+@holds_lock(
+    lambda a: a["out_dir"], inputs=lambda a: [a["policy_path"], a["lam_path"], a["data_dir"]]
+)
 def decode_offline(
     config: DecodeConfig,
     policy_path: str | Path,
@@ -151,6 +155,7 @@ def decode_offline(
     out_dir: str | Path,
     *,
     baseline: bool = True,
+    allow_unfinished: bool = False,
     test_samples: int = 2048,
     progress: bool = False,
 ) -> dict:
@@ -159,7 +164,8 @@ def decode_offline(
     Files in ``out_dir``: ``decoded/checkpoint`` (kind ``decoded-policy``), ``label-bc/checkpoint``
     (kind ``bc-policy``, when ``baseline``), ``pseudo-label/checkpoint`` (kind
     ``decoded-policy``, when ``config.pseudo_label_updates > 0``) and ``decode.json`` (the
-    returned facts).
+    returned facts). Holds ``out_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
+    ``allow_unfinished`` accepts a stage-2 run that stopped before its last update.
 
     Returns:
         JSON-able facts: labels used, decoder/baseline validation accuracy, and on up to
@@ -169,10 +175,14 @@ def decode_offline(
         fine-tuning also its facts (``pseudo_label``) and ``test/pseudo_label_accuracy``.
 
     Raises:
-        ValueError: no true actions in the data; more labels than training windows.
+        ValueError: no true actions in the data; more labels than training windows; ``out_dir``
+            is, contains or lies inside an input.
         lapo.checkpoint.CheckpointError: wrong checkpoint kinds.
+        lapo.load.UnfinishedRunError: the stage-2 run is unfinished and not ``allow_unfinished``.
+        lapo.safety.InUseError: another lapo process holds ``out_dir``.
     """
     out_dir = Path(out_dir)
+    check_finished(policy_path, allow_unfinished=allow_unfinished, what="--policy")
     latent_policy, bc_config = load_latent_policy(policy_path)
     lam, lam_config = load_lam(lam_path)
     dataset = open_dataset(data_dir)

@@ -27,6 +27,7 @@ from lapo.eval.rollouts import evaluate_policy
 from lapo.load import load_expert
 from lapo.models.build import build_expert_policy
 from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
+from lapo.safety import holds_lock
 
 __all__ = ["evaluate_expert", "export_expert", "make_expert_trainer", "train_expert"]
 
@@ -66,6 +67,7 @@ def evaluate_expert(net: nn.Module, config: PPOConfig, episodes: int, seed: int 
     )
 
 
+@holds_lock(lambda a: a["run_dir"])
 def train_expert(
     config: PPOConfig,
     run_dir: Path,
@@ -91,9 +93,13 @@ def train_expert(
         env: an environment with ProcgenVecEnv's interface (reset, step, get_state, set_state,
             num_envs) to train in instead of the game ``config.env`` (e.g. a test environment).
 
+    Holds ``run_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
+
     Raises:
         FileExistsError: ``run_dir`` has a checkpoint and ``resume`` is False.
-        ValueError: ``resume`` with a config that differs from the checkpoint's (fields named).
+        ValueError: ``resume`` with a config that differs from the checkpoint's (fields named);
+            a negative ``time_budget_s``.
+        lapo.safety.InUseError: another lapo process holds ``run_dir``.
     """
     restore = check_run_dir(Path(run_dir), config, resume)
     trainer = make_expert_trainer(config, env, device)

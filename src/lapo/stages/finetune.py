@@ -32,6 +32,7 @@ from lapo.device import autocast, resolve_device
 from lapo.envs import NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv
 from lapo.load import (
     FINETUNED_KIND,
+    check_finished,
     checkpoint_path,
     latent_policy_network,
     load_lam,
@@ -42,6 +43,7 @@ from lapo.models.lam import LatentActionModel, frames_to_float
 from lapo.models.online import HybridActorCritic
 from lapo.models.policy import ActionDecoder, LatentPolicy
 from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
+from lapo.safety import holds_lock
 from lapo.stages.expert import evaluate_expert
 
 
@@ -254,11 +256,15 @@ def _load_lam(config: FinetuneConfig, latent_dim: int) -> LatentActionModel:
     return lam
 
 
+@holds_lock(
+    lambda a: a["run_dir"], inputs=lambda a: [a["config"].latent_policy, a["config"].lam]
+)
 def train_finetune(
     config: FinetuneConfig,
     run_dir: Path,
     *,
     resume: bool = False,
+    allow_unfinished: bool = False,
     progress: bool = True,
     env: ProcgenVecEnv | None = None,
     time_budget_s: float | None = None,
@@ -273,8 +279,11 @@ def train_finetune(
     steps, ``return/train_normalized`` and every ``eval_every`` updates
     ``return/eval_normalized`` on held-out levels (``lapo.rl.trainer.run_ppo`` lists all).
 
+    Holds ``run_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
+
     Args:
         resume: continue the run in ``run_dir`` bitwise where it stopped.
+        allow_unfinished: accept a latent policy whose training stopped before its last update.
         env: an environment with ProcgenVecEnv's interface instead of ``config.env``.
         time_budget_s, max_updates: stop with a checkpoint after this many seconds or updates.
         device: default ``cuda`` when available, else ``cpu``.
@@ -285,13 +294,18 @@ def train_finetune(
         lapo.checkpoint.CheckpointError: ``latent_policy`` or ``lam`` is another kind of
             checkpoint (the message names the kind found).
         ValueError: resume with a different config, or the encoder fields differ from the
-            latent policy's, or the latent action model does not fit the latent policy.
+            latent policy's, or the latent action model does not fit the latent policy; a
+            negative ``time_budget_s``; ``run_dir`` is, contains or lies inside an input.
+        lapo.load.UnfinishedRunError: the latent policy is unfinished and not
+            ``allow_unfinished``.
+        lapo.safety.InUseError: another lapo process holds ``run_dir``.
     """
     run_dir = Path(run_dir)
     restore = check_run_dir(run_dir, config, resume)
     latent_policy, lam, quantized = None, None, False
     if not config.from_scratch:
         latent_policy_network(config.latent_policy)  # kind and frame checks, clear errors
+        check_finished(config.latent_policy, allow_unfinished=allow_unfinished, what="--policy")
         latent_policy, bc = load_latent_policy(config.latent_policy)
         _check_network(config, bc)
         quantized = bc.target == "quantized"

@@ -41,6 +41,7 @@ from lapo.device import autocast, resolve_device
 from lapo.eval.latent_quality import latent_quality, window_batch
 from lapo.models.lam import LatentActionModel
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
+from lapo.safety import holds_lock
 
 
 def _distributed() -> tuple[int, int]:
@@ -165,6 +166,7 @@ def _summarize(
     return metrics
 
 
+@holds_lock(lambda a: a["run_dir"], inputs=lambda a: [a["data_dir"]])
 def train_lam(
     config: LAMConfig,
     data_dir: str | Path,
@@ -181,8 +183,10 @@ def train_lam(
     ``tb/`` and, when the data has true actions, ``latent_quality.json`` (probe accuracy, NMI,
     per-code action histogram on held-out episodes). Logged x-axis: updates.
 
+    Holds ``run_dir``'s lock (``lapo.safety.exclusive``, rank 0) for the whole call.
+
     Args:
-        time_budget_s: stop with a checkpoint after this many seconds (resume later).
+        time_budget_s: stop with a checkpoint after this many seconds (resume later); >= 0.
         device: default ``cuda`` when available (with ``LOCAL_RANK`` under torchrun), else cpu.
 
     Returns:
@@ -192,7 +196,9 @@ def train_lam(
 
     Raises:
         FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
-        ValueError: resuming with another config or dataset; batch size not divisible by ranks.
+        ValueError: resuming with another config or dataset; batch size not divisible by ranks;
+            a negative ``time_budget_s``; ``run_dir`` is, contains or lies inside ``data_dir``.
+        lapo.safety.InUseError: another lapo process holds ``run_dir``.
         FloatingPointError: a non-finite loss; names the update, keeps the last good checkpoint.
         lapo.data.DatasetError: invalid data or no window of k + 2 frames.
     """

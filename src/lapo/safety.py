@@ -1,0 +1,287 @@
+"""Nothing lost, nobody in: the guards every lapo output goes through.
+
+- ``prepare_output``: the one place that decides whether an existing output may be replaced
+  (``--overwrite``). It replaces only what lapo made (``lapo_made``: a lapo dataset, recognised by
+  its ``manifest.json`` of format ``lapo-dataset``, or a lapo run directory, recognised by a
+  ``checkpoint.json`` of format ``lapo-checkpoint`` or a ``pipeline.json``) or an empty directory;
+  never a file, a symbolic link or a foreign directory, and never a path that holds an input of
+  the command (``check_disjoint``).
+- ``exclusive``: an exclusive lock per output (run directory or dataset) held for the life of the
+  work, so that two lapo processes never write one output. The lock is an ``flock`` on a lock file
+  (``filelock.FileLock``, timeout 0: fail at once, never wait); the holder writes its pid to a
+  side file so that the refusal can name it. The lock is released by the kernel when the process
+  dies, however it dies, so a crashed run never blocks the next one. Lock files stay (empty, they
+  hold no state); the pid file is removed on release.
+- ``confined_file``: a file named by metadata (a dataset manifest, a checkpoint's JSON) must lie
+  inside its directory and be a regular file.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+#: Lock file inside a run directory (and its pid side file, ``.lapo.lock.pid``).
+RUN_LOCK = ".lapo.lock"
+
+
+class InUseError(RuntimeError):
+    """Another lapo process holds the lock of an output; the message names its pid."""
+
+
+def lapo_made(path: str | os.PathLike) -> str | None:
+    """What lapo made at ``path``: ``"lapo dataset"``, ``"lapo run directory"`` or None.
+
+    A lapo dataset is a directory whose ``manifest.json`` has format ``lapo-dataset``; a lapo run
+    directory one whose ``checkpoint.json`` has format ``lapo-checkpoint`` or that holds a
+    ``pipeline.json`` (``lapo run``). A symbolic link is never lapo's.
+    """
+    from lapo.checkpoint import FORMAT_NAME as CHECKPOINT_FORMAT
+    from lapo.data.format import FORMAT_NAME as DATASET_FORMAT
+    from lapo.data.format import MANIFEST
+
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return None
+
+    def marker(name: str) -> Any:
+        try:
+            doc = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc.get("format") if isinstance(doc, dict) else None
+
+    if marker(MANIFEST) == DATASET_FORMAT:
+        return "lapo dataset"
+    if marker("checkpoint.json") == CHECKPOINT_FORMAT or (path / "pipeline.json").is_file():
+        return "lapo run directory"
+    return None
+
+
+def check_disjoint(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse an output that is an input, lies inside one, or contains one.
+
+    Paths are compared resolved (symbolic links followed; they need not exist). None entries
+    of ``inputs`` are skipped.
+
+    Raises:
+        ValueError: naming the output and the input.
+    """
+    resolved = Path(out).resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        given = Path(source).resolve()
+        if given == resolved:
+            raise ValueError(f"the output {out} is the input {source}; choose another --out")
+        if given in resolved.parents:
+            raise ValueError(
+                f"the output {out} lies inside the input {source}; choose an --out outside it"
+            )
+        if resolved in given.parents:
+            raise ValueError(
+                f"the output {out} contains the input {source}: lapo never writes over (or with "
+                "--overwrite deletes) its own input; choose another --out"
+            )
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse to replace ``path`` unless lapo made it (see ``lapo_made``) or it is an empty
+    directory; a missing path is fine.
+
+    Raises:
+        FileExistsError: ``path`` is a file, a symbolic link or a foreign, non-empty directory
+            (the message says which, and lists a few of its entries).
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise FileExistsError(
+            f"{path} is a symbolic link; --overwrite replaces only a lapo dataset or run "
+            "directory: remove it yourself or choose another --out"
+        )
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(
+            f"{path} is a file, not a lapo dataset or run directory; --overwrite never replaces "
+            "it: remove it yourself or choose another --out"
+        )
+    if lapo_made(path) is not None:
+        return
+    entries = sorted(p.name for p in path.iterdir())
+    if entries:
+        more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+        shown = ", ".join(entries[:3]) + more
+        raise FileExistsError(
+            f"{path} is not a lapo dataset or run directory (it holds {shown}); --overwrite "
+            "replaces only what lapo made: remove it yourself or choose another --out"
+        )
+
+
+def prepare_output(
+    path: str | os.PathLike,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
+    """Check an output path before any work: the one function that honours ``overwrite``.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        ValueError: ``path`` is, lies inside or contains one of ``inputs`` (``check_disjoint``).
+        FileExistsError: ``path`` exists and ``overwrite`` is False; or ``overwrite`` is True but
+            lapo did not make what is there (``check_replaceable``).
+    """
+    path = Path(path)
+    check_disjoint(path, inputs)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(
+                f"{path} already exists; choose another output path or pass overwrite "
+                "(--overwrite) to replace it"
+            )
+        check_replaceable(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- locks
+_HELD: dict[Path, int] = {}  # lock files this process holds -> nesting depth
+
+
+def _lock_file(target: Path, inside: bool) -> Path:
+    if inside:
+        return target / RUN_LOCK
+    target = target.resolve()
+    return target.with_name(f".{target.name}.lapo.lock")
+
+
+def _holder(pid_file: Path) -> str:
+    try:
+        return f"pid {int(pid_file.read_text().strip())}"
+    except (OSError, ValueError):
+        return "pid unknown"
+
+
+@contextmanager
+def exclusive(target: str | os.PathLike, *, inside: bool = True) -> Iterator[None]:
+    """Hold the exclusive lock of the output ``target`` for the ``with`` block.
+
+    Args:
+        target: a run directory (``inside``: the lock is ``<target>/.lapo.lock``; the directory
+            is created) or a dataset path (not ``inside``: the dataset is replaced as a whole, so
+            the lock is the sibling ``.<name>.lapo.lock``).
+
+    Re-entrant within a process (a ``lapo run`` holds its run directory while its stages take
+    their own). Under ``torchrun`` only rank 0 (``RANK`` unset or 0) takes it.
+
+    Raises:
+        InUseError: another process holds it; the message names its pid.
+    """
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        yield
+        return
+    target = Path(target)
+    lock_file = _lock_file(target, inside)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    key = lock_file.resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    pid_file = lock_file.with_name(lock_file.name + ".pid")
+    lock = FileLock(lock_file, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise InUseError(
+            f"{target} is in use by another lapo process ({_holder(pid_file)}); wait for it "
+            "or choose another --out"
+        ) from None
+    try:
+        tmp = pid_file.with_name(f"{pid_file.name}.{os.getpid()}")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, pid_file)
+        _HELD[key] = 1
+        yield
+    finally:
+        _HELD.pop(key, None)
+        pid_file.unlink(missing_ok=True)
+        lock.release()
+
+
+def holds_lock(
+    target: Callable[[dict[str, Any]], str | os.PathLike],
+    *,
+    inputs: Callable[[dict[str, Any]], Iterable[str | os.PathLike | None]] | None = None,
+    inside: bool = True,
+) -> Callable:
+    """Decorator: call the function while holding ``exclusive(target(arguments))``.
+
+    ``target`` maps the call's bound arguments (by parameter name, defaults applied) to the
+    output path to lock; ``inputs``, if given, maps them to the input paths, and the output is
+    checked against them (``check_disjoint``, ValueError) before the lock is taken, so that a
+    refused call leaves nothing behind.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            out = target(bound.arguments)
+            if inputs is not None:
+                check_disjoint(out, inputs(bound.arguments))
+            with exclusive(out, inside=inside):
+                return fn(*args, **kwargs)
+
+        return locked
+
+    return decorate
+
+
+# ---------------------------------------------------------------------------- metadata paths
+def confined_file(
+    directory: str | os.PathLike,
+    name: Any,
+    what: str,
+    error: type[Exception] = ValueError,
+) -> Path:
+    """``directory / name`` when it resolves inside ``directory`` and is a regular file.
+
+    Args:
+        name: a relative path taken from metadata (``what`` describes where, for the message).
+        error: the exception class to raise (e.g. ``DatasetError``, ``CheckpointError``).
+
+    Raises:
+        error: ``name`` is not a string, is absolute, leaves ``directory`` (``..``, a symbolic
+            link pointing out) or is not a regular file (a device such as ``/dev/zero``, a
+            directory, a FIFO).
+        FileNotFoundError: the file is missing.
+    """
+    directory = Path(directory)
+    if not isinstance(name, str) or not name or os.path.isabs(name):
+        raise error(f"{what}: file name {name!r} must be a relative path inside {directory}")
+    path = directory / name
+    root = directory.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise error(f"{what}: file {name!r} resolves outside {directory} (to {resolved})")
+    if not resolved.exists():
+        raise FileNotFoundError(f"{what}: file {path} is missing")
+    if not resolved.is_file():
+        raise error(f"{what}: {path} is not a regular file")
+    return path
