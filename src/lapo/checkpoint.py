@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from torch.optim.lr_scheduler import LRScheduler
 
 from lapo.data.format import sha256_file
-from lapo.safety import confined_file
+from lapo.paths import confined_file
 
 #: Base name of the checkpoint inside every run directory (``checkpoint.json`` + tensors).
 CHECKPOINT = "checkpoint"

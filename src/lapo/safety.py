@@ -12,8 +12,7 @@
   side file so that the refusal can name it. The lock is released by the kernel when the process
   dies, however it dies, so a crashed run never blocks the next one. Lock files stay (empty, they
   hold no state); the pid file is removed on release.
-- ``confined_file``: a file named by metadata (a dataset manifest, a checkpoint's JSON) must lie
-  inside its directory and be a regular file.
+- ``confined_file`` (``lapo.paths``): a file named by metadata must lie inside its directory.
 """
 
 from __future__ import annotations
@@ -44,6 +43,8 @@ def lapo_made(path: str | os.PathLike) -> str | None:
     directory one whose ``checkpoint.json`` has format ``lapo-checkpoint`` or that holds a
     ``pipeline.json`` (``lapo run``). A symbolic link is never lapo's.
     """
+    # Imported here, not at the top: lapo.data's writer uses this module's guards, and importing
+    # lapo.data.format at the top would load the lapo.data package (and its writer) first.
     from lapo.checkpoint import FORMAT_NAME as CHECKPOINT_FORMAT
     from lapo.data.format import FORMAT_NAME as DATASET_FORMAT
     from lapo.data.format import MANIFEST
@@ -251,37 +252,3 @@ def holds_lock(
         return locked
 
     return decorate
-
-
-# ---------------------------------------------------------------------------- metadata paths
-def confined_file(
-    directory: str | os.PathLike,
-    name: Any,
-    what: str,
-    error: type[Exception] = ValueError,
-) -> Path:
-    """``directory / name`` when it resolves inside ``directory`` and is a regular file.
-
-    Args:
-        name: a relative path taken from metadata (``what`` describes where, for the message).
-        error: the exception class to raise (e.g. ``DatasetError``, ``CheckpointError``).
-
-    Raises:
-        error: ``name`` is not a string, is absolute, leaves ``directory`` (``..``, a symbolic
-            link pointing out) or is not a regular file (a device such as ``/dev/zero``, a
-            directory, a FIFO).
-        FileNotFoundError: the file is missing.
-    """
-    directory = Path(directory)
-    if not isinstance(name, str) or not name or os.path.isabs(name):
-        raise error(f"{what}: file name {name!r} must be a relative path inside {directory}")
-    path = directory / name
-    root = directory.resolve()
-    resolved = path.resolve()
-    if resolved != root and root not in resolved.parents:
-        raise error(f"{what}: file {name!r} resolves outside {directory} (to {resolved})")
-    if not resolved.exists():
-        raise FileNotFoundError(f"{what}: file {path} is missing")
-    if not resolved.is_file():
-        raise error(f"{what}: {path} is not a regular file")
-    return path

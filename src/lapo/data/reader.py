@@ -27,7 +27,7 @@ from lapo.data.format import (
     sha256_file,
     shard_name,
 )
-from lapo.safety import confined_file
+from lapo.paths import confined_file
 
 _REQUIRED_KEYS = (
     "frame_shape", "num_frames", "num_episodes", "shard_frames", "shards", "files", "fields",
