@@ -8,14 +8,26 @@ stamp back, so a test can check which frames a reader returned without trusting 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+import os
 
-import numpy as np
-import pytest
+# Before anything imports torch: libgomp, PyTorch's OpenMP runtime, reads this once when it is
+# loaded. With its default policy a thread that finishes its share of a parallel region spins for
+# the next one; on 2 cores shared with another job (or with the subprocesses and procgen workers
+# these tests start) the spinning thread takes the core the working one needs, and a loop of small
+# ops runs many times slower (``probe_accuracy`` on 64 latents, 2 threads, a nice-5 training job
+# on both cores: 15-47 s with the default policy, 1.1 s with PASSIVE). PASSIVE makes idle threads
+# sleep; it changes no result (the work is split the same way). An explicit setting in the
+# environment wins; subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from lapo.data import DatasetWriter
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from lapo.data import DatasetWriter  # noqa: E402
 
 ALL_FIELDS = ("actions", "rewards", "dones")
 NUM_ACTIONS = 15
