@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class PPOConfig:
         features: width of the fully connected layer before the heads.
         num_envs: parallel environments; num_steps: rollout length per env and update.
         learning_rate: Adam step size, linearly annealed to 0 when ``anneal_lr``.
+        anneal_lr: anneal the learning rate linearly to 0 over the run.
         gamma, gae_lambda: discount and GAE lambda.
         epochs, num_minibatches: optimization passes per update and minibatches per pass.
         clip, value_clip: PPO ratio clip and value clip (None: unclipped value loss).
@@ -91,7 +93,8 @@ class PPOConfig:
         normalize_rewards: divide rewards by the running std of discounted returns.
         distribution_mode, num_levels, start_level: training levels (0 levels = all).
         eval_start_level, eval_num_levels: held-out evaluation levels.
-        eval_every: updates between evaluations (0: never); eval_episodes: per evaluation.
+        eval_every: updates between evaluations (0: never); eval_episodes: episodes per
+            evaluation.
         checkpoint_every: updates between checkpoints.
         bf16: bf16 autocast for forward and backward passes where the device has native bf16
             (fp32 elsewhere, with a warning; ``lapo.device``).
@@ -100,7 +103,7 @@ class PPOConfig:
 
     env: str = "bigfish"
     total_steps: int = 25_000_000
-    encoder: str = "impala"
+    encoder: Literal["impala", "nature"] = "impala"
     multiplier: int = 1
     features: int = 256
     num_envs: int = 64
@@ -201,14 +204,15 @@ class LAMConfig:
         bf16: bf16 autocast (and channels_last) for the forward and backward passes where the
             device has native bf16 (fp32 elsewhere, with a warning; ``lapo.device``).
         test_fraction: fraction of episodes held out for test loss and latent probes.
-        log_every, eval_every, checkpoint_every: in updates.
+        log_every, eval_every, checkpoint_every: updates between log lines, test evaluations
+            and checkpoints.
         probe_samples: held-out windows used for the final latent-quality probes.
         seed: initialization, split and data-order seed.
     """
 
     context: int = 1
-    size: str = "paper"
-    quantizer: str = "vq"
+    size: Literal["paper", "cpu", "smoke"] = "paper"
+    quantizer: Literal["vq", "none", "fsq"] = "vq"
     num_codebooks: int = 2
     num_latents: int = 4
     codebook_size: int = 64
@@ -329,14 +333,15 @@ class BCConfig:
         batch_size, steps: observations per update and number of updates (paper 128, 60,000).
         bf16: bf16 autocast (and channels_last) where the device has native bf16 (fp32
             elsewhere, with a warning; ``lapo.device``).
-        log_every, eval_every, checkpoint_every: in updates.
+        log_every, eval_every, checkpoint_every: updates between log lines, test evaluations
+            and checkpoints.
         seed: initialization and data-order seed.
     """
 
-    encoder: str = "impala"
+    encoder: Literal["impala", "nature"] = "impala"
     multiplier: int = 4
     features: int = 256
-    target: str = "continuous"
+    target: Literal["continuous", "quantized"] = "continuous"
     learning_rate: float = 2e-4
     warmup_steps: int = 1000
     batch_size: int = 128

@@ -54,10 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback. A command stopped before its end returns 75 (``--time-budget``; resumable), 130
     (SIGINT) or 143 (SIGTERM), the same for every command (``EXIT_STATUS_HELP``).
     """
+    args = build_parser().parse_args(argv)  # before the imports below: --help needs no torch
     from lapo.data.format import DatasetError
     from lapo.safety import InUseError
 
-    args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         stop_reason = args.func(args)

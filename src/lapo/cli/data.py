@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 
 from lapo.cli.common import HelpFormatter
+from lapo.cli.options import add_config_options, add_device_option, config_from_args, with_device
 from lapo.envs.games import DISTRIBUTION_MODES, GAMES
 
 IMPORT_FORMATS = ("auto", "video", "arrays", "lapo-release")
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
+    from lapo.config import CollectConfig
+
     p = sub.add_parser(
         "collect",
         help="record a Procgen game with a policy into a dataset",
@@ -20,48 +23,11 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
         "played by a policy, with vectorized environments, into a new lapo dataset.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "--env",
-        required=True,
-        choices=GAMES,
-        metavar="GAME",
-        help=f"Procgen game, one of: {', '.join(GAMES)}",
-    )
-    p.add_argument(
-        "--frames",
-        required=True,
-        type=int,
-        help="frames to record (environment steps summed over all envs)",
-    )
-    p.add_argument("--out", required=True, type=Path, help="output dataset directory")
-    p.add_argument(
-        "--policy",
-        default="random",
-        help="'random' (uniform over the 15 actions) or a policy checkpoint path",
-    )
-    p.add_argument(
-        "--temperature",
-        type=float,
-        default=1.0,
-        help="a checkpoint policy samples from softmax(logits / T); 1 = as trained, lower = "
-        "sharper",
-    )
-    p.add_argument("--num-envs", type=int, default=64, help="parallel environments")
-    p.add_argument(
-        "--distribution-mode",
-        default="easy",
-        choices=DISTRIBUTION_MODES,
-        help="Procgen distribution mode (the paper uses easy)",
-    )
-    p.add_argument("--num-levels", type=int, default=0, help="number of levels, 0 = all")
-    p.add_argument("--start-level", type=int, default=0, help="first level seed")
-    p.add_argument("--seed", type=int, default=0, help="level-sampler and random-policy seed")
-    p.add_argument("--shard-frames", type=int, default=8192, help="frames per shard file")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing dataset at --out (only after recording succeeds)",
-    )
+    add_device_option(p)
+    add_config_options(
+        p, CollectConfig, choices={"env": GAMES, "distribution_mode": DISTRIBUTION_MODES},
+        help_={"overwrite": "replace an existing dataset at --out (only after recording succeeds)"},
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_collect)
 
@@ -136,14 +102,8 @@ def _run_collect(args: argparse.Namespace) -> None:
     from lapo.config import CollectConfig
     from lapo.stages.collect import collect, format_summary
 
-    config = CollectConfig(
-        env=args.env, frames=args.frames, out=args.out, policy=args.policy,
-        temperature=args.temperature, num_envs=args.num_envs,
-        distribution_mode=args.distribution_mode,
-        num_levels=args.num_levels, start_level=args.start_level, seed=args.seed,
-        shard_frames=args.shard_frames, overwrite=args.overwrite,
-    )  # fmt: skip
-    summary = collect(config, progress=not args.no_progress)
+    config = config_from_args(CollectConfig, None, None, args)
+    summary = collect(config, progress=not args.no_progress, **with_device(collect, args.device))
     print(format_summary(config, summary))
 
 

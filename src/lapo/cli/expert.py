@@ -7,11 +7,17 @@ import json
 from pathlib import Path
 
 from lapo.cli.common import HelpFormatter, budget_seconds
-from lapo.envs.games import GAMES
+from lapo.cli.options import add_config_options, add_device_option, config_from_args, with_device
+from lapo.envs.games import DISTRIBUTION_MODES, GAMES
+
+#: ``PPOConfig`` fields without an ``expert train`` option (none: every field has one).
+PPO_EXCLUDE: tuple[str, ...] = ()
+#: Old spellings kept as aliases of the generated options.
+PPO_ALIASES = {"total_steps": "--steps"}
 
 
 def _add_expert(sub: argparse._SubParsersAction) -> None:
-    from lapo.config import PPO_PRESETS
+    from lapo.config import PPO_PRESETS, PPOConfig
 
     p = sub.add_parser(
         "expert",
@@ -28,14 +34,6 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     tr.add_argument(
-        "--env",
-        required=True,
-        choices=GAMES,
-        metavar="GAME",
-        help=f"Procgen game, one of: {', '.join(GAMES)}",
-    )
-    tr.add_argument("--steps", type=int, help="environment steps to train for (default: preset)")
-    tr.add_argument(
         "--preset",
         default="cpu",
         choices=sorted(PPO_PRESETS),
@@ -49,19 +47,12 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
         metavar="MINUTES",
         help="stop with a checkpoint after this many minutes (resume later)",
     )
-    tr.add_argument("--encoder", choices=("impala", "nature"), help="override the preset's")
-    tr.add_argument("--multiplier", type=int, help="encoder channel multiplier")
-    tr.add_argument("--num-envs", type=int, help="parallel environments (default 64)")
-    tr.add_argument("--learning-rate", type=float, help="Adam step size (default 5e-4)")
-    tr.add_argument("--num-levels", type=int, help="training levels, 0 = all (default 0)")
-    tr.add_argument("--start-level", type=int, help="first training level (default 0)")
-    tr.add_argument(
-        "--eval-start-level", type=int, help="first held-out evaluation level (default 1000000)"
-    )
-    tr.add_argument("--eval-every", type=int, help="updates between evaluations (default 50)")
-    tr.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    tr.add_argument("--seed", type=int, help="seed (default 0)")
+    add_device_option(tr)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_options(
+        tr, PPOConfig, PPO_PRESETS, exclude=PPO_EXCLUDE, aliases=PPO_ALIASES,
+        choices={"env": GAMES, "distribution_mode": DISTRIBUTION_MODES}, required=("env",),
+    )  # fmt: skip
     tr.set_defaults(func=_run_expert_train)
     ev = ex_sub.add_parser(
         "eval",
@@ -82,6 +73,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--num-levels", type=int, default=0, help="evaluation levels, 0 = all")
     ev.add_argument("--seed", type=int, default=1, help="evaluation seed")
     ev.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    add_device_option(ev)
     ev.set_defaults(func=_run_expert_eval)
     exp = ex_sub.add_parser(
         "export",
@@ -95,6 +87,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--out", type=Path, required=True, help="output directory")
     exp.add_argument("--episodes", type=int, default=200, help="evaluation episodes (0: none)")
     exp.add_argument("--seed", type=int, default=1, help="evaluation seed")
+    add_device_option(exp)
     exp.set_defaults(func=_run_expert_export)
 
 
@@ -103,19 +96,12 @@ def _run_expert_train(args: argparse.Namespace) -> str | None:
     from lapo.stages.expert import train_expert
 
     budget = budget_seconds(args.time_budget)
-    overrides = {
-        "total_steps": args.steps, "encoder": args.encoder, "multiplier": args.multiplier,
-        "num_envs": args.num_envs, "learning_rate": args.learning_rate,
-        "num_levels": args.num_levels, "start_level": args.start_level,
-        "eval_start_level": args.eval_start_level, "eval_every": args.eval_every,
-        "seed": args.seed, "bf16": False if args.no_bf16 else None,
-    }  # fmt: skip
-    values = {**PPO_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None}}
-    config = PPOConfig(env=args.env, **values)
+    config = config_from_args(PPOConfig, PPO_PRESETS, args.preset, args, exclude=PPO_EXCLUDE)
     out = args.out or Path("runs") / f"expert-{args.env}"
     metrics = train_expert(
-        config, out, resume=args.resume, progress=not args.no_progress, time_budget_s=budget
-    )
+        config, out, resume=args.resume, progress=not args.no_progress, time_budget_s=budget,
+        device=args.device,
+    )  # fmt: skip
     shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("return/")}
     print(f"{out}: {shown}")
     return metrics.get("stop_reason")
@@ -127,11 +113,13 @@ def _run_expert_eval(args: argparse.Namespace) -> None:
     from lapo.load import load_expert
     from lapo.stages.expert import evaluate_expert
 
-    net, config = load_expert(args.checkpoint)
+    net, config = load_expert(args.checkpoint, **with_device(load_expert, args.device))
     if args.start_level is not None:
         config = dataclasses.replace(config, eval_start_level=args.start_level)
     config = dataclasses.replace(config, eval_num_levels=args.num_levels)
-    result = evaluate_expert(net, config, args.episodes, seed=args.seed)
+    result = evaluate_expert(
+        net, config, args.episodes, seed=args.seed, **with_device(evaluate_expert, args.device)
+    )
     print(result.summary())
     print(
         f"levels: start {result.start_level}, count {result.num_levels or 'all'}; "
@@ -150,8 +138,10 @@ def _run_expert_export(args: argparse.Namespace) -> None:
 
     evaluation = None
     if args.episodes > 0:
-        net, config = load_expert(args.checkpoint)
-        result = evaluate_expert(net, config, args.episodes, seed=args.seed)
+        net, config = load_expert(args.checkpoint, **with_device(load_expert, args.device))
+        result = evaluate_expert(
+            net, config, args.episodes, seed=args.seed, **with_device(evaluate_expert, args.device)
+        )
         print(result.summary())
         evaluation = {k: v for k, v in result_dict(result).items() if k != "returns"}
         evaluation["seed"] = args.seed

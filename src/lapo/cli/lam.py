@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lapo.cli.common import HelpFormatter, budget_seconds
+from lapo.cli.options import add_config_options, add_device_option, config_from_args
 
 if TYPE_CHECKING:
     from lapo.config import LAMConfig
 
+#: ``LAMConfig`` fields without a ``train-lam`` option (none: every field has one).
+LAM_EXCLUDE: tuple[str, ...] = ()
+
 
 def _add_train_lam(sub: argparse._SubParsersAction) -> None:
-    from lapo.config import LAM_PRESETS
+    from lapo.config import LAM_PRESETS, LAMConfig
 
     p = sub.add_parser(
         "train-lam",
@@ -41,85 +45,24 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
         help="stop with a checkpoint after this many minutes (the learning rate decays over "
         "--steps, so set --steps to about what fits in the budget)",
     )
-    p.add_argument("--steps", type=int, help="updates (overrides the preset)")
-    p.add_argument("--batch-size", type=int, help="windows per update (overrides the preset)")
-    p.add_argument("--learning-rate", type=float, help="peak learning rate (overrides the preset)")
-    p.add_argument(
-        "--quantizer",
-        choices=("vq", "none", "fsq"),
-        help="vq (paper), none (no-VQ ablation) or fsq",
-    )
-    p.add_argument(
-        "--restart-dead-codes",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="re-seed unused codes from the batch (default: the preset's; off in paper)",
-    )
-    p.add_argument(
-        "--fdm-residual",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the FDM predicts o_(t+1) as o_t plus a change (default: the preset's; off in paper)",
-    )
-    p.add_argument(
-        "--idm-frame-differences",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the IDM also sees o_(i+1) - o_i of consecutive frames (default: the preset's; "
-        "off in paper)",
-    )
-    p.add_argument(
-        "--idm-multiplier",
-        type=int,
-        help="the IDM's IMPALA channel multiplier (default: the preset's; paper 4, cpu 2)",
-    )
-    p.add_argument("--context", type=int, help="k, past frames before o_t (paper 1)")
-    p.add_argument(
-        "--num-latents",
-        type=int,
-        help="discrete latents per codebook, the bottleneck's width (paper and cpu: 4)",
-    )
-    p.add_argument(
-        "--code-dim",
-        type=int,
-        help="dimension of one code (paper and cpu: 16); the latent action has "
-        "codebooks x latents x code-dim entries",
-    )
-    p.add_argument(
-        "--probe-samples",
-        type=int,
-        help="held-out windows for the final latent-quality probes (overrides the preset)",
-    )
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
+    add_device_option(p)
+    add_config_options(p, LAMConfig, LAM_PRESETS, exclude=LAM_EXCLUDE)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_train_lam)
 
 
 def _preset(args: argparse.Namespace) -> str:
-    """``--preset``, else ``paper`` when a GPU is visible and ``cpu`` without."""
-    import torch
+    """``--preset``, else ``lapo.device.default_preset()`` (paper with a GPU, cpu without)."""
+    from lapo.device import default_preset
 
-    return args.preset or ("paper" if torch.cuda.is_available() else "cpu")
+    return args.preset or default_preset()
 
 
 def lam_config_from_args(args: argparse.Namespace) -> LAMConfig:
     """The ``LAMConfig`` of parsed ``train-lam`` arguments: the preset, then the options given."""
     from lapo.config import LAM_PRESETS, LAMConfig
 
-    overrides = {
-        "steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "quantizer": args.quantizer, "context": args.context, "seed": args.seed,
-        "bf16": False if args.no_bf16 else None,
-        "restart_dead_codes": args.restart_dead_codes,
-        "fdm_residual": args.fdm_residual,
-        "idm_frame_differences": args.idm_frame_differences,
-        "idm_multiplier": args.idm_multiplier,
-        "probe_samples": args.probe_samples,
-        "num_latents": args.num_latents, "code_dim": args.code_dim,
-    }  # fmt: skip
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return LAMConfig(**{**LAM_PRESETS[_preset(args)], **given})
+    return config_from_args(LAMConfig, LAM_PRESETS, _preset(args), args, exclude=LAM_EXCLUDE)
 
 
 def _run_train_lam(args: argparse.Namespace) -> str | None:
@@ -134,6 +77,7 @@ def _run_train_lam(args: argparse.Namespace) -> str | None:
         resume=args.resume,
         time_budget_s=budget,
         progress=not args.no_progress,
+        device=args.device,
     )
     keys = ("test/fdm_mse", "test/psnr", "probe_linear_accuracy", "probe_mlp_accuracy", "nmi")
     print(
@@ -162,13 +106,16 @@ def _add_probe_lam(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, help="write the result as JSON here (default: print it only)"
     )
+    add_device_option(p)
     p.set_defaults(func=_run_probe_lam)
 
 
 def _run_probe_lam(args: argparse.Namespace) -> None:
+    from lapo.device import resolve_device
     from lapo.eval.latent_quality import probe_lam, summary_line
 
-    result = probe_lam(args.lam, args.data, samples=args.samples, out=args.out)
+    device = str(resolve_device(args.device))  # probe_lam's own default is the CPU
+    result = probe_lam(args.lam, args.data, samples=args.samples, out=args.out, device=device)
     where = "held-out episodes of the training data" if result["held_out_split"] else "all episodes"
     print(f"{args.data} ({where}), {summary_line(result)}")
     if args.out:

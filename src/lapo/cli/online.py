@@ -6,17 +6,25 @@ import argparse
 from pathlib import Path
 
 from lapo.cli.common import HelpFormatter, add_allow_unfinished, budget_seconds
-from lapo.envs.games import GAMES
+from lapo.cli.options import add_config_options, add_device_option, config_from_args
+from lapo.envs.games import DISTRIBUTION_MODES, GAMES
+
+#: ``FinetuneConfig`` fields the hybrid RL+SL variant alone uses (no ``ppo`` options).
+HYBRID_FIELDS = ("hybrid", "lam", "hybrid_steps", "hybrid_every", "hybrid_epochs",
+                 "hybrid_batch_size", "hybrid_learning_rate", "hybrid_label_smoothing")  # fmt: skip
+#: ``FinetuneConfig`` fields without a ``finetune`` option: the latent policy and the latent
+#: action model are input checkpoints (``--policy``, ``--lam``, resolved to absolute paths), and
+#: the network fields are the latent policy's own.
+FINETUNE_EXCLUDE = ("latent_policy", "lam", "encoder", "multiplier", "features")
+#: ``FinetuneConfig`` fields without a ``ppo`` option (PPO from scratch starts from no policy).
+PPO_SCRATCH_EXCLUDE = ("latent_policy", *HYBRID_FIELDS)
+#: Old spellings kept as aliases of the generated options.
+ALIASES = {"total_steps": "--steps"}
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    from lapo.config import FINETUNE_PRESETS
+def _common(p: argparse.ArgumentParser, exclude: tuple[str, ...], learning_rate: str) -> None:
+    from lapo.config import FINETUNE_PRESETS, FinetuneConfig
 
-    p.add_argument(
-        "--env", required=True, choices=GAMES, metavar="GAME",
-        help=f"Procgen game, one of: {', '.join(GAMES)}",
-    )  # fmt: skip
-    p.add_argument("--steps", type=int, help="environment steps to train for (default: preset)")
     p.add_argument(
         "--preset",
         default="cpu",
@@ -30,17 +38,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="MINUTES",
         help="stop with a checkpoint after this many minutes (resume later)",
     )
-    p.add_argument("--num-envs", type=int, help="parallel environments (default 64)")
-    p.add_argument("--num-levels", type=int, help="training levels, 0 = all (default 0)")
-    p.add_argument(
-        "--eval-start-level", type=int, help="first held-out evaluation level (default 1000000)"
-    )
-    p.add_argument("--eval-every", type=int, help="updates between held-out evaluations")
-    p.add_argument("--eval-episodes", type=int, help="episodes per held-out evaluation")
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    add_device_option(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_options(
+        p, FinetuneConfig, FINETUNE_PRESETS, exclude=exclude, aliases=ALIASES,
+        choices={"env": GAMES, "distribution_mode": DISTRIBUTION_MODES}, required=("env",),
+        help_={"learning_rate": learning_rate},
+    )  # fmt: skip
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
@@ -58,22 +62,12 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         "--policy", required=True, type=Path, metavar="CKPT",
         help="latent policy checkpoint or run directory (lapo train-bc)",
     )  # fmt: skip
-    _common(p)
     p.add_argument("--out", type=Path, help="run directory (default: runs/finetune-GAME)")
-    p.add_argument("--learning-rate", type=float, help="of the fine-tuned layers (default 0.01)")
-    p.add_argument(
-        "--hybrid",
-        action="store_true",
-        help="the release's RL+SL variant: average the RL head's logits with a decoder head "
-        "refitted on IDM labels of the agent's own transitions (needs --lam)",
-    )
     p.add_argument(
         "--lam", type=Path, metavar="CKPT",
         help="latent action model checkpoint whose IDM labels the transitions (with --hybrid)",
     )  # fmt: skip
-    p.add_argument(
-        "--hybrid-steps", type=int, help="env steps during which the decoder is refitted"
-    )
+    _common(p, FINETUNE_EXCLUDE, "Adam step size of the fine-tuned layers (paper 0.01)")
     add_allow_unfinished(p, "stage-2 (--policy)")
     p.set_defaults(func=_run_finetune)
 
@@ -86,27 +80,13 @@ def _add_ppo(sub: argparse._SubParsersAction) -> None:
         "trained at learning rate 5e-4 (the paper's baseline, section 6.1 and Figure 3).",
         formatter_class=HelpFormatter,
     )
-    _common(p)
     p.add_argument("--out", type=Path, help="run directory (default: runs/ppo-GAME)")
-    p.add_argument("--learning-rate", type=float, help="Adam step size (default 5e-4)")
+    _common(p, PPO_SCRATCH_EXCLUDE, "Adam step size, every layer (default 5e-4, the paper's)")
     p.add_argument(
         "--network-from", type=Path, metavar="CKPT",
         help="use the encoder of this latent policy checkpoint (architecture only, not weights)",
     )  # fmt: skip
     p.set_defaults(func=_run_ppo)
-
-
-def _values(args: argparse.Namespace, **fixed) -> dict:
-    from lapo.config import FINETUNE_PRESETS
-
-    overrides = {
-        "total_steps": args.steps, "num_envs": args.num_envs, "num_levels": args.num_levels,
-        "eval_start_level": args.eval_start_level, "eval_every": args.eval_every,
-        "eval_episodes": args.eval_episodes, "learning_rate": args.learning_rate,
-        "seed": args.seed, "bf16": False if args.no_bf16 else None,
-    }  # fmt: skip
-    chosen = {k: v for k, v in overrides.items() if v is not None}
-    return {**FINETUNE_PRESETS[args.preset], **fixed, **chosen}
 
 
 def _train(config, out: Path, args: argparse.Namespace) -> str | None:
@@ -122,7 +102,7 @@ def _train(config, out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _run_finetune(args: argparse.Namespace) -> str | None:
-    from lapo.config import FinetuneConfig
+    from lapo.config import FINETUNE_PRESETS, FinetuneConfig
     from lapo.load import latent_policy_network
 
     budget_seconds(args.time_budget)  # refuse a bad budget before any work
@@ -132,24 +112,25 @@ def _run_finetune(args: argparse.Namespace) -> str | None:
     fixed = {
         **network,
         "latent_policy": str(args.policy.resolve()),
-        "hybrid": args.hybrid,
         "lam": str(args.lam.resolve()) if args.lam else None,
     }
-    if args.hybrid_steps is not None:
-        fixed["hybrid_steps"] = args.hybrid_steps
-    config = FinetuneConfig(env=args.env, **_values(args, **fixed))
+    config = config_from_args(
+        FinetuneConfig, FINETUNE_PRESETS, args.preset, args, exclude=FINETUNE_EXCLUDE, **fixed
+    )
     return _train(config, args.out or Path("runs") / f"finetune-{args.env}", args)
 
 
 def _run_ppo(args: argparse.Namespace) -> str | None:
-    from lapo.config import SCRATCH_LEARNING_RATE, FinetuneConfig
+    from lapo.config import FINETUNE_PRESETS, SCRATCH_LEARNING_RATE, FinetuneConfig
     from lapo.load import latent_policy_network
 
     budget_seconds(args.time_budget)  # refuse a bad budget before any work
     fixed = {"learning_rate": SCRATCH_LEARNING_RATE}
     if args.network_from is not None:
         fixed |= latent_policy_network(args.network_from)
-    config = FinetuneConfig(env=args.env, **_values(args, **fixed))
+    config = config_from_args(
+        FinetuneConfig, FINETUNE_PRESETS, args.preset, args, exclude=PPO_SCRATCH_EXCLUDE, **fixed
+    )
     return _train(config, args.out or Path("runs") / f"ppo-{args.env}", args)
 
 

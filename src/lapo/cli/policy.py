@@ -7,11 +7,22 @@ import json
 from pathlib import Path
 
 from lapo.cli.common import HelpFormatter, add_allow_unfinished, budget_seconds, label_counts
+from lapo.cli.options import (
+    add_config_options,
+    add_device_option,
+    config_from_args,
+    with_device,
+)
 from lapo.envs.games import GAMES
+
+#: ``BCConfig`` fields without a ``train-bc`` option (none: every field has one).
+BC_EXCLUDE: tuple[str, ...] = ()
+#: ``DecodeConfig`` fields without a ``decode-offline`` option (none: every field has one).
+DECODE_EXCLUDE: tuple[str, ...] = ()
 
 
 def _add_train_bc(sub: argparse._SubParsersAction) -> None:
-    from lapo.config import BC_PRESETS
+    from lapo.config import BC_PRESETS, BCConfig
 
     p = sub.add_parser(
         "train-bc",
@@ -36,35 +47,21 @@ def _add_train_bc(sub: argparse._SubParsersAction) -> None:
         metavar="MINUTES",
         help="stop with a checkpoint after this many minutes",
     )
-    p.add_argument("--steps", type=int, help="updates (overrides the preset)")
-    p.add_argument(
-        "--target",
-        choices=("continuous", "quantized"),
-        help="regress the pre-quantization latent (release) or the quantized one",
-    )
-    p.add_argument("--learning-rate", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
     add_allow_unfinished(p, "stage-1 (--lam)")
+    add_device_option(p)
+    add_config_options(p, BCConfig, BC_PRESETS, exclude=BC_EXCLUDE)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_train_bc)
 
 
 def _run_train_bc(args: argparse.Namespace) -> str | None:
-    import torch
-
     from lapo.config import BC_PRESETS, BCConfig
+    from lapo.device import default_preset
     from lapo.stages.bc import train_bc
 
     budget = budget_seconds(args.time_budget)
-    preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
-    overrides = {
-        "steps": args.steps,
-        "target": args.target,
-        "learning_rate": args.learning_rate,
-        "seed": args.seed,
-    }
-    values = {**BC_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    config = BCConfig(**values)
+    preset = args.preset or default_preset()
+    config = config_from_args(BCConfig, BC_PRESETS, preset, args, exclude=BC_EXCLUDE)
     metrics = train_bc(
         config,
         args.lam,
@@ -74,6 +71,7 @@ def _run_train_bc(args: argparse.Namespace) -> str | None:
         allow_unfinished=args.allow_unfinished,
         time_budget_s=budget,
         progress=not args.no_progress,
+        device=args.device,
     )
     shown = ", ".join(
         f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("train/", "test/"))
@@ -83,6 +81,8 @@ def _run_train_bc(args: argparse.Namespace) -> str | None:
 
 
 def _add_decode(sub: argparse._SubParsersAction) -> None:
+    from lapo.config import DecodeConfig
+
     p = sub.add_parser(
         "decode-offline",
         help="stage 3: decode latent actions to true actions with a few labels",
@@ -96,18 +96,8 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", required=True, type=Path, help="stage-2 run directory/checkpoint")
     p.add_argument("--lam", required=True, type=Path, help="stage-1 run directory/checkpoint")
     p.add_argument("--data", required=True, type=Path, help="dataset with true actions")
-    p.add_argument("--labels", type=int, default=256, help="labelled transitions N")
     p.add_argument("--out", type=Path, default=Path("runs/decode"), help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="label draw and initialization seed")
     p.add_argument("--no-baseline", action="store_true", help="skip the label-only BC baseline")
-    p.add_argument(
-        "--pseudo-label-updates",
-        type=int,
-        default=0,
-        metavar="U",
-        help="not in the paper: also fine-tune the decoded policy for U updates on the "
-        "decoder's labels of unlabelled transitions (saved as pseudo-label/; 0: skip)",
-    )
     p.add_argument(
         "--sweep",
         type=label_counts,
@@ -117,12 +107,15 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="sweep: seeds per label count")
     p.add_argument("--episodes", type=int, default=32, help="sweep: episodes per evaluation")
     add_allow_unfinished(p, "stage-2 (--policy)")
+    add_device_option(p)
+    add_config_options(p, DecodeConfig, exclude=DECODE_EXCLUDE)
     p.set_defaults(func=_run_decode)
 
 
 def _run_decode(args: argparse.Namespace) -> None:
     from lapo.config import DecodeConfig
 
+    config = config_from_args(DecodeConfig, None, None, args, exclude=DECODE_EXCLUDE)
     if args.sweep:
         from lapo.load import check_finished
         from lapo.pipeline.label_sweep import label_sweep, sweep_table
@@ -140,6 +133,8 @@ def _run_decode(args: argparse.Namespace) -> None:
                 seeds=tuple(range(args.seeds)),
                 episodes=args.episodes,
                 baseline=not args.no_baseline,
+                config=config,
+                **with_device(label_sweep, args.device),
             )
         for row in sweep_table(rows):
             print(
@@ -150,12 +145,9 @@ def _run_decode(args: argparse.Namespace) -> None:
         return
     from lapo.stages.decode import decode_offline
 
-    config = DecodeConfig(
-        labels=args.labels, seed=args.seed, pseudo_label_updates=args.pseudo_label_updates
-    )
     facts = decode_offline(
         config, args.policy, args.lam, args.data, args.out, baseline=not args.no_baseline,
-        allow_unfinished=args.allow_unfinished,
+        allow_unfinished=args.allow_unfinished, **with_device(decode_offline, args.device),
     )  # fmt: skip
     print(
         f"{args.out}: decoder validation accuracy "
@@ -175,8 +167,6 @@ def _run_decode(args: argparse.Namespace) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from lapo.eval.evaluate import EVAL_SEED
-
     p = sub.add_parser(
         "evaluate",
         help="roll out any policy checkpoint and report its (normalized) return",
@@ -195,7 +185,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=100, help="complete episodes K")
     p.add_argument("--start-level", type=int, default=0, help="first level seed")
     p.add_argument("--num-levels", type=int, default=0, help="levels, 0 = all")
-    p.add_argument("--seed", type=int, default=EVAL_SEED, help="environment and sampling seed")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="environment and sampling seed (default: lapo.eval.evaluate.EVAL_SEED, 12345)",
+    )
     p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
     p.add_argument(
         "--temperature",
@@ -204,11 +198,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="sample from softmax(logits / T) (e.g. the T an expert recorded with)",
     )
     p.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    add_device_option(p)
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from lapo.eval.evaluate import evaluate_checkpoint, result_dict
+    from lapo.eval.evaluate import EVAL_SEED, evaluate_checkpoint, result_dict
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
@@ -218,9 +213,10 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         game=args.env,
         start_level=args.start_level,
         num_levels=args.num_levels,
-        seed=args.seed,
+        seed=EVAL_SEED if args.seed is None else args.seed,
         greedy=args.greedy,
         temperature=args.temperature,
+        **with_device(evaluate_checkpoint, args.device),
     )
     print(result.summary())
     if args.json:

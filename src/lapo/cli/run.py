@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from lapo.cli.common import HelpFormatter, budget_seconds, label_counts
+from lapo.cli.options import add_config_options, config_overrides, device_name, parse_assignment
 from lapo.envs.games import GAMES
 
 REDO_STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
+#: ``RunConfig`` fields without a ``lapo run`` option: ``overrides`` is given by ``--set``.
+RUN_EXCLUDE = ("overrides",)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
+    from lapo.pipeline.plan import RUN_DEFAULTS, RUN_PRESETS, STAGE_CONFIGS, RunConfig
+
     p = sub.add_parser(
         "run",
         help="the whole pipeline: expert recording -> stages 1-3 -> evaluation -> report",
@@ -22,55 +26,28 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "after an interruption; finished stages are skipped.",
         formatter_class=HelpFormatter,
     )
+    add_config_options(
+        p, RunConfig, {name: {**RUN_DEFAULTS, **values} for name, values in RUN_PRESETS.items()},
+        exclude=RUN_EXCLUDE,
+        choices={"env": GAMES, "preset": RUN_PRESETS},
+        types_={"sweep": label_counts, "device": device_name},
+        help_={
+            "env": "game (default: the first shipped expert's, coinrun when shipped)",
+            "preset": "cpu, paper or smoke: every stage's preset and the defaults of the "
+            "options below (default: paper with a GPU, cpu without)",
+            "out": "run directory (default: runs/lapo-GAME-PRESET)",
+        },
+    )  # fmt: skip
     p.add_argument(
-        "--env",
-        choices=GAMES,
-        metavar="GAME",
-        help="game (default: the first shipped expert's, coinrun when shipped)",
+        "--set",
+        action="append",
+        default=[],
+        dest="assignments",
+        metavar="STAGE.FIELD=VALUE",
+        help="set a field of a stage's config on top of the preset, e.g. --set lam.steps=500 "
+        f"--set bc.batch_size=32 (repeatable; stages: {', '.join(STAGE_CONFIGS)}; their fields "
+        "are the options of lapo train-lam, train-bc and decode-offline, with _ for -)",
     )
-    p.add_argument(
-        "--preset", choices=("cpu", "paper", "smoke"), help="default: paper with a GPU, cpu without"
-    )
-    p.add_argument("--out", type=Path, help="run directory (default: runs/lapo-GAME-PRESET)")
-    p.add_argument("--expert", help="expert checkpoint to record (default: the shipped one)")
-    p.add_argument(
-        "--expert-temperature",
-        type=float,
-        help="the expert records (and is evaluated) sampling softmax(logits / T) (default 1)",
-    )
-    p.add_argument("--frames", type=int, help="frames to record (default: preset)")
-    p.add_argument("--labels", type=int, help="labelled transitions for decoding (256)")
-    p.add_argument("--eval-episodes", type=int, help="episodes per evaluated policy (100)")
-    p.add_argument(
-        "--pseudo-label-updates",
-        type=int,
-        metavar="U",
-        help="not in the paper: also fine-tune the decoded policy for U updates on the "
-        "decoder's labels of unlabelled transitions, and evaluate it (default: preset's; 0)",
-    )
-    p.add_argument("--sweep", type=label_counts, metavar="N,N,...", help="also run a label sweep")
-    p.add_argument("--sweep-seeds", type=int, help="sweep: seeds per label count (3)")
-    p.add_argument("--sweep-episodes", type=int, help="sweep: episodes per evaluation (32)")
-    p.add_argument(
-        "--sweep-baseline",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="sweep: also label-only BC on the same labels and levels (default: on)",
-    )
-    p.add_argument(
-        "--online",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="online fine-tuning vs PPO from scratch (default: on in paper)",
-    )
-    p.add_argument("--online-steps", type=int, help="env steps per online run")
-    p.add_argument("--online-seeds", type=int, help="seeds per online method")
-    p.add_argument(
-        "--lam-steps", type=int, help="stage-1 updates (default: the preset's; cpu 3,000)"
-    )
-    p.add_argument("--lam-minutes", type=float, help="wall-clock budget of stage 1")
-    p.add_argument("--bc-minutes", type=float, help="wall-clock budget of stage 2")
-    p.add_argument("--hide-noop", action="store_true", help="hide NOOP in the latent map")
     p.add_argument(
         "--redo",
         action="append",
@@ -78,9 +55,27 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         choices=REDO_STAGES,
         help="run this finished stage (and all later ones) again",
     )
-    p.add_argument("--seed", type=int, help="recording seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
+
+
+def run_config_from_args(args: argparse.Namespace):
+    """The ``RunConfig`` of parsed ``lapo run`` arguments: the options given and the ``--set``
+    assignments; ``RunConfig`` itself fills the rest from the preset (the same code as the API).
+
+    Raises:
+        ValueError: a malformed ``--set``, an unknown stage or field (listing the valid names)
+            or a value of the wrong type, or an invalid ``RunConfig``.
+    """
+    from lapo.pipeline.plan import STAGE_CONFIGS, RunConfig
+
+    overrides: dict[str, dict] = {}
+    for text in args.assignments:
+        stage, name, value = parse_assignment(text, STAGE_CONFIGS)
+        overrides.setdefault(stage, {})[name] = value
+    given = config_overrides(RunConfig, args, exclude=RUN_EXCLUDE)
+    given.setdefault("env", default_env())
+    return RunConfig(**given, overrides=overrides)
 
 
 def default_env() -> str:
@@ -98,32 +93,11 @@ def default_env() -> str:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from lapo.pipeline import RunConfig, run_pipeline
+    from lapo.pipeline import run_pipeline
 
     budget_seconds(args.lam_minutes, "--lam-minutes")  # refuse bad budgets before any work
     budget_seconds(args.bc_minutes, "--bc-minutes")
-    env = args.env or default_env()
-    given = {
-        "frames": args.frames,
-        "labels": args.labels,
-        "eval_episodes": args.eval_episodes,
-        "pseudo_label_updates": args.pseudo_label_updates,
-        "sweep": args.sweep,
-        "sweep_seeds": args.sweep_seeds,
-        "sweep_episodes": args.sweep_episodes,
-        "sweep_baseline": args.sweep_baseline,
-        "online": args.online,
-        "online_steps": args.online_steps,
-        "online_seeds": args.online_seeds,
-        "lam_steps": args.lam_steps,
-        "lam_minutes": args.lam_minutes,
-        "bc_minutes": args.bc_minutes,
-        "seed": args.seed,
-        "expert": args.expert,
-        "expert_temperature": args.expert_temperature,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
-    config = RunConfig(env=env, preset=args.preset, out=args.out, hide_noop=args.hide_noop, **given)
+    config = run_config_from_args(args)
     summaries = run_pipeline(config, redo=tuple(args.redo), progress=not args.no_progress)
     print(summary_table(summaries), file=sys.stdout)
     print(f"report: {config.out / 'report' / 'report.html'}")

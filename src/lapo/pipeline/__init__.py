@@ -3,6 +3,15 @@
 The stages never import this package."""
 
 from lapo.pipeline.plan import RUN_PRESETS, RunConfig, StageConflict, StageInterrupted
-from lapo.pipeline.run import run_pipeline
 
 __all__ = ["RUN_PRESETS", "RunConfig", "StageConflict", "StageInterrupted", "run_pipeline"]
+
+
+def __getattr__(name: str):
+    """``run_pipeline`` on first use: it imports torch and every stage, which ``RunConfig``
+    (read by ``lapo --help``) does not need."""
+    if name == "run_pipeline":
+        from lapo.pipeline.run import run_pipeline
+
+        return run_pipeline
+    raise AttributeError(f"module 'lapo.pipeline' has no attribute {name!r}")

@@ -85,6 +85,7 @@ def run_online_comparison(
                 cfg = dataclasses.replace(cfg, learning_rate=SCRATCH_LEARNING_RATE)
             run_dir = directory / f"{short}-seed{seed}"
             metrics = train_finetune(cfg, run_dir, resume=True, progress=progress,
+                                     device=config.device,
                                      allow_unfinished=config.bc_minutes is not None)  # fmt: skip
             if metrics.get("stop_reason") is not None:
                 raise StageInterrupted(

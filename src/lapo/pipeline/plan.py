@@ -23,7 +23,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +37,7 @@ from lapo.config import (
     LAMConfig,
     check_temperature,
 )
-from lapo.device import default_preset
 from lapo.envs.games import check_game
-from lapo.runtime import field_defaults
 
 STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
 DIRS = {
@@ -75,13 +73,29 @@ class RunConfig:
         pseudo_label_updates: not in the paper (0: off): updates of fine-tuning the decoded
             policy on the decoder's labels of unlabelled transitions (``DecodeConfig``); the
             result is evaluated next to the paper's decoded policy.
-        sweep: label counts for the label sweep (empty: no sweep); sweep_seeds, sweep_episodes;
-            sweep_baseline: also label-only BC at every count (same labels and levels).
-        online: run online fine-tuning vs PPO from scratch; online_steps, online_seeds.
+        sweep: label counts for the label sweep (empty: no sweep).
+        sweep_seeds: sweep: seeds per label count.
+        sweep_episodes: sweep: episodes per evaluation.
+        sweep_baseline: sweep: also label-only BC at every count (same labels and levels).
+        online: run online fine-tuning vs PPO from scratch.
+        online_steps: environment steps per online run.
+        online_seeds: seeds per online method.
         lam_steps: stage-1 updates (None: the preset's; the learning rate decays over them).
-        lam_minutes, bc_minutes: optional wall-clock budgets of stages 1 and 2 (None: steps).
+        lam_minutes: optional wall-clock budget of stage 1 in minutes (None: all its steps).
+        bc_minutes: optional wall-clock budget of stage 2 in minutes (None: all its steps).
         hide_noop: hide NOOP points in the latent-space map.
         seed: collection seed (evaluation uses other seeds).
+        device: torch device of the training stages (``cpu``, ``cuda``, ``cuda:N``, ``mps``);
+            None: ``lapo.device.default_device()``. Not a setting of the run: a run may resume
+            on another device.
+        overrides: ``{stage: {field: value}}`` set on top of the stage configs that ``preset``
+            and the fields above give (``stage_configs``; ``STAGE_CONFIGS`` names the stages),
+            e.g. ``{"lam": {"steps": 500}}``; ``lapo run --set lam.steps=500``. They win over
+            ``lam_steps``, ``labels``, ``seed`` and ``pseudo_label_updates``.
+
+    Raises:
+        ValueError: an unknown game or preset, an override of an unknown stage or field, or a
+            value out of range (of this config or of the stage configs it gives).
     """
 
     env: str = "coinrun"
@@ -106,8 +120,12 @@ class RunConfig:
     bc_minutes: float | None = None
     hide_noop: bool = False
     seed: int = 0
+    device: str | None = None
+    overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from lapo.device import default_preset  # imports torch: not at import time
+
         check_game(self.env)
         check_temperature(self.expert_temperature)
         preset = default_preset() if self.preset is None else self.preset
@@ -139,6 +157,35 @@ class RunConfig:
             raise ValueError("label counts must be >= 2 (a training and a validation label)")
         if self.lam_steps is not None and self.lam_steps < 1:
             raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")
+        object.__setattr__(self, "overrides", check_overrides(self.overrides))
+        stage_configs(self)  # a bad override value fails here, before any work
+
+
+#: The stage configs ``RunConfig.overrides`` (``lapo run --set STAGE.FIELD=VALUE``) may change.
+STAGE_CONFIGS: dict[str, type] = {"lam": LAMConfig, "bc": BCConfig, "decode": DecodeConfig}
+
+
+def check_overrides(overrides: Mapping[str, Mapping[str, object]]) -> dict[str, dict]:
+    """``overrides`` as plain dicts, after checking every stage and field name.
+
+    Raises:
+        ValueError: an unknown stage or field; the message lists the valid names.
+    """
+    checked: dict[str, dict] = {}
+    for stage, values in overrides.items():
+        if stage not in STAGE_CONFIGS:
+            raise ValueError(
+                f"overrides: unknown stage {stage!r}; valid stages: {', '.join(STAGE_CONFIGS)}"
+            )
+        names = [f.name for f in dataclasses.fields(STAGE_CONFIGS[stage])]
+        unknown = [name for name in values if name not in names]
+        if unknown:
+            raise ValueError(
+                f"overrides: {STAGE_CONFIGS[stage].__name__} ({stage}) has no field "
+                f"{', '.join(map(repr, unknown))}; valid fields: {', '.join(names)}"
+            )
+        checked[stage] = dict(values)
+    return checked
 
 
 #: Values of the preset-dependent ``RunConfig`` fields that no preset overrides.
@@ -335,6 +382,8 @@ def setting_defaults() -> dict[str, dict]:
     """Per stage, the value of each setting in runs recorded before that setting existed
     (``lapo.pipeline.plan.plan``): the config classes' field defaults, and the expert's
     sampling temperature 1."""
+    from lapo.runtime import field_defaults  # imports torch: not at import time
+
     temperature = {"expert_temperature": field_defaults(RunConfig)["expert_temperature"]}
     return {
         "collect": temperature,
@@ -346,15 +395,25 @@ def setting_defaults() -> dict[str, dict]:
 
 
 def stage_configs(config: RunConfig) -> dict:
-    """The typed configs of stages 1-3 for ``config.preset`` (``lam``, ``bc``, ``decode``)."""
+    """The typed configs of stages 1-3 for ``config.preset`` (``lam``, ``bc``, ``decode``): the
+    stage's preset, then the ``RunConfig`` fields that set it, then ``config.overrides``.
+
+    Raises:
+        ValueError: a value out of range (the stage config's own validation).
+    """
     lam_steps = {"steps": config.lam_steps} if config.lam_steps is not None else {}
+    decode = {
+        "labels": config.labels,
+        "seed": config.seed,
+        "pseudo_label_updates": config.pseudo_label_updates,
+        **({"max_epochs": 20, "bc_steps": 20} if config.preset == "smoke" else {}),
+    }
+    bases = {
+        "lam": {**LAM_PRESETS[config.preset], **lam_steps},
+        "bc": dict(BC_PRESETS[config.preset]),
+        "decode": decode,
+    }
     return {
-        "lam": LAMConfig(**{**LAM_PRESETS[config.preset], **lam_steps}),
-        "bc": BCConfig(**BC_PRESETS[config.preset]),
-        "decode": DecodeConfig(
-            labels=config.labels,
-            seed=config.seed,
-            pseudo_label_updates=config.pseudo_label_updates,
-            **({"max_epochs": 20, "bc_steps": 20} if config.preset == "smoke" else {}),
-        ),
+        stage: STAGE_CONFIGS[stage](**{**base, **config.overrides.get(stage, {})})
+        for stage, base in bases.items()
     }

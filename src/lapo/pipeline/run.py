@@ -143,6 +143,7 @@ def run_pipeline(
             resume=True,
             time_budget_s=budget,
             progress=progress,
+            device=config.device,
         )
         return _check_finished(metrics, "stage 1")
 
@@ -158,6 +159,7 @@ def run_pipeline(
             allow_unfinished=config.lam_minutes is not None,  # stage 1 stopped on its budget
             time_budget_s=budget,
             progress=progress,
+            device=config.device,
         )
         return _check_finished(metrics, "stage 2")
 
