@@ -180,6 +180,8 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
         == 0
     )
     common = ["--policy", str(tmp_path / "bc"), "--lam", str(tmp_path / "lam"), "--data", str(data)]
+    # short decoder and label-only BC trainings (DecodeConfig options; defaults 500 and 2,000)
+    common += ["--max-epochs", "20", "--bc-steps", "20", "--device", "cpu"]
     assert main(["decode-offline", *common, "--labels", "16", "--out", str(tmp_path / "dec")]) == 0
     assert (
         main(
@@ -215,6 +217,8 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
                     "3",
                     "--json",
                     str(out),
+                    "--device",
+                    "cpu",
                 ]
             )
             == 0
