@@ -3,6 +3,7 @@ the options generated from the typed configs on every command."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -72,3 +73,126 @@ def test_bad_sweep_is_a_usage_error_before_any_work(command, value, message, cap
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--sweep" in err and message in err
+
+
+def _generated():
+    """Per command: its config class and the fields it leaves out on purpose."""
+    from lapo.cli import expert, lam, online, policy, run
+    from lapo.config import (
+        BCConfig,
+        CollectConfig,
+        DecodeConfig,
+        FinetuneConfig,
+        LAMConfig,
+        PPOConfig,
+    )
+    from lapo.pipeline.plan import RunConfig
+
+    return {
+        ("collect",): (CollectConfig, ()),
+        ("train-lam",): (LAMConfig, lam.LAM_EXCLUDE),
+        ("train-bc",): (BCConfig, policy.BC_EXCLUDE),
+        ("decode-offline",): (DecodeConfig, policy.DECODE_EXCLUDE),
+        ("expert", "train"): (PPOConfig, expert.PPO_EXCLUDE),
+        ("finetune",): (FinetuneConfig, online.FINETUNE_EXCLUDE),
+        ("ppo",): (FinetuneConfig, online.PPO_SCRATCH_EXCLUDE),
+        ("run",): (RunConfig, run.RUN_EXCLUDE),
+    }
+
+
+#: The fields a command leaves out, and why (a new exclusion must be added here, on purpose).
+EXCLUDED = {
+    ("finetune",): {"latent_policy", "lam", "encoder", "multiplier", "features"},  # inputs
+    ("ppo",): {"latent_policy", "hybrid", "lam", "hybrid_steps", "hybrid_every", "hybrid_epochs",
+               "hybrid_batch_size", "hybrid_learning_rate", "hybrid_label_smoothing"},
+    ("run",): {"overrides"},  # --set
+}  # fmt: skip
+
+
+def test_every_config_field_has_a_flag_with_docstring_help() -> None:
+    from lapo.cli.options import field_docs, flag
+
+    found = dict(_subcommand_parsers(build_parser()))
+    commands = _generated()
+    for command, (config_cls, exclude) in commands.items():
+        assert set(exclude) == EXCLUDED.get(command, set()), command
+        actions = {a.dest: a for a in found[command]._actions if a.option_strings}
+        docs = field_docs(config_cls)
+        for field in dataclasses.fields(config_cls):
+            if field.name in exclude:
+                continue
+            action = actions.get(field.name)
+            assert action is not None and flag(field.name) in action.option_strings, (
+                f"lapo {' '.join(command)} has no {flag(field.name)} for "
+                f"{config_cls.__name__}.{field.name}"
+            )
+            assert docs[field.name], f"{config_cls.__name__}.{field.name} has no docstring entry"
+            assert action.default is None  # None: the preset's value, resolved by the config
+
+
+def test_help_comes_from_the_config_docstrings() -> None:
+    found = dict(_subcommand_parsers(build_parser()))
+
+    def help_of(command, option):
+        return next(a.help for a in found[command]._actions if option in a.option_strings)
+
+    assert help_of(("train-lam",), "--restart-dead-codes").startswith(
+        "re-seed unused codes from the batch (off in the paper) (default: the preset's: "
+        "paper False, cpu True, smoke False)"
+    )
+    assert help_of(("decode-offline",), "--max-epochs").startswith("decoder training (epochs")
+    assert help_of(("expert", "train"), "--num-steps") == (
+        "rollout length per env and update (default: the preset's: paper 256, cpu 256, smoke 16)"
+    )
+    assert help_of(("finetune",), "--hybrid-steps").startswith(
+        "environment steps during which the decoder is retrained (release 400k)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(["expert", "train", "--env", "maze", "--steps", "7"], "total_steps"),
+     (["ppo", "--env", "maze", "--steps", "7"], "total_steps"),
+     (["finetune", "--env", "maze", "--policy", "p", "--steps", "7"], "total_steps")],
+)  # fmt: skip
+def test_old_flag_spellings_still_work(old, new) -> None:
+    assert getattr(build_parser().parse_args(old), new) == 7
+    args = build_parser().parse_args([*old[:-2], "--no-bf16", "--seed", "3"])
+    assert (args.bf16, args.seed) == (False, 3)
+
+
+#: Every command that computes, with its required arguments.
+COMPUTING = {
+    "collect": ["collect", "--env", "maze", "--frames", "8", "--out", "o"],
+    "train-lam": ["train-lam", "--data", "d"],
+    "probe-lam": ["probe-lam", "l", "--data", "d"],
+    "train-bc": ["train-bc", "--lam", "l", "--data", "d"],
+    "decode-offline": ["decode-offline", "--policy", "p", "--lam", "l", "--data", "d"],
+    "evaluate": ["evaluate", "p"],
+    "finetune": ["finetune", "--env", "maze", "--policy", "p"],
+    "ppo": ["ppo", "--env", "maze"],
+    "expert train": ["expert", "train", "--env", "maze"],
+    "expert eval": ["expert", "eval", "c"],
+    "expert export": ["expert", "export", "c", "--out", "o"],
+    "run": ["run"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMPUTING))
+def test_every_computing_command_takes_device(command, capsys) -> None:
+    argv = COMPUTING[command]
+    assert build_parser().parse_args([*argv, "--device", "cpu"]).device == "cpu"
+    assert build_parser().parse_args([*argv, "--device", "cuda:1"]).device == "cuda:1"
+    assert build_parser().parse_args(argv).device is None  # lapo.device.default_device()
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*argv, "--device", "gpu"])
+    assert exc.value.code == 2 and "expected cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+
+
+def test_help_imports_no_torch() -> None:
+    code = (
+        "import sys, lapo.cli\n"
+        "try:\n    lapo.cli.main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'lapo --help imported torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

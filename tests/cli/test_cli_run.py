@@ -1,0 +1,81 @@
+"""``lapo run`` (``lapo.cli.run``): options from ``RunConfig``, presets resolved by the same code
+as the API, ``--set STAGE.FIELD=VALUE`` stacked on the preset."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from lapo.cli import build_parser, main
+from lapo.cli.run import run_config_from_args
+from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, LAMConfig
+from lapo.pipeline.plan import RunConfig, stage_configs
+
+
+def _config(*argv: str) -> RunConfig:
+    return run_config_from_args(build_parser().parse_args(["run", "--env", "maze", *argv]))
+
+
+def test_set_stacks_on_the_preset_of_each_stage() -> None:
+    config = _config("--preset", "cpu", "--set", "lam.steps=500", "--set", "bc.batch_size=32")
+    stages = stage_configs(config)
+    assert stages["lam"] == LAMConfig(**{**LAM_PRESETS["cpu"], "steps": 500})
+    assert stages["bc"] == BCConfig(**{**BC_PRESETS["cpu"], "batch_size": 32})
+    assert stages["decode"].labels == 256 and config.frames == 200_000  # the cpu preset's rest
+    # the API builds the same run from the same preset and overrides
+    api = RunConfig(
+        env="maze", preset="cpu", overrides={"lam": {"steps": 500}, "bc": {"batch_size": 32}}
+    )
+    assert config == api
+
+
+def test_set_values_are_typed_and_win_over_run_options() -> None:
+    config = _config(
+        "--preset", "smoke", "--lam-steps", "9", "--labels", "64",
+        "--set", "lam.steps=7", "--set", "lam.fdm_residual=true", "--set", "decode.hidden=32,16",
+        "--set", "lam.steps=8",  # the last of two wins
+    )  # fmt: skip
+    stages = stage_configs(config)
+    assert (stages["lam"].steps, stages["lam"].fdm_residual) == (8, True)
+    assert stages["decode"].hidden == (32, 16) and stages["decode"].labels == 64
+    assert stages["decode"].max_epochs == 20  # the smoke preset's short decoder stays
+
+
+def test_run_options_are_generated_from_runconfig_and_resolved_by_it() -> None:
+    config = _config("--preset", "smoke", "--no-sweep-baseline", "--sweep", "4,8", "--hide-noop")
+    assert (config.sweep, config.sweep_baseline, config.hide_noop) == ((4, 8), False, True)
+    assert config == RunConfig(env="maze", preset="smoke", sweep=(4, 8), sweep_baseline=False,
+                               hide_noop=True)  # fmt: skip
+    assert _config("--preset", "paper").online is True  # RUN_PRESETS, through RunConfig
+    assert _config("--preset", "cpu", "--device", "cpu").device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [("lam.steps", "expects STAGE.FIELD=VALUE"),
+     ("ppo.steps=3", "unknown stage 'ppo'; valid stages: lam, bc, decode"),
+     ("bc.step=3", "BCConfig has no field 'step'; valid fields: encoder, multiplier,"),
+     ("lam.steps=many", "expected an integer, got 'many'"),
+     ("lam.quantizer=pq", "expected one of vq, none, fsq"),
+     ("lam.steps=0", "steps must be >= 1")],
+)  # fmt: skip
+def test_bad_set_is_one_error_line_before_any_work(
+    assignment, message, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--env", "maze", "--preset", "smoke", "--out", str(out), "--set", assignment]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lapo: error:") and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_api_overrides_are_checked_like_the_cli() -> None:
+    with pytest.raises(ValueError, match="unknown stage 'expert'; valid stages: lam, bc, decode"):
+        RunConfig(preset="smoke", overrides={"expert": {"steps": 1}})
+    with pytest.raises(ValueError, match="DecodeConfig \\(decode\\) has no field 'epochs'"):
+        RunConfig(preset="smoke", overrides={"decode": {"epochs": 1}})
+    config = RunConfig(preset="smoke", overrides={"bc": {"steps": 3}})
+    assert dataclasses.replace(config, labels=16).overrides == {"bc": {"steps": 3}}
