@@ -1,9 +1,12 @@
-"""Argument helpers shared by the ``lapo`` commands: the help formatter and value parsers."""
+"""Argument helpers shared by the ``lapo`` commands: the help formatter, value parsers and the
+options every training command has."""
 
 from __future__ import annotations
 
 import argparse
 import math
+
+from lapo.envs.games import DISTRIBUTION_MODES, GAMES
 
 #: Exit status of a command stopped before its end with a resumable checkpoint, by cause:
 #: ``--time-budget`` (75, EX_TEMPFAIL: "try again later"), SIGINT (130) and SIGTERM (143),
@@ -18,6 +21,10 @@ EXIT_STATUS_HELP = """exit status:
   75   stopped by --time-budget with a resumable checkpoint: rerun with --resume
   130  stopped by SIGINT (Ctrl-C); training commands save a resumable checkpoint first
   143  stopped by SIGTERM; training commands save a resumable checkpoint first"""
+
+
+#: Choices of the Procgen fields of the configs (``lapo.config`` imports nothing from lapo).
+PROCGEN_CHOICES = {"env": GAMES, "distribution_mode": DISTRIBUTION_MODES}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -72,3 +79,20 @@ def add_allow_unfinished(p: argparse.ArgumentParser, stage: str) -> None:
         help=f"use a {stage} run that stopped before its last update (--time-budget, Ctrl-C, "
         "SIGTERM); by default it is refused",
     )
+
+
+def add_training_options(p: argparse.ArgumentParser, budget_help: str = "") -> None:
+    """``--resume``, ``--time-budget``, ``--device`` and ``--no-progress`` of a resumable
+    training command; ``budget_help`` adds to ``--time-budget``'s help."""
+    from lapo.cli.options import add_device_option
+
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop with a checkpoint after this many minutes (rerun with --resume to continue)"
+        + budget_help,
+    )
+    add_device_option(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter
+from lapo.cli.common import PROCGEN_CHOICES, HelpFormatter
 from lapo.cli.options import add_config_options, add_device_option, config_from_args, with_device
-from lapo.envs.games import DISTRIBUTION_MODES, GAMES
 
 IMPORT_FORMATS = ("auto", "video", "arrays", "lapo-release")
 
@@ -25,7 +24,7 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     )
     add_device_option(p)
     add_config_options(
-        p, CollectConfig, choices={"env": GAMES, "distribution_mode": DISTRIBUTION_MODES},
+        p, CollectConfig, choices=PROCGEN_CHOICES,
         help_={"overwrite": "replace an existing dataset at --out (only after recording succeeds)"},
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

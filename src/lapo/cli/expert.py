@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter, budget_seconds
+from lapo.cli.common import PROCGEN_CHOICES, HelpFormatter, add_training_options, budget_seconds
 from lapo.cli.options import add_config_options, add_device_option, config_from_args, with_device
-from lapo.envs.games import DISTRIBUTION_MODES, GAMES
 
 #: ``PPOConfig`` fields without an ``expert train`` option (none: every field has one).
 PPO_EXCLUDE: tuple[str, ...] = ()
@@ -40,18 +39,10 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
         help="paper: IMPALA x4, 50M steps; cpu: Nature-CNN for 2 cores; smoke: tests",
     )
     tr.add_argument("--out", type=Path, help="run directory (default: runs/expert-GAME)")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tr.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="stop with a checkpoint after this many minutes (resume later)",
-    )
-    add_device_option(tr)
-    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_training_options(tr)
     add_config_options(
         tr, PPOConfig, PPO_PRESETS, exclude=PPO_EXCLUDE, aliases=PPO_ALIASES,
-        choices={"env": GAMES, "distribution_mode": DISTRIBUTION_MODES}, required=("env",),
+        choices=PROCGEN_CHOICES, required=("env",),
     )  # fmt: skip
     tr.set_defaults(func=_run_expert_train)
     ev = ex_sub.add_parser(

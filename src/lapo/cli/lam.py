@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lapo.cli.common import HelpFormatter, budget_seconds
+from lapo.cli.common import HelpFormatter, add_training_options, budget_seconds
 from lapo.cli.options import add_config_options, add_device_option, config_from_args
 
 if TYPE_CHECKING:
@@ -37,17 +37,10 @@ def _add_train_lam(sub: argparse._SubParsersAction) -> None:
         "smoke (tests); default: paper with a GPU, cpu without",
     )
     p.add_argument("--out", type=Path, default=Path("runs/lam"), help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="stop with a checkpoint after this many minutes (the learning rate decays over "
-        "--steps, so set --steps to about what fits in the budget)",
+    add_training_options(
+        p, "; the learning rate decays over --steps, so set --steps to about what fits in it"
     )
-    add_device_option(p)
     add_config_options(p, LAMConfig, LAM_PRESETS, exclude=LAM_EXCLUDE)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_train_lam)
 
 

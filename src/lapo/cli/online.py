@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter, add_allow_unfinished, budget_seconds
-from lapo.cli.options import add_config_options, add_device_option, config_from_args
-from lapo.envs.games import DISTRIBUTION_MODES, GAMES
+from lapo.cli.common import (
+    PROCGEN_CHOICES,
+    HelpFormatter,
+    add_allow_unfinished,
+    add_training_options,
+    budget_seconds,
+)
+from lapo.cli.options import add_config_options, config_from_args
 
 #: ``FinetuneConfig`` fields the hybrid RL+SL variant alone uses (no ``ppo`` options).
 HYBRID_FIELDS = ("hybrid", "lam", "hybrid_steps", "hybrid_every", "hybrid_epochs",
@@ -31,18 +36,10 @@ def _common(p: argparse.ArgumentParser, exclude: tuple[str, ...], learning_rate:
         choices=sorted(FINETUNE_PRESETS),
         help="paper: 4M steps, 64 envs x 256 steps; cpu: Nature-CNN, 1M steps; smoke: tests",
     )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="stop with a checkpoint after this many minutes (resume later)",
-    )
-    add_device_option(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_training_options(p)
     add_config_options(
         p, FinetuneConfig, FINETUNE_PRESETS, exclude=exclude, aliases=ALIASES,
-        choices={"env": GAMES, "distribution_mode": DISTRIBUTION_MODES}, required=("env",),
+        choices=PROCGEN_CHOICES, required=("env",),
         help_={"learning_rate": learning_rate},
     )  # fmt: skip
 

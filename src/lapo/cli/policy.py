@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter, add_allow_unfinished, budget_seconds, label_counts
+from lapo.cli.common import (
+    HelpFormatter,
+    add_allow_unfinished,
+    add_training_options,
+    budget_seconds,
+    label_counts,
+)
 from lapo.cli.options import (
     add_config_options,
     add_device_option,
@@ -40,17 +46,9 @@ def _add_train_bc(sub: argparse._SubParsersAction) -> None:
         help="paper (IMPALA x4, 60k updates), cpu or smoke; default: paper with a GPU, cpu without",
     )
     p.add_argument("--out", type=Path, default=Path("runs/bc"), help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="stop with a checkpoint after this many minutes",
-    )
+    add_training_options(p)
     add_allow_unfinished(p, "stage-1 (--lam)")
-    add_device_option(p)
     add_config_options(p, BCConfig, BC_PRESETS, exclude=BC_EXCLUDE)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_train_bc)
 
 
