@@ -158,6 +158,8 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
                 "--out",
                 str(tmp_path / "lam"),
                 "--no-progress",
+                "--device",
+                "cpu",
             ]
         )
         == 0
@@ -175,6 +177,8 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
                 "--out",
                 str(tmp_path / "bc"),
                 "--no-progress",
+                "--device",
+                "cpu",
             ]
         )
         == 0
