@@ -13,7 +13,7 @@ class CollectConfig:
     """``lapo collect``: record a Procgen game with a policy into a dataset.
 
     Attributes:
-        env: Procgen game name (one of the 16).
+        env: Procgen game.
         frames: number of frames to record (environment steps summed over envs).
         out: output dataset directory (must not exist unless ``overwrite``).
         policy: ``random`` (uniform over the 15 actions) or a policy checkpoint path.
