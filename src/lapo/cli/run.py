@@ -9,7 +9,7 @@ from lapo.cli.common import HelpFormatter, budget_seconds, label_counts
 from lapo.cli.options import add_config_options, config_overrides, device_name, parse_assignment
 from lapo.envs.games import GAMES
 
-REDO_STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
+REDO_STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
 #: ``RunConfig`` fields without a ``lapo run`` option: ``overrides`` is given by ``--set``.
 RUN_EXCLUDE = ("overrides",)
 
@@ -20,10 +20,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="the whole pipeline: expert recording -> stages 1-3 -> evaluation -> report",
-        description="Record a shipped (or given) expert, train the latent action model, the "
-        "latent policy and the offline decoder, evaluate expert / random / label-only BC / "
-        "LAPO in the game and write report.md + report.html. Rerun the same command to resume "
-        "after an interruption; finished stages are skipped.",
+        description="Record a shipped or given expert (or train one first, the expert stage, for "
+        "a game without a shipped expert), train the latent action model, the latent policy "
+        "and the offline decoder, evaluate expert / random / label-only BC / LAPO in the game "
+        "and write report.md + report.html. Rerun the same command to resume after an "
+        "interruption; finished stages are skipped.",
         formatter_class=HelpFormatter,
     )
     add_config_options(
@@ -97,6 +98,7 @@ def _run(args: argparse.Namespace) -> None:
 
     budget_seconds(args.lam_minutes, "--lam-minutes")  # refuse bad budgets before any work
     budget_seconds(args.bc_minutes, "--bc-minutes")
+    budget_seconds(args.expert_minutes, "--expert-minutes")
     config = run_config_from_args(args)
     summaries = run_pipeline(config, redo=tuple(args.redo), progress=not args.no_progress)
     print(summary_table(summaries), file=sys.stdout)

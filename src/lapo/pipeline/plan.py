@@ -2,6 +2,7 @@
 
 Stages, each writing into its own folder of the run directory::
 
+    expert/   expert    (when no expert is shipped or given) PPO expert training
     data/     collect   the expert plays the game; frames, true actions, rewards
     lam/      lam       stage 1, latent action model (IDM + VQ + FDM)
     bc/       bc        stage 2, latent behaviour cloning
@@ -38,9 +39,11 @@ from lapo.config import (
     check_temperature,
 )
 from lapo.envs.games import check_game
+from lapo.pipeline.expert_stage import expert_config
 
-STAGES = ("collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
+STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
 DIRS = {
+    "expert": "expert",
     "collect": "data",
     "lam": "lam",
     "bc": "bc",
@@ -57,13 +60,20 @@ class RunConfig:
     """``lapo run``: what the pipeline does. Per-preset defaults are in ``RUN_PRESETS``.
 
     Attributes:
-        env: Procgen game (needs a shipped expert unless ``expert`` is given).
+        env: Procgen game; without a shipped expert (and no ``expert``) the pipeline's first
+            stage trains one (``lapo.pipeline.expert_stage``).
         preset: ``cpu``, ``paper`` or ``smoke``; selects every stage's preset and the values of
             every field left None (``RUN_PRESETS``, else ``RUN_DEFAULTS``), so
             ``RunConfig(preset="smoke")`` from Python is the same run as ``lapo run --preset
             smoke``. None: ``paper`` with a CUDA GPU, ``cpu`` without.
         out: run directory (None: ``runs/lapo-ENV-PRESET``, as ``lapo run``).
-        expert: expert checkpoint to record; None: the shipped expert of ``env``.
+        expert: expert checkpoint to record; None: the shipped expert of ``env``, else one
+            trained by the expert stage.
+        train_expert: train the expert in the expert stage even when one is shipped.
+        expert_steps: environment steps of the expert stage's PPO (paper 25M as in the paper's
+            PPO; cpu 8M; smoke a few updates).
+        expert_minutes: optional wall-clock budget of the expert stage (None: steps); the
+            expert as trained when it ends records the data.
         expert_temperature: the expert records (and is evaluated) sampling from
             ``softmax(logits / T)``; 1 = as trained, lower = sharper demonstrations.
         frames: frames to record (environment steps summed over envs).
@@ -102,6 +112,9 @@ class RunConfig:
     preset: str = None  # type: ignore[assignment]  # None: lapo.device.default_preset()
     out: Path = None  # type: ignore[assignment]  # None: runs/lapo-ENV-PRESET
     expert: str | None = None
+    train_expert: bool = False
+    expert_steps: int = None  # type: ignore[assignment]
+    expert_minutes: float | None = None
     expert_temperature: float = 1.0
     frames: int = None  # type: ignore[assignment]  # None (every field so marked): the preset's
     num_envs: int = None  # type: ignore[assignment]
@@ -139,7 +152,10 @@ class RunConfig:
             if getattr(self, name) is None:  # not set by the caller: the preset's value
                 object.__setattr__(self, name, value)
         object.__setattr__(self, "sweep", tuple(self.sweep))
+        if self.train_expert and self.expert is not None:
+            raise ValueError("train_expert trains the run's own expert; drop it or expert")
         for name in (
+            "expert_steps",
             "frames",
             "num_envs",
             "labels",
@@ -155,6 +171,11 @@ class RunConfig:
             raise ValueError(f"pseudo_label_updates must be >= 0, got {self.pseudo_label_updates}")
         if self.labels < 2 or any(n < 2 for n in self.sweep):
             raise ValueError("label counts must be >= 2 (a training and a validation label)")
+        if self.expert_minutes is not None and not 0 < self.expert_minutes < float("inf"):
+            raise ValueError(
+                f"expert_minutes must be > 0 (None: no budget), got {self.expert_minutes}"
+            )
+        expert_config(self)  # expert_steps of at least one PPO update, before any work
         if self.lam_steps is not None and self.lam_steps < 1:
             raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")
         object.__setattr__(self, "overrides", check_overrides(self.overrides))
@@ -190,6 +211,7 @@ def check_overrides(overrides: Mapping[str, Mapping[str, object]]) -> dict[str, 
 
 #: Values of the preset-dependent ``RunConfig`` fields that no preset overrides.
 RUN_DEFAULTS: dict[str, object] = {
+    "expert_steps": 8_000_000,
     "frames": 200_000,
     "num_envs": 64,
     "labels": 256,
@@ -205,6 +227,7 @@ RUN_DEFAULTS: dict[str, object] = {
 #: Per-preset values of ``RunConfig`` fields the caller did not set (``RUN_DEFAULTS`` otherwise).
 RUN_PRESETS: dict[str, dict] = {
     "paper": {
+        "expert_steps": 25_000_000,
         "frames": 8_000_000,
         "online": True,
         "online_steps": 4_000_000,
@@ -213,6 +236,7 @@ RUN_PRESETS: dict[str, dict] = {
     },
     "cpu": {"frames": 200_000},
     "smoke": {
+        "expert_steps": 4 * 16 * 3,  # three updates of PPO_PRESETS["smoke"]
         "frames": 3000,
         "num_envs": 8,
         "labels": 32,

@@ -13,6 +13,7 @@ import numpy as np
 
 from lapo.envs import ACTION_MEANINGS
 from lapo.envs.games import REFERENCE_RETURNS
+from lapo.pipeline.expert_stage import expert_origin
 
 #: Keys of ``metrics.json`` that every report has (``sweep`` and ``online`` when they ran).
 METRICS_FIELDS = ("env", "preset", "created", "data", "lam", "bc", "decode", "returns", "seconds")
@@ -302,7 +303,10 @@ def _collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
             for name, r in raw["returns"].items()
         },
         "seconds": {s: v["seconds"] for s, v in stages.items()},
+        "expert_origin": expert_origin(config, stages),
     }
+    if "expert" in stages:
+        metrics["expert_stage"] = stages["expert"]["summary"]
     if "online" in stages:
         metrics["online"] = stages["online"]["summary"]
         metrics["online_steps"] = stages["online"]["settings"]["steps"]
@@ -341,6 +345,7 @@ def _summary_section(rep, metrics: dict, codebook_size: int) -> None:
             f"{lam['frame_difference_mlp_accuracy']:.3f}, majority {lam['majority_accuracy']:.3f})",
         ]
     ]
+    rows.append(["expert (records the data)", metrics["expert_origin"]])
     codes = _codebook_summary(lam, codebook_size)
     if codes:
         rows.append(["codes used per codebook (held-out, as in the codebook figure)", codes])

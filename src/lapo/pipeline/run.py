@@ -21,6 +21,7 @@ from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import evaluate_policy
 from lapo.experts import shipped_expert
 from lapo.load import checkpoint_path, load_policy
+from lapo.pipeline.expert_stage import expert_config, run_expert_stage, trains_expert
 from lapo.pipeline.label_sweep import label_sweep, sweep_table
 from lapo.pipeline.online import run_online_comparison
 from lapo.pipeline.plan import (
@@ -41,6 +42,8 @@ from lapo.stages.lam import train_lam
 
 def _expert_path(config: RunConfig) -> Path:
 
+    if trains_expert(config):
+        return Path(config.out) / DIRS["expert"]
     return Path(config.expert) if config.expert else shipped_expert(config.env)
 
 
@@ -70,7 +73,7 @@ def run_pipeline(
 
     Raises:
         lapo.pipeline.plan.StageConflict: a finished stage's settings changed (pass ``redo``).
-        FileNotFoundError: no shipped expert for the game and no ``expert`` given.
+        FileNotFoundError: the ``expert`` given holds no checkpoint.
         StageInterrupted: a training stage was stopped by a signal (its checkpoint is saved).
         lapo.safety.InUseError: another lapo process holds ``config.out``.
         ValueError: ``config.out`` is, contains or lies inside the expert checkpoint given.
@@ -79,13 +82,15 @@ def run_pipeline(
     expert = _expert_path(config)
     configs = stage_configs(config)
     d = {stage: out / name for stage, name in DIRS.items()}
+    trained = trains_expert(config)
     settings: dict[str, dict] = {
         "collect": {
             "env": config.env,
             "frames": config.frames,
             "num_envs": config.num_envs,
             "seed": config.seed,
-            "expert_sha256": _expert_digest(expert),
+            # a trained expert is the expert stage's; redoing that stage redoes this one
+            "expert_sha256": "expert stage" if trained else _expert_digest(expert),
             "expert_temperature": config.expert_temperature,
         },
         "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
@@ -97,6 +102,9 @@ def run_pipeline(
         },
         "report": {"hide_noop": config.hide_noop},
     }
+    if trained:
+        ppo = dataclasses.asdict(expert_config(config))
+        settings = {"expert": {**ppo, "minutes": config.expert_minutes}, **settings}
     if config.sweep:
         settings["sweep"] = {
             "labels": list(config.sweep),
@@ -111,6 +119,10 @@ def run_pipeline(
             "preset": config.preset,
             "episodes": config.eval_episodes,
         }
+
+    def train_expert(directory: Path) -> dict:
+
+        return _check_finished(run_expert_stage(config, directory, progress), "expert stage")
 
     def collect(directory: Path) -> dict:
 
@@ -198,6 +210,7 @@ def run_pipeline(
         return build_report(config, out, directory)
 
     actions = {
+        "expert": train_expert,
         "collect": collect,
         "lam": lam,
         "bc": bc,
@@ -208,6 +221,7 @@ def run_pipeline(
         "report": report,
     }
     weights = {
+        "expert": 20,
         "collect": 1,
         "lam": 12,
         "bc": 3,

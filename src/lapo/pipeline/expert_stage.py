@@ -1,0 +1,167 @@
+"""The ``expert`` stage of ``lapo run``: a PPO expert trained in the run directory.
+
+It runs first, when the game has no shipped expert and the user gave none (``--expert DIR``),
+or when ``train_expert`` asks for it. The PPO loop is ``lapo.stages.expert.train_expert``
+(Cobbe et al. 2020 settings, ``PPO_PRESETS`` networks) for ``expert_steps`` environment steps;
+rerunning ``lapo run`` resumes it bitwise from its checkpoint, ``expert_minutes`` ends it on a
+wall-clock budget (the expert as trained by then records the data), and SIGINT/SIGTERM stop it
+with a checkpoint. Before training it prints an estimate of its duration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lapo.config import PPO_PRESETS, PPOConfig
+from lapo.experts import shipped_games
+
+#: Measured PPO training speed of each preset's expert network, in environment steps per second,
+#: per machine class (``"cpu"``: no GPU): ``(steps/s, where it was measured)``. Only measured
+#: figures are listed; a preset without one prints no duration estimate. A resumed run uses its
+#: own measured speed instead (``metrics.jsonl``).
+EXPERT_STEPS_PER_SECOND: dict[tuple[str, str], tuple[float, str]] = {
+    # docs/experts.md: `python benchmarks/ppo_steps.py --updates 1`, Nature-CNN x1 bf16,
+    # 2026-11-21; shipped experts trained at 1,000-2,400 steps/s on the same machine.
+    ("cpu", "cpu"): (1900.0, "AMD EPYC, 2 cores, bf16"),
+    # tiny Nature-CNN of the smoke preset, online smoke runs 2026-12-04: 2,000-2,400 steps/s
+    ("smoke", "cpu"): (2000.0, "AMD EPYC, 2 cores"),
+}
+
+
+def trains_expert(config) -> bool:
+    """Whether ``lapo run`` trains its expert (``RunConfig``): asked for with ``train_expert``,
+    or no ``expert`` given and none shipped for ``config.env``."""
+    return config.train_expert or (config.expert is None and config.env not in shipped_games())
+
+
+def expert_config(config) -> PPOConfig:
+    """The ``PPOConfig`` of the expert stage: ``PPO_PRESETS[config.preset]`` trained for
+    ``config.expert_steps`` environment steps with seed ``config.seed``."""
+    preset = {**PPO_PRESETS[config.preset], "total_steps": config.expert_steps}
+    return PPOConfig(env=config.env, **preset, seed=config.seed)
+
+
+def _measured_speed(run_dir: Path) -> float | None:
+    """Median steps/s of the updates already logged in ``run_dir/metrics.jsonl`` (None: none)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    speeds = sorted(
+        row["steps_per_second"]
+        for line in path.read_text().splitlines()
+        if line.strip() and "steps_per_second" in (row := json.loads(line))
+    )
+    return speeds[len(speeds) // 2] if speeds else None
+
+
+def duration_estimate(config, run_dir: Path, machine: str) -> str:
+    """One line: steps still to train and, where a speed was measured, the expected duration.
+
+    Args:
+        config: the ``RunConfig``.
+        run_dir: the expert stage's folder (a checkpoint there counts as steps done, and its
+            ``metrics.jsonl`` gives this machine's measured speed).
+        machine: the device type that trains, ``"cpu"``, ``"cuda"`` or ``"mps"``
+            (``EXPERT_STEPS_PER_SECOND``'s machine class).
+    """
+    from lapo.checkpoint import CHECKPOINT, checkpoint_exists, read_meta  # imports torch
+
+    cfg = expert_config(config)
+    total = cfg.num_updates * cfg.batch_size  # what the PPO loop trains (whole updates)
+    path = run_dir / CHECKPOINT
+    done = read_meta(path)["env_steps"] if checkpoint_exists(path) else 0
+    left = max(total - done, 0)
+    text = f"expert stage: PPO on {config.env} ({cfg.encoder} x{cfg.multiplier}), {left:,} of "
+    text += f"{total:,} env steps to train"
+    speed, where = _measured_speed(run_dir), "measured in this run"
+    if speed is None and (config.preset, machine) in EXPERT_STEPS_PER_SECOND:
+        speed, where = EXPERT_STEPS_PER_SECOND[(config.preset, machine)]
+        where = f"measured for preset {config.preset} on {where}"
+    if speed is None:
+        return text + f"; no measured speed for preset {config.preset} on a {machine} machine"
+    minutes = left / speed / 60
+    budget = config.expert_minutes
+    capped = f", capped at {budget:g} min by expert_minutes" if budget else ""
+    return text + (
+        f"; estimated {_duration(minutes)} at {speed:,.0f} steps/s ({where}; an estimate, "
+        f"shared or different machines differ){capped}"
+    )
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        return f"{math.ceil(minutes)} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def run_expert_stage(config, directory: Path, progress: bool = True) -> dict:
+    """Train (or resume) the run's expert in ``directory``; return its summary.
+
+    Returns:
+        ``{"env_steps", "total_steps", "heldout_normalized", "heldout_mean", "budget_stopped",
+        "stop_reason"}``: steps trained, steps planned, the held-out evaluation
+        (``eval_episodes`` of the preset on levels from ``eval_start_level``; made here when the
+        run ended between evaluations), whether ``expert_minutes`` ended it, and the PPO loop's
+        stop reason. On a signal stop only the loop's metrics are returned (the caller raises
+        ``StageInterrupted``; the checkpoint is saved).
+    """
+    from lapo.checkpoint import CHECKPOINT, read_meta
+    from lapo.device import resolve_device
+    from lapo.load import load_expert
+    from lapo.stages.expert import evaluate_expert, train_expert
+
+    tqdm.write(duration_estimate(config, directory, resolve_device(None).type))
+    cfg = expert_config(config)
+    budget = config.expert_minutes * 60 if config.expert_minutes else None
+    metrics = train_expert(cfg, directory, resume=True, progress=progress, time_budget_s=budget)
+    if metrics.get("stop_reason") not in (None, "time budget"):
+        return metrics  # the caller raises StageInterrupted
+    heldout = {k: metrics.get(f"return/eval_{k}") for k in ("normalized", "mean")}
+    if heldout["normalized"] is None:  # stopped between evaluations: evaluate what records
+        net, _ = load_expert(directory)
+        result = evaluate_expert(net, cfg, cfg.eval_episodes)
+        heldout = {"normalized": result.normalized, "mean": result.mean}
+    return {
+        "env_steps": read_meta(directory / CHECKPOINT)["env_steps"],
+        "total_steps": cfg.num_updates * cfg.batch_size,
+        "heldout_normalized": heldout["normalized"],
+        "heldout_mean": heldout["mean"],
+        "budget_stopped": metrics.get("stop_reason") == "time budget",
+        "stop_reason": metrics.get("stop_reason"),
+    }
+
+
+def expert_origin(config, stages: dict) -> str:
+    """Which expert recorded the data, for the report: trained here (steps, held-out normalized
+    return), the user's (path) or the shipped one (with its recorded evaluation).
+
+    Args:
+        config: the ``RunConfig``; stages: ``pipeline.json``'s ``stages``.
+    """
+    if "expert" in stages:
+        s = stages["expert"]["summary"]
+        stop = " (ended by expert_minutes)" if s.get("budget_stopped") else ""
+        return (
+            f"trained here by the expert stage: {s['env_steps']:,} of {s['total_steps']:,} env "
+            f"steps{stop}, held-out normalized return {s['heldout_normalized']:.3f} "
+            f"(return {s['heldout_mean']:.2f}; preset {config.preset})"
+        )
+    if config.expert is not None:
+        return f"the user's: {config.expert}"
+    from lapo.checkpoint import CHECKPOINT, read_meta
+    from lapo.experts import shipped_expert
+
+    meta = read_meta(shipped_expert(config.env) / CHECKPOINT)
+    ev = meta.get("evaluation") or {}
+    figure = (
+        f", held-out normalized return {ev['normalized']:.3f} ({ev.get('episodes', '?')} episodes)"
+        if "normalized" in ev
+        else ""
+    )
+    return f"shipped with lapo ({config.env}, {meta.get('env_steps', 0):,} env steps{figure})"

@@ -1,0 +1,87 @@
+"""The expert stage of ``lapo run``: when it runs, its estimate, resume, and the report's line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lapo.cli import main
+from lapo.pipeline.expert_stage import (
+    duration_estimate,
+    expert_config,
+    expert_origin,
+    trains_expert,
+)
+from lapo.pipeline.plan import RunConfig
+from lapo.stages.expert import train_expert
+
+
+def test_trains_expert_only_without_a_shipped_or_given_one(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("lapo.pipeline.expert_stage.shipped_games", lambda: ["coinrun"])
+    assert trains_expert(RunConfig(env="bigfish", preset="smoke", out=tmp_path))
+    assert not trains_expert(RunConfig(env="coinrun", preset="smoke", out=tmp_path))
+    assert not trains_expert(RunConfig(env="bigfish", preset="smoke", out=tmp_path, expert="x"))
+    assert trains_expert(RunConfig(env="coinrun", preset="smoke", out=tmp_path, train_expert=True))
+
+
+def test_expert_steps_presets_and_validation(tmp_path: Path) -> None:
+    assert RunConfig(preset="paper", out=tmp_path).expert_steps == 25_000_000
+    assert RunConfig(preset="cpu", out=tmp_path).expert_steps == 8_000_000
+    smoke = RunConfig(preset="smoke", out=tmp_path)
+    assert expert_config(smoke).num_updates == 3 and expert_config(smoke).encoder == "nature"
+    with pytest.raises(ValueError, match="one rollout"):
+        RunConfig(preset="smoke", out=tmp_path, expert_steps=10)
+    with pytest.raises(ValueError, match="train_expert"):
+        RunConfig(out=tmp_path, expert="x", train_expert=True)
+    with pytest.raises(ValueError, match="expert_minutes"):
+        RunConfig(out=tmp_path, expert_minutes=0)
+
+
+def test_duration_estimate_from_the_measured_speed(tmp_path: Path) -> None:
+    config = RunConfig(env="bigfish", preset="cpu", out=tmp_path)
+    # cpu preset: 8M steps in whole updates of 64 x 256 = 16,384 steps: 488 updates
+    text = duration_estimate(config, tmp_path / "expert", "cpu")
+    assert "7,995,392 of 7,995,392 env steps" in text
+    assert "71 min at 1,900 steps/s" in text and "an estimate" in text  # 7,995,392 / 1900 / 60
+    assert "no measured speed" in duration_estimate(config, tmp_path / "expert", "cuda")
+    # a run that logged updates is estimated from its own speed and its steps left
+    run = tmp_path / "own"
+    run.mkdir()
+    rows = [{"step": 1, "steps_per_second": s} for s in (100.0, 300.0, 200.0)]
+    (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    text = duration_estimate(config, run, "cuda")
+    assert "at 200 steps/s (measured in this run" in text
+    assert "11.1 h" in text  # 7,995,392 / 200 s
+
+
+def test_expert_origin_names_shipped_and_user_experts(tmp_path: Path) -> None:
+    shipped = expert_origin(RunConfig(env="coinrun", preset="smoke", out=tmp_path), {})
+    assert shipped.startswith("shipped with lapo (coinrun") and "normalized return 0.719" in shipped
+    user = expert_origin(RunConfig(env="bigfish", expert="/x/y", out=tmp_path), {})
+    assert user == "the user's: /x/y"
+
+
+def test_lapo_run_trains_and_resumes_the_expert_of_an_unshipped_game(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    config = RunConfig(env="bigfish", preset="smoke", out=out, train_expert=True)
+    # an expert stage stopped after 1 of its 3 updates (as by Ctrl-C): rerunning resumes it
+    train_expert(expert_config(config), out / "expert", max_updates=1, progress=False)
+    args = ["run", "--preset", "smoke", "--env", "bigfish", "--train-expert", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "expert stage: PPO on bigfish (nature x1), 128 of 192 env steps to train" in printed
+    steps = [json.loads(r)["step"] for r in (out / "expert" / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s in steps if s] == [64, 128, 192]  # one record per update, none trained twice
+    stages = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert stages["expert"]["summary"]["env_steps"] == 192
+    assert stages["expert"]["settings"]["total_steps"] == 192
+    assert stages["collect"]["summary"]["expert"] == str(out / "expert")  # it recorded the data
+    md = (out / "report" / "report.md").read_text()
+    assert "| expert (records the data) | trained here by the expert stage: 192 of 192" in md
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    normalized = metrics["expert_stage"]["heldout_normalized"]
+    assert f"held-out normalized return {normalized:.3f}" in metrics["expert_origin"]
