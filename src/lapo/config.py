@@ -533,3 +533,31 @@ FINETUNE_PRESETS: dict[str, dict] = {
         "checkpoint_every": 1, "hybrid_steps": 4 * 16 * 2, "hybrid_batch_size": 16,
     },
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AggregateConfig:
+    """``lapo aggregate``: one report over several ``lapo run`` directories.
+
+    Attributes:
+        runs: ``lapo run`` directories (any games, any seeds; made anywhere).
+        out: output directory for report.md, report.html, figures/ and aggregate.json (new,
+            empty, or an earlier aggregate's, whose files are replaced).
+        reps: stratified-bootstrap resamples per confidence interval (rliable: 50,000).
+        seed: seed of the bootstrap (the same seed gives the same intervals).
+    """
+
+    runs: tuple[Path, ...]
+    out: Path
+    reps: int = 50_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runs", tuple(Path(p) for p in self.runs))
+        object.__setattr__(self, "out", Path(self.out))
+        if not self.runs:
+            raise ValueError("aggregate needs at least one run directory")
+        if len(set(p.resolve() for p in self.runs)) != len(self.runs):
+            raise ValueError("a run directory is listed twice; each run counts once")
+        if self.reps < 1:
+            raise ValueError(f"reps must be >= 1, got {self.reps}")

@@ -74,7 +74,9 @@ def test_lapo_run_trains_and_resumes_the_expert_of_an_unshipped_game(
     assert main([*args, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "expert stage: PPO on bigfish (nature x1), 128 of 192 env steps to train" in printed
-    steps = [json.loads(r)["step"] for r in (out / "expert" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(r)["step"] for r in (out / "expert" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [s for s in steps if s] == [64, 128, 192]  # one record per update, none trained twice
     stages = json.loads((out / "pipeline.json").read_text())["stages"]
     assert stages["expert"]["summary"]["env_steps"] == 192

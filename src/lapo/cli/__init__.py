@@ -1,7 +1,8 @@
 """The ``lapo`` command. Nothing imports this package; it only parses arguments and calls the API.
 
 Each module registers one group of subcommands (``register(sub)``): ``data`` (collect, data
-import/info/verify), ``expert`` (expert train/eval), ``lam`` (train-lam, probe-lam).
+import/info/verify), ``expert`` (expert train/eval), ``lam`` (train-lam, probe-lam), ``aggregate``
+(a report over several runs).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from collections.abc import Sequence
 from types import FrameType
 
 from lapo import __version__
-from lapo.cli import data, expert, lam, online, policy, run
+from lapo.cli import aggregate, data, expert, lam, online, policy, run
 from lapo.cli.common import EXIT_STATUS_HELP, STOP_EXIT
 
-GROUPS = (data, expert, lam, online, policy, run)
+GROUPS = (data, expert, lam, online, policy, run, aggregate)
 
 
 def build_parser() -> argparse.ArgumentParser:

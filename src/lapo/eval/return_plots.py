@@ -88,6 +88,7 @@ def plot_label_sweep(
     ppo_reference: float | None = PAPER_PPO_4M,
     title: str | None = None,
     baseline: tuple[Sequence[int], Sequence[float], Sequence[float]] | None = None,
+    who: str = "this run",
 ) -> Path:
     """Normalized return of offline decoding against the number of labelled transitions.
 
@@ -102,12 +103,16 @@ def plot_label_sweep(
             curve of this run (same checks); None: the decoded policy alone. The two curves
             differ in line style and marker and are drawn 0.06 octaves apart (each 0.03 off its
             label count), so both show even where their values coincide.
+        who: what the curves are of, in their legend (e.g. "4 games" for an aggregate).
 
     Returns: the PNG path. Raises: ValueError for empty or mismatched inputs or labels <= 0.
     """
-    curves = [(_LAPO_STYLE, _sweep_curve(labels, mean, ci95))]
+    rename = {"label": lambda text: text.replace("this run", who, 1)}
+    lapo_style, bc_style = ({k: rename.get(k, lambda v: v)(v) for k, v in style.items()}
+                            for style in (_LAPO_STYLE, _BC_STYLE))  # fmt: skip
+    curves = [(lapo_style, _sweep_curve(labels, mean, ci95))]
     if baseline is not None:
-        curves.append((_BC_STYLE, _sweep_curve(*baseline)))
+        curves.append((bc_style, _sweep_curve(*baseline)))
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
     ticks: set[float] = set()
@@ -136,7 +141,7 @@ def plot_label_sweep(
            xlabel="labelled transitions (log2 scale)", ylabel="normalized return")  # fmt: skip
     ax.grid(alpha=0.3)
     handles, names = ax.get_legend_handles_labels()  # this run first (errorbars come last)
-    first = sorted(range(len(names)), key=lambda i: not names[i].startswith("this run"))
+    first = sorted(range(len(names)), key=lambda i: not names[i].startswith(who))
     ax.legend([handles[i] for i in first], [names[i] for i in first], fontsize="small")
     return _save(fig, path)
 

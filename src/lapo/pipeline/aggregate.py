@@ -1,0 +1,219 @@
+"""``lapo aggregate``: one report over several ``lapo run`` directories (games and seeds).
+
+Each run directory is read as ``lapo run`` left it (``pipeline.json``, ``eval/returns.json``,
+``online/online.json``, ``sweep/label_sweep.json``, ``report/``), wherever it was made: each
+game can run as its own job (a cluster array job, several machines) and the directories be
+copied together afterwards. Nothing in them is written.
+
+A run is one seed of one method on one game: the offline policies contribute one run per run
+directory (their normalized return over ``eval_episodes`` episodes), online fine-tuning one per
+online seed. Aggregates over games follow Agarwal et al. 2021 (``lapo.eval.aggregate_stats``):
+IQM and mean normalized return with stratified-bootstrap 95% CIs, and performance profiles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lapo.config import AggregateConfig
+from lapo.envs.games import GAMES
+from lapo.eval import return_plots
+from lapo.eval.aggregate_stats import (
+    iqm_of,
+    mean_of,
+    profile_of,
+    stratified_bootstrap,
+)
+from lapo.pipeline.aggregate_report import OFFLINE, write_report
+from lapo.safety import RUN_LOCK, holds_lock
+
+#: The paper's figures (PAPER.md; 16-game means, approximate) beside each method.
+PAPER = {
+    "expert (data)": "1 (reference)",
+    "uniform random": "0 (reference)",
+    "LAPO fine-tuned": "about 1.0 (4M steps)",
+    "PPO from scratch": "about 0.44 (4M steps)",
+}
+
+
+@dataclass
+class RunRecord:
+    """What ``lapo aggregate`` reads from one run directory.
+
+    Attributes:
+        scores: ``{method: [normalized return per run]}`` (online methods: one per seed).
+        returns: ``eval/returns.json`` without the per-episode lists.
+        curves: ``{method: [(steps, normalized) per seed]}`` of online fine-tuning.
+        sweep: ``label_sweep.json`` rows; latent_map: the run's latent-space figure, if any.
+    """
+
+    path: Path
+    game: str
+    seed: int
+    labels: int
+    preset: str
+    expert: str
+    probe: dict
+    scores: dict[str, list[float]]
+    returns: dict[str, dict]
+    online_steps: int | None = None
+    curves: dict[str, list] = field(default_factory=dict)
+    sweep: list[dict] = field(default_factory=list)
+    latent_map: Path | None = None
+
+
+def _json(path: Path) -> dict | list:
+    return json.loads(path.read_text())
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read one ``lapo run`` directory whose evaluation stage finished.
+
+    Raises:
+        FileNotFoundError: no ``pipeline.json`` there (not a ``lapo run`` directory).
+        ValueError: its evaluation stage has not finished (the message says how to finish it).
+    """
+    path = Path(path)
+    if not (path / "pipeline.json").is_file():
+        raise FileNotFoundError(f"{path} is not a `lapo run` directory (no pipeline.json)")
+    stages = _json(path / "pipeline.json")["stages"]
+    if "evaluate" not in stages:
+        raise ValueError(
+            f"{path}: its evaluate stage has not finished; rerun its `lapo run` command first"
+        )
+    returns = {
+        name: {k: v for k, v in r.items() if k != "returns"}
+        for name, r in _json(path / "eval" / "returns.json").items()
+    }
+    metrics_file = path / "report" / "metrics.json"
+    metrics = _json(metrics_file) if metrics_file.is_file() else {}
+    lam = stages["lam"]["summary"]
+    record = RunRecord(
+        path=path,
+        game=stages["collect"]["settings"]["env"],
+        seed=stages["collect"]["settings"]["seed"],
+        labels=stages["decode"]["settings"]["labels"],
+        preset=metrics.get("preset", "?"),
+        expert=metrics.get("expert_origin", stages["collect"]["summary"].get("expert", "?")),
+        probe={k: lam.get(k) for k in ("probe_mlp_accuracy", "frame_difference_mlp_accuracy")},
+        scores={OFFLINE.get(n, n): [r["normalized"]] for n, r in returns.items()},
+        returns=returns,
+    )
+    if "online" in stages and (path / "online" / "online.json").is_file():
+        online = _json(path / "online" / "online.json")
+        record.online_steps = stages["online"]["settings"]["steps"]
+        for name, runs in online["evaluation"].items():
+            record.scores[name] = [r["normalized"] for r in runs]
+        record.curves = {
+            name: [(c["steps"], c["normalized"]) for c in seeds]
+            for name, seeds in online["curves"].items()
+        }
+    if (path / "sweep" / "label_sweep.json").is_file():
+        record.sweep = _json(path / "sweep" / "label_sweep.json")
+    if (path / "report" / "figures" / "latent_map.png").is_file():
+        record.latent_map = path / "report" / "figures" / "latent_map.png"
+    return record
+
+
+def by_game(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Records grouped by game, games in Procgen's order."""
+    return {
+        g: [r for r in records if r.game == g] for g in GAMES if any(r.game == g for r in records)
+    }
+
+
+def method_scores(games: dict[str, list[RunRecord]]) -> dict[str, dict[str, list[float]]]:
+    """``{method: {game: [normalized return per run]}}`` over every run of every game."""
+    methods = list(dict.fromkeys(m for runs in games.values() for r in runs for m in r.scores))
+    out: dict[str, dict[str, list[float]]] = {}
+    for method in methods:
+        out[method] = {
+            game: [s for r in runs for s in r.scores.get(method, [])]
+            for game, runs in games.items()
+            if any(method in r.scores for r in runs)
+        }
+    return out
+
+
+def aggregate_estimates(scores: dict[str, dict[str, list[float]]], reps: int, seed: int) -> dict:
+    """Per method: IQM and mean over games with 95% CIs, and the performance profile.
+
+    Returns:
+        ``{"taus": [...], "methods": {method: {"games", "runs", "iqm": [point, low, high],
+        "mean": [...], "profile": {"point", "low", "high"}}}}``.
+    """
+    values = [s for per_game in scores.values() for runs in per_game.values() for s in runs]
+    taus = np.linspace(min(0.0, min(values)), max(1.25, max(values)), 101)
+    out: dict = {"taus": taus.tolist(), "methods": {}}
+    for method, per_game in scores.items():
+        tasks = list(per_game.values())
+        iqm = stratified_bootstrap(tasks, iqm_of, reps=reps, seed=seed)
+        mean = stratified_bootstrap(tasks, mean_of, reps=reps, seed=seed)
+        profile = stratified_bootstrap(tasks, profile_of(taus), reps=reps, seed=seed)
+        out["methods"][method] = {
+            "games": len(tasks),
+            "runs": sum(map(len, tasks)),
+            "iqm": [float(iqm.point[0]), float(iqm.low[0]), float(iqm.high[0])],
+            "mean": [float(mean.point[0]), float(mean.low[0]), float(mean.high[0])],
+            "profile": {k: getattr(profile, k).tolist() for k in ("point", "low", "high")},
+        }
+    return out
+
+
+def _paper(method: str, labels: set[int]) -> str:
+    if method == "LAPO decoded":
+        curve = return_plots.PAPER_LABEL_CURVE
+        refs = [f"about {curve[n]:.2f} ({n} labels)" for n in sorted(labels) if n in curve]
+        return "; ".join(refs) or "n/a"
+    return PAPER.get(method, "n/a")
+
+
+@holds_lock(lambda a: a["config"].out, inputs=lambda a: a["config"].runs)
+def aggregate(config: AggregateConfig) -> dict:
+    """Read every run of ``config.runs`` and write ``config.out``: ``report.md``,
+    ``report.html``, ``figures/*.png`` and ``aggregate.json``; return the ``aggregate.json``
+    content.
+
+    Raises:
+        FileNotFoundError, ValueError: a run directory that is not a finished ``lapo run``
+            (``load_run``), before anything is written; ``out`` is, lies in or contains a run.
+        FileExistsError: ``out`` exists and holds something other than an earlier aggregate.
+        lapo.safety.InUseError: another lapo process holds ``out``.
+    """
+    records = [load_run(p) for p in config.runs]
+    out = Path(config.out)
+    entries = {p.name for p in out.iterdir() if not p.name.startswith(RUN_LOCK)}
+    if entries and "aggregate.json" not in entries:
+        raise FileExistsError(f"{out} holds other files; choose a new or empty --out")
+    if "aggregate.json" in entries:  # an earlier aggregate here: its figures are replaced
+        for name in json.loads((out / "aggregate.json").read_text()).get("figures", []):
+            (out / "figures" / Path(name).name).unlink(missing_ok=True)
+    games = by_game(records)
+    scores = method_scores(games)
+    stats = aggregate_estimates(scores, config.reps, config.seed)
+    result = {
+        "runs": [
+            {
+                "path": str(r.path),
+                "game": r.game,
+                "seed": r.seed,
+                "preset": r.preset,
+                "labels": r.labels,
+                "expert": r.expert,
+                "scores": r.scores,
+            }
+            for r in records
+        ],  # fmt: skip
+        "games": list(games),
+        "scores": scores,
+        "aggregate": stats,
+        "bootstrap": {"reps": config.reps, "seed": config.seed, "confidence": 0.95},
+        "paper": {m: _paper(m, {r.labels for r in records}) for m in scores},
+    }
+    result["figures"] = write_report(games, records, result, out)
+    (out / "aggregate.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,145 @@
+"""``lapo aggregate``: known answers on hand-written run directories, and a real smoke run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lapo.cli import main
+from lapo.config import AggregateConfig
+from lapo.pipeline.aggregate import aggregate
+
+
+def fake_run(
+    path: Path, game: str, seed: int, normalized: dict[str, float], online=None, sweep=None
+) -> Path:
+    """A run directory as ``lapo run`` leaves it, holding only what ``lapo aggregate`` reads:
+    ``normalized`` gives each offline policy's normalized return; ``online`` ``{method: [final
+    normalized per seed]}`` (curves from 0 to that value over 1,000 steps); ``sweep`` rows."""
+    stages = {
+        "collect": {"settings": {"env": game, "seed": seed}, "summary": {"expert": "x"}},
+        "lam": {"summary": {"probe_mlp_accuracy": 0.5, "frame_difference_mlp_accuracy": 0.25}},
+        "decode": {"settings": {"labels": 256}},
+        "evaluate": {"summary": {}},
+    }
+    returns = {
+        name: {"mean": v, "ci95": 0.1, "normalized": v, "normalized_ci95": 0.05, "episodes": 9}
+        for name, v in normalized.items()
+    }
+    (path / "eval").mkdir(parents=True)
+    (path / "eval" / "returns.json").write_text(json.dumps(returns))
+    if online:
+        stages["online"] = {"settings": {"steps": 1000}}
+        doc = {
+            "evaluation": {m: [{"normalized": v} for v in vs] for m, vs in online.items()},
+            "curves": {
+                m: [{"steps": [0, 500, 1000], "normalized": [0.0, v / 2, v]} for v in vs]
+                for m, vs in online.items()
+            },
+        }
+        (path / "online").mkdir()
+        (path / "online" / "online.json").write_text(json.dumps(doc))
+    if sweep:
+        (path / "sweep").mkdir()
+        (path / "sweep" / "label_sweep.json").write_text(json.dumps(sweep))
+    (path / "pipeline.json").write_text(json.dumps({"format": "lapo-pipeline", "stages": stages}))
+    return path
+
+
+def test_aggregate_known_answers(tmp_path: Path) -> None:
+    def sweep(v: float) -> list[dict]:
+        return [{"method": "lapo", "labels": n, "normalized": v * n / 64} for n in (32, 64)]
+
+    runs = [
+        fake_run(tmp_path / "c0", "coinrun", 0, {"lapo_decoded": 0.2, "random": 0.0}),
+        fake_run(tmp_path / "c1", "coinrun", 1, {"lapo_decoded": 0.4, "random": 0.0},
+                 online={"LAPO fine-tuned": [0.9, 0.7]}, sweep=sweep(0.4)),
+        fake_run(tmp_path / "b0", "bigfish", 0, {"lapo_decoded": 0.6, "random": 0.0},
+                 sweep=sweep(0.8)),
+        fake_run(tmp_path / "b1", "bigfish", 1, {"lapo_decoded": 1.0, "random": 0.0}),
+    ]  # fmt: skip
+    out = tmp_path / "agg"
+    result = aggregate(AggregateConfig(runs=tuple(runs), out=out, reps=500))
+    assert result["games"] == ["bigfish", "coinrun"]  # Procgen's order
+    lapo = result["aggregate"]["methods"]["LAPO decoded"]
+    # mean of the game means (0.3 + 0.8) / 2; IQM of 0.2, 0.4, 0.6, 1.0 drops one at each end
+    assert lapo["mean"][0] == pytest.approx(0.55) and lapo["iqm"][0] == pytest.approx(0.5)
+    assert lapo["mean"][1] <= 0.55 <= lapo["mean"][2] and lapo["runs"] == 4
+    online = result["aggregate"]["methods"]["LAPO fine-tuned"]
+    assert online["games"] == 1 and online["mean"][0] == pytest.approx(0.8)
+    taus = result["aggregate"]["taus"]
+    profile = dict(zip(taus, lapo["profile"]["point"], strict=True))
+    assert profile[0.0] == 1.0 and profile[taus[-1]] == 0.0  # taus from 0 to 1.25
+    assert set(result["figures"]) == {"aggregate_intervals.png", "performance_profiles.png",
+                                      "online_curves.png", "label_sweep.png"}  # fmt: skip
+    md = (out / "report.md").read_text()
+    row = (
+        "| bigfish | 2 | 0.874 / 36.336 | – | 0.800 (2 runs) | 0.000 (2 runs) | – | 0.500 (0.250) |"
+    )
+    assert row in md  # no expert evaluated; LAPO decoded, random, no online run; probe
+    assert "| LAPO decoded | 2 | 4 | 0.500 [" in md and "about 0.50 (256 labels)" in md
+    # label sweep: mean over the two swept games at 64 labels (0.4 + 0.8) / 2
+    assert "| 64 | 0.600 (2) | – | 0.23 |" in md
+    assert json.loads((out / "aggregate.json").read_text())["scores"]["LAPO decoded"] == {
+        "bigfish": [0.6, 1.0], "coinrun": [0.2, 0.4]
+    }  # fmt: skip
+    # rerun into the same folder: same intervals (seeded), its own files replaced
+    again = aggregate(AggregateConfig(runs=tuple(runs), out=out, reps=500))
+    assert again["aggregate"] == result["aggregate"]
+
+
+def test_aggregate_refuses_bad_inputs_before_writing(tmp_path: Path, capsys) -> None:
+    good = fake_run(tmp_path / "r", "coinrun", 0, {"lapo_decoded": 0.2})
+    (tmp_path / "empty").mkdir()
+    assert (
+        main(["aggregate", str(good), str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+    )
+    assert "is not a `lapo run` directory" in capsys.readouterr().err
+    stages = json.loads((good / "pipeline.json").read_text())
+    del stages["stages"]["evaluate"]
+    unfinished = tmp_path / "u"
+    shutil.copytree(good, unfinished)
+    (unfinished / "pipeline.json").write_text(json.dumps(stages))
+    assert main(["aggregate", str(unfinished), "--out", str(tmp_path / "o")]) == 1
+    assert "evaluate stage has not finished" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "report.md").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["aggregate", str(good), "--out", str(other)]) == 1
+    assert "holds other files" in capsys.readouterr().err
+    assert main(["aggregate", str(good), "--out", str(good / "agg")]) == 1  # inside a run
+    assert "lies inside the input" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a real `lapo run --preset smoke` (12-37 s on 2 shared cores) and the report
+def test_lapo_aggregate_on_smoke_runs(tmp_path: Path, capsys) -> None:
+    """One real smoke run of coinrun, and a copy of it relabelled as jumper (its numbers are
+    coinrun's: this checks the reading and the figures, not a second game's results)."""
+    coinrun = tmp_path / "coinrun"
+    args = ["run", "--preset", "smoke", "--env", "coinrun", "--out", str(coinrun), "--no-progress"]
+    assert main(args) == 0
+    jumper = tmp_path / "jumper"
+    shutil.copytree(coinrun, jumper, ignore=shutil.ignore_patterns(".lapo.lock*"))
+    manifest = json.loads((jumper / "pipeline.json").read_text())
+    manifest["stages"]["collect"]["settings"]["env"] = "jumper"
+    (jumper / "pipeline.json").write_text(json.dumps(manifest))
+    out = tmp_path / "agg"
+    assert main(["aggregate", str(coinrun), str(jumper), "--out", str(out), "--reps", "500"]) == 0
+    printed = capsys.readouterr().out
+    assert "LAPO decoded" in printed and "(2 games)" in printed
+    md = (out / "report.md").read_text()
+    for game in ("coinrun", "jumper"):
+        assert f"\n| {game} | 1 | " in md
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figures == ["aggregate_intervals.png", "latent_maps.png", "performance_profiles.png"]
+    assert all(f"figures/{name}" in md for name in figures)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert "smoke" in md.split("## Aggregate")[0]  # the smoke warning leads the report
+    result = json.loads((out / "aggregate.json").read_text())
+    returns = json.loads((coinrun / "eval" / "returns.json").read_text())
+    assert result["scores"]["LAPO decoded"]["coinrun"] == [returns["lapo_decoded"]["normalized"]]
