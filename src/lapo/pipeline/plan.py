@@ -94,7 +94,7 @@ class RunConfig:
         lam_minutes: optional wall-clock budget of stage 1 in minutes (None: all its steps).
         bc_minutes: optional wall-clock budget of stage 2 in minutes (None: all its steps).
         hide_noop: hide NOOP points in the latent-space map.
-        seed: collection seed (evaluation uses other seeds).
+        seed: collection seed, and the expert stage's (evaluation uses other seeds).
         device: torch device of the training stages (``cpu``, ``cuda``, ``cuda:N``, ``mps``);
             None: ``lapo.device.default_device()``. Not a setting of the run: a run may resume
             on another device.
