@@ -12,6 +12,7 @@ from lapo.pipeline.expert_stage import (
     duration_estimate,
     expert_config,
     expert_origin,
+    run_expert_stage,
     trains_expert,
 )
 from lapo.pipeline.plan import RunConfig
@@ -63,6 +64,7 @@ def test_expert_origin_names_shipped_and_user_experts(tmp_path: Path) -> None:
     assert user == "the user's: /x/y"
 
 
+@pytest.mark.slow  # the whole smoke pipeline: 14 s on 2 cores, up to 34 s when they are shared
 def test_lapo_run_trains_and_resumes_the_expert_of_an_unshipped_game(
     tmp_path: Path, capsys
 ) -> None:
@@ -87,3 +89,13 @@ def test_lapo_run_trains_and_resumes_the_expert_of_an_unshipped_game(
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     normalized = metrics["expert_stage"]["heldout_normalized"]
     assert f"held-out normalized return {normalized:.3f}" in metrics["expert_origin"]
+
+
+def test_expert_minutes_ends_the_stage_with_a_usable_expert(tmp_path: Path) -> None:
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path, expert_minutes=1e-9)
+    summary = run_expert_stage(config, tmp_path / "expert", progress=False)
+    # the budget is spent before the first update: a checkpoint at 0 steps, evaluated here
+    assert summary["budget_stopped"] and summary["env_steps"] == 0
+    assert summary["total_steps"] == 192 and isinstance(summary["heldout_normalized"], float)
+    origin = expert_origin(config, {"expert": {"summary": summary}})
+    assert "0 of 192 env steps (ended by expert_minutes)" in origin
