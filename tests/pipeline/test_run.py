@@ -47,6 +47,7 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     assert html.count("data:image/png;base64,") == len(figures)
     assert md.index("## Summary") < md.index("## Configuration") < md.index("## Data")
     assert "normalized return, LAPO decoded (32 labels)" in md and "wall time (minutes)" in md
+    assert f"| expert (records the data) | the user's: {expert} |" in md
     assert "<details><summary>every setting (JSON)</summary>" in html
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(METRICS_FIELDS) <= set(metrics)

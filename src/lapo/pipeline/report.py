@@ -345,7 +345,8 @@ def _summary_section(rep, metrics: dict, codebook_size: int) -> None:
             f"{lam['frame_difference_mlp_accuracy']:.3f}, majority {lam['majority_accuracy']:.3f})",
         ]
     ]
-    rows.append(["expert (records the data)", metrics["expert_origin"]])
+    if "expert_origin" in metrics:
+        rows.append(["expert (records the data)", metrics["expert_origin"]])
     codes = _codebook_summary(lam, codebook_size)
     if codes:
         rows.append(["codes used per codebook (held-out, as in the codebook figure)", codes])
