@@ -105,7 +105,7 @@ def test_aggregate_refuses_bad_inputs_before_writing(tmp_path: Path, capsys) -> 
     (unfinished / "pipeline.json").write_text(json.dumps(stages))
     assert main(["aggregate", str(unfinished), "--out", str(tmp_path / "o")]) == 1
     assert "evaluate stage has not finished" in capsys.readouterr().err
-    assert not (tmp_path / "o" / "report.md").exists()
+    assert not (tmp_path / "o").exists()  # refused before anything was made
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

@@ -29,7 +29,7 @@ from lapo.eval.aggregate_stats import (
     stratified_bootstrap,
 )
 from lapo.pipeline.aggregate_report import OFFLINE, write_report
-from lapo.safety import RUN_LOCK, holds_lock
+from lapo.safety import RUN_LOCK, check_disjoint, holds_lock
 
 #: The paper's figures (PAPER.md; 16-game means, approximate) beside each method.
 PAPER = {
@@ -172,7 +172,6 @@ def _paper(method: str, labels: set[int]) -> str:
     return PAPER.get(method, "n/a")
 
 
-@holds_lock(lambda a: a["config"].out, inputs=lambda a: a["config"].runs)
 def aggregate(config: AggregateConfig) -> dict:
     """Read every run of ``config.runs`` and write ``config.out``: ``report.md``,
     ``report.html``, ``figures/*.png`` and ``aggregate.json``; return the ``aggregate.json``
@@ -186,10 +185,25 @@ def aggregate(config: AggregateConfig) -> dict:
     """
     records = [load_run(p) for p in config.runs]
     out = Path(config.out)
-    entries = {p.name for p in out.iterdir() if not p.name.startswith(RUN_LOCK)}
-    if entries and "aggregate.json" not in entries:
-        raise FileExistsError(f"{out} holds other files; choose a new or empty --out")
-    if "aggregate.json" in entries:  # an earlier aggregate here: its figures are replaced
+    check_disjoint(out, config.runs)
+    entries = (
+        {p.name for p in out.iterdir() if not p.name.startswith(RUN_LOCK)}
+        if out.is_dir()
+        else set()
+    )
+    if out.exists() and not out.is_dir() or entries and "aggregate.json" not in entries:
+        raise FileExistsError(
+            f"{out} is a file or holds other files (no earlier aggregate.json); choose a new or "
+            "empty --out"
+        )
+    return _write(config, records)
+
+
+@holds_lock(lambda a: a["config"].out)
+def _write(config: AggregateConfig, records: list[RunRecord]) -> dict:
+    """``aggregate``'s work once its inputs are checked, holding ``config.out``'s lock."""
+    out = Path(config.out)
+    if (out / "aggregate.json").is_file():  # an earlier aggregate here: its figures are replaced
         for name in json.loads((out / "aggregate.json").read_text()).get("figures", []):
             (out / "figures" / Path(name).name).unlink(missing_ok=True)
     games = by_game(records)
