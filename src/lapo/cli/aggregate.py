@@ -16,7 +16,7 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         description="Read finished `lapo run` directories (any games and seeds, made on any "
         "machines and copied together) and write report.md, report.html, figures/ and "
         "aggregate.json: a per-game table beside the paper's numbers, IQM and mean normalized "
-        "return over games with stratified-bootstrap 95%% CIs and performance profiles "
+        "return over games with stratified-bootstrap 95% CIs and performance profiles "
         "(Agarwal et al. 2021), online curves (paper Figure 3) and label sweeps (Figure 4) where "
         "the runs have them, and a grid of the games' latent-space maps (Figure 5).",
         formatter_class=HelpFormatter,
