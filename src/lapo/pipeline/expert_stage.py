@@ -116,10 +116,11 @@ def run_expert_stage(config, directory: Path, progress: bool = True) -> dict:
     from lapo.load import load_expert
     from lapo.stages.expert import evaluate_expert, train_expert
 
-    tqdm.write(duration_estimate(config, directory, resolve_device(None).type))
+    tqdm.write(duration_estimate(config, directory, resolve_device(config.device).type))
     cfg = expert_config(config)
     budget = config.expert_minutes * 60 if config.expert_minutes else None
-    metrics = train_expert(cfg, directory, resume=True, progress=progress, time_budget_s=budget)
+    metrics = train_expert(cfg, directory, resume=True, progress=progress, time_budget_s=budget,
+                           device=config.device)  # fmt: skip
     if metrics.get("stop_reason") not in (None, "time budget"):
         return metrics  # the caller raises StageInterrupted
     heldout = {k: metrics.get(f"return/eval_{k}") for k in ("normalized", "mean")}
