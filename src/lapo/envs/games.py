@@ -64,6 +64,24 @@ REFERENCE_RETURNS: dict[str, ReferenceReturns] = {
 }
 
 
+#: Continuous-control reference returns, measured here (2026-12-04, AMD EPYC, 2 cores, shared with
+#: other jobs; ``/tmp/measure_refs.py`` of the branch ``cc``, reproduced by
+#: ``lapo.envs.scripted``): ``random`` is the mean return of 100 episodes of uniform random actions
+#: in the bounds (seeds 10000-10099; 95% CI +-59.2 on Pendulum, +-2.1 on MountainCar), ``expert``
+#: that of 100 episodes of the scripted state-feedback controller ``lapo.envs.scripted``, the
+#: data-generating expert of these tasks (seeds 20000-20099; CI +-31.5 and +-0.03). The paper
+#: (appendix A.3) gives no reference returns for its continuous-control tasks.
+CONTROL_REFERENCE_RETURNS: dict[str, ReferenceReturns] = {
+    "Pendulum-v1": ReferenceReturns(-1182.3, -209.7),
+    "MountainCarContinuous-v0": ReferenceReturns(-32.06, 89.35),
+}
+
+
+def reference_returns(env: str) -> ReferenceReturns | None:
+    """The reference returns of a Procgen game or a continuous-control task; None if unknown."""
+    return REFERENCE_RETURNS.get(env) or CONTROL_REFERENCE_RETURNS.get(env)
+
+
 def check_game(game: str) -> str:
     """Return ``game`` if it is one of the 16 Procgen games.
 
@@ -98,10 +116,16 @@ def normalized_return(game: str, episode_return: float) -> float:
     """Normalize a return between the random policy (0.0) and the paper's expert (1.0).
 
     ``(R - R_random) / (R_expert - R_random)`` with the references in ``REFERENCE_RETURNS``
-    (PAPER.md, "Reference returns"). Works elementwise on numpy arrays too.
+    (PAPER.md, "Reference returns"; ``CONTROL_REFERENCE_RETURNS`` for continuous-control tasks).
+    Works elementwise on numpy arrays too. An environment without reference returns that is not
+    a Procgen name (any other Gymnasium id) gives NaN.
 
     Raises:
-        ValueError: unknown game.
+        ValueError: unknown Procgen-like name (not a Gymnasium id: no ``-v`` version suffix).
     """
-    ref = REFERENCE_RETURNS[check_game(game)]
+    ref = reference_returns(game)
+    if ref is None:
+        if "-v" in game:
+            return episode_return * float("nan")
+        check_game(game)
     return (episode_return - ref.random) / (ref.expert - ref.random)

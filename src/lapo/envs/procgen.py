@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from lapo.envs.games import NUM_ACTIONS, check_distribution_mode, check_game
+from lapo.envs.base import ActionSpec, EpisodeStats, StepResult
+from lapo.envs.games import ACTION_MEANINGS, NUM_ACTIONS, check_distribution_mode, check_game
+
+__all__ = ["EpisodeStats", "ProcgenVecEnv", "StepResult"]
 
 
 def _load_procgen_gym3_env() -> type:
@@ -44,38 +46,6 @@ def _load_procgen_gym3_env() -> type:
     return importlib.import_module("procgen.env").ProcgenGym3Env
 
 
-@dataclass(frozen=True)
-class EpisodeStats:
-    """An episode that ended during the last ``step``.
-
-    Attributes:
-        env_index: index of the environment in the vector, in ``[0, num_envs)``.
-        episode_return: undiscounted sum of rewards of the episode.
-        length: number of actions (environment steps) taken in the episode.
-    """
-
-    env_index: int
-    episode_return: float
-    length: int
-
-
-class StepResult(NamedTuple):
-    """What ``ProcgenVecEnv.step`` returns.
-
-    Attributes:
-        obs: ``(N, 64, 64, 3) uint8``, next observations; for an env whose episode ended, the
-            first observation of its next episode (gym3 auto-resets).
-        reward: ``(N,) float32`` reward for the action just taken.
-        done: ``(N,) bool``, True where the action ended the episode.
-        episodes: stats of the episodes that ended on this step.
-    """
-
-    obs: np.ndarray
-    reward: np.ndarray
-    done: np.ndarray
-    episodes: list[EpisodeStats]
-
-
 class ProcgenVecEnv:
     """``num_envs`` Procgen games stepped together in one process (gym3 threads).
 
@@ -96,6 +66,7 @@ class ProcgenVecEnv:
     """
 
     num_actions: int = NUM_ACTIONS
+    action_spec: ActionSpec = ActionSpec(n=NUM_ACTIONS, meanings=ACTION_MEANINGS)
 
     def __init__(
         self,
@@ -170,14 +141,7 @@ class ProcgenVecEnv:
         Raises:
             ValueError: wrong shape or an action out of range.
         """
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(
-                f"actions must be an integer array of shape ({self.num_envs},), "
-                f"got {actions.dtype} {actions.shape}"
-            )
-        if actions.size and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
-            raise ValueError(f"actions must be in [0, {NUM_ACTIONS}), got {actions}")
+        actions = self.action_spec.check_actions(actions, self.num_envs)
         self._env.act(actions.astype(np.int32))
         reward, obs, first = self._env.observe()
         reward = reward.astype(np.float32)
