@@ -23,8 +23,23 @@ EXIT_STATUS_HELP = """exit status:
   143  stopped by SIGTERM; training commands save a resumable checkpoint first"""
 
 
+class EnvChoices(tuple):
+    """``--env`` choices: the Procgen games (listed in the help) and, by membership, any
+    registered Gymnasium id (``lapo.envs.gymnasium.is_gymnasium_id``; e.g. ``Pendulum-v1``)."""
+
+    def __contains__(self, name: object) -> bool:
+        if tuple.__contains__(self, name):
+            return True
+        from lapo.envs.gymnasium import is_gymnasium_id
+
+        return isinstance(name, str) and is_gymnasium_id(name)
+
+
+#: ``--env`` choices of every command: a Procgen game or a Gymnasium id.
+ENV_CHOICES = EnvChoices(GAMES)
+
 #: Choices of the Procgen fields of the configs (``lapo.config`` imports nothing from lapo).
-PROCGEN_CHOICES = {"env": GAMES, "distribution_mode": DISTRIBUTION_MODES}
+PROCGEN_CHOICES = {"env": ENV_CHOICES, "distribution_mode": DISTRIBUTION_MODES}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -209,10 +209,12 @@ def add_config_options(
         if allowed is None and typing.get_origin(annotation) is Literal:
             allowed = typing.get_args(annotation)
         if allowed is not None:
-            kwargs["choices"] = tuple(allowed)
+            kwargs["choices"] = allowed if isinstance(allowed, tuple) else tuple(allowed)
             if len(kwargs["choices"]) > 6:  # long lists (games) go in the help, not the usage
                 kwargs["metavar"] = f.name.upper()
                 text += f"; one of: {', '.join(kwargs['choices'])}"
+                if f.name == "env":
+                    text += ", or a Gymnasium id such as Pendulum-v1"
         elif typing.get_origin(annotation) is tuple:
             kwargs["metavar"] = "N,N,..."
         group.add_argument(*strings, help=text, **kwargs)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from lapo.cli.common import (
+    ENV_CHOICES,
     HelpFormatter,
     add_allow_unfinished,
     add_training_options,
@@ -19,7 +20,6 @@ from lapo.cli.options import (
     config_from_args,
     with_device,
 )
-from lapo.envs.games import GAMES
 
 #: ``BCConfig`` fields without a ``train-bc`` option (none: every field has one).
 BC_EXCLUDE: tuple[str, ...] = ()
@@ -176,9 +176,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("policy", type=Path, metavar="POLICY", help="run directory or checkpoint")
     p.add_argument(
         "--env",
-        choices=GAMES,
+        choices=ENV_CHOICES,
         metavar="GAME",
-        help="game (default: the one stored in the checkpoint)",
+        help="Procgen game or Gymnasium id (default: the one stored in the checkpoint)",
     )
     p.add_argument("--episodes", type=int, default=100, help="complete episodes K")
     p.add_argument("--start-level", type=int, default=0, help="first level seed")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lapo.cli.common import HelpFormatter, budget_seconds, label_counts
+from lapo.cli.common import ENV_CHOICES, HelpFormatter, budget_seconds, label_counts
 from lapo.cli.options import add_config_options, config_overrides, device_name, parse_assignment
-from lapo.envs.games import GAMES
 
 REDO_STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
 #: ``RunConfig`` fields without a ``lapo run`` option: ``overrides`` is given by ``--set``.
@@ -30,7 +29,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     add_config_options(
         p, RunConfig, {name: {**RUN_DEFAULTS, **values} for name, values in RUN_PRESETS.items()},
         exclude=RUN_EXCLUDE,
-        choices={"env": GAMES, "preset": RUN_PRESETS},
+        choices={"env": ENV_CHOICES, "preset": RUN_PRESETS},
         types_={"sweep": label_counts, "device": device_name},
         help_={
             "env": "game (default: the first shipped expert's, coinrun when shipped)",

@@ -17,7 +17,7 @@ from torch import nn
 from lapo.config import check_temperature
 from lapo.device import autocast
 from lapo.envs.games import NUM_ACTIONS
-from lapo.rl.ppo import sample_actions
+from lapo.rl.ppo import sample_actions, sample_gaussian_actions
 
 
 class Policy(Protocol):
@@ -29,18 +29,29 @@ class Policy(Protocol):
 
 
 class RandomPolicy:
-    """Uniform random actions over ``num_actions``, from a seeded generator."""
+    """Uniform random actions over ``num_actions``, from a seeded generator; with ``bounds``
+    ``(low, high)`` (A floats each), uniform ``(N, A) float32`` actions in the box instead."""
 
-    def __init__(self, num_actions: int = NUM_ACTIONS, seed: int = 0) -> None:
+    def __init__(self, num_actions: int = NUM_ACTIONS, seed: int = 0, bounds=None) -> None:
         self.num_actions = num_actions
+        self.bounds = None if bounds is None else tuple(np.asarray(b, np.float32) for b in bounds)
         self._rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        if self.bounds is not None:
+            low, high = self.bounds
+            u = self._rng.random((len(obs), len(low)))
+            return (low + u * (high - low)).astype(np.float32)
         return self._rng.integers(0, self.num_actions, size=len(obs))
 
 
 class PolicyActor:
     """Act with a policy network: ``act(obs (N, H, W, C) uint8) -> (N,) int64`` actions.
+
+    Continuous policies (networks with ``action_bounds``, ``lapo.models.actor_critic``) give
+    ``(N, A) float32`` actions in the environment's units: the mean (greedy, or a network
+    without ``log_std`` such as a regressor) or a Gaussian sample with standard deviation
+    ``temperature * exp(log_std)``, clipped to the bounds.
 
     Args:
         net: ``(B, H, W, C) uint8 -> (B, A)`` logits, or ``-> (logits, value)`` (actor-critics:
@@ -73,6 +84,13 @@ class PolicyActor:
         with autocast(self.device, self.bf16):
             out = self.net(torch.from_numpy(obs).to(self.device))
         logits = (out[0] if isinstance(out, tuple) else out).float()  # (N, A)
+        bounds = getattr(self.net, "action_bounds", None)
+        if bounds is not None:  # continuous: unit-space mean (and Gaussian log_std, if any)
+            log_std = getattr(self.net, "log_std", None)
+            if not self.greedy and log_std is not None:
+                log_std = log_std + float(np.log(self.temperature))
+                logits = sample_gaussian_actions(logits, log_std, self.generator)[0]
+            return bounds.to_env(logits).cpu().numpy()
         if self.greedy:
             return logits.argmax(-1).cpu().numpy()
         return sample_actions(logits / self.temperature, self.generator)[0].cpu().numpy()

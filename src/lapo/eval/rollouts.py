@@ -10,7 +10,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from lapo.envs import ProcgenVecEnv, normalized_return
+from lapo.envs import make_env, normalized_return
 
 #: Above this many degrees of freedom ``student_t_quantile`` uses the asymptotic expansion.
 _T_SERIES_MAX_DF = 1000
@@ -165,7 +165,8 @@ def evaluate_policy(
 
     Args:
         act: ``(N, 64, 64, 3) uint8 -> (N,) int`` actions (e.g. a greedy or sampling policy).
-        game: Procgen game.
+        game: Procgen game or Gymnasium id (``lapo.envs.make_env``; continuous ``act`` returns
+            ``(N, A) float`` actions).
         episodes: number of complete episodes to collect.
         start_level, num_levels: evaluation levels; use levels not seen in training.
         seed: environment seed (fixes the level sequence).
@@ -176,14 +177,8 @@ def evaluate_policy(
     """
     num_envs = min(num_envs, episodes)
     per_env = -(-episodes // num_envs)
-    env = ProcgenVecEnv(
-        game,
-        num_envs,
-        distribution_mode=distribution_mode,
-        start_level=start_level,
-        num_levels=num_levels,
-        seed=seed,
-    )
+    env = make_env(game, num_envs, distribution_mode=distribution_mode, start_level=start_level,
+                   num_levels=num_levels, seed=seed)  # fmt: skip
     obs = env.reset()
     done_per_env = [[] for _ in range(num_envs)]
     for _ in range(max_steps):

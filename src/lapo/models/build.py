@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from lapo.config import BCConfig, FinetuneConfig, PPOConfig
-from lapo.envs.games import NUM_ACTIONS, OBS_SHAPE
+from lapo.envs import ActionSpec, env_action_spec
+from lapo.envs.games import OBS_SHAPE
 from lapo.models.actor_critic import ActorCritic
 from lapo.models.encoders import make_encoder
 from lapo.models.online import HybridActorCritic, OnlineActorCritic
@@ -41,10 +42,18 @@ def build_latent_policy(
     return LatentPolicy(encoder, latent_dim).to(memory_format=torch.channels_last)
 
 
+def action_head(spec: ActionSpec) -> tuple[int, tuple | None]:
+    """``(width of the policy head, bounds or None)`` for an action space: ``n`` logits, or a
+    Gaussian over A dimensions with the space's ``(low, high)`` (``ActorCritic``)."""
+    return spec.dim, ((spec.low, spec.high) if spec.continuous else None)
+
+
 def build_expert_policy(config: PPOConfig) -> ActorCritic:
-    """The PPO expert's actor-critic a ``PPOConfig`` describes (channels_last memory format)."""
+    """The PPO expert's actor-critic a ``PPOConfig`` describes (channels_last memory format),
+    with the action head of ``config.env``'s action space (discrete logits or a Gaussian)."""
     encoder = make_encoder(config.encoder, multiplier=config.multiplier, features=config.features)
-    return ActorCritic(encoder, NUM_ACTIONS).to(memory_format=torch.channels_last)
+    width, bounds = action_head(env_action_spec(config.env))
+    return ActorCritic(encoder, width, bounds).to(memory_format=torch.channels_last)
 
 
 def build_online_policy(
@@ -55,11 +64,20 @@ def build_online_policy(
     From ``latent_policy``: ``OnlineActorCritic`` on its encoder with a frozen trunk (or
     ``HybridActorCritic`` with ``config.hybrid``); the latent policy's modules are reused, not
     copied. Without: a fresh ``OnlineActorCritic`` of ``config``'s encoder, nothing frozen.
+    The action head follows ``config.env``'s action space (a Gaussian for a continuous one).
+
+    Raises:
+        ValueError: ``config.hybrid`` for a continuous action space.
     """
+    width, bounds = action_head(env_action_spec(config.env))
     if latent_policy is None:
         encoder = make_encoder(config.encoder, multiplier=config.multiplier,
                                features=config.features)  # fmt: skip
-        return OnlineActorCritic(encoder, NUM_ACTIONS).to(memory_format=torch.channels_last)
+        net = OnlineActorCritic(encoder, width, bounds=bounds)
+        return net.to(memory_format=torch.channels_last)
     if config.hybrid:
-        return HybridActorCritic.from_latent_policy(latent_policy, NUM_ACTIONS, DECODER_HIDDEN)
-    return OnlineActorCritic(latent_policy.encoder, NUM_ACTIONS, freeze_trunk=True)
+        if bounds is not None:
+            raise ValueError(f"hybrid fine-tuning supports discrete actions only; {config.env} "
+                             "is continuous")  # fmt: skip
+        return HybridActorCritic.from_latent_policy(latent_policy, width, DECODER_HIDDEN)
+    return OnlineActorCritic(latent_policy.encoder, width, freeze_trunk=True, bounds=bounds)

@@ -35,6 +35,8 @@ class OnlineActorCritic(ActorCritic):
             ``fc`` (``lapo.models.make_encoder``), e.g. a latent policy's; it is shared, not
             copied, so freezing affects the module passed in.
         num_actions: size of the new policy head (15 for Procgen).
+        bounds: ``(low, high)`` of a continuous action space (a Gaussian policy, see
+            ``ActorCritic``).
         freeze_trunk: set ``requires_grad=False`` on ``encoder.conv`` (paper: the convolutional
             layers stay fixed during fine-tuning; the encoders have no normalization layers, so
             train/eval mode does not matter).
@@ -43,8 +45,10 @@ class OnlineActorCritic(ActorCritic):
     ``heads((B, D)) -> (logits (B, num_actions) float32, value (B,) float32)``.
     """
 
-    def __init__(self, encoder: nn.Module, num_actions: int, freeze_trunk: bool = False) -> None:
-        super().__init__(encoder, num_actions)
+    def __init__(
+        self, encoder: nn.Module, num_actions: int, freeze_trunk: bool = False, bounds=None
+    ) -> None:
+        super().__init__(encoder, num_actions, bounds)
         self.trunk_frozen = freeze_trunk
         if freeze_trunk:
             encoder.conv.requires_grad_(False)

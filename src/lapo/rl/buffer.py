@@ -20,10 +20,13 @@ class RolloutBuffer:
         inputs: instead of ``obs_shape``, the named per-sample inputs of the learner's forward
             pass, ``{name: (shape, dtype)}``; e.g. the features of a frozen convolutional trunk,
             computed once while acting instead of again in every PPO epoch.
+        action_dim: A for continuous actions, stored ``(T, N, A) float32``; None (default):
+            discrete actions ``(T, N) int64``.
 
     Attributes (all time-major):
         inputs: ``{name: (T, N, *shape) dtype}``; ``obs`` is ``inputs["obs"]`` when stored.
-        actions: ``(T, N) int64``; logprobs, values, rewards: ``(T, N) float32``;
+        actions: ``(T, N) int64`` (or ``(T, N, A) float32``);
+        logprobs, values, rewards: ``(T, N) float32``;
         dones: ``(T, N) bool`` (the action at t ended the episode).
 
     Raises:
@@ -39,6 +42,7 @@ class RolloutBuffer:
         device: torch.device | str = "cpu",
         *,
         inputs: Mapping[str, tuple[tuple[int, ...], torch.dtype]] | None = None,
+        action_dim: int | None = None,
     ) -> None:
         if (obs_shape is None) == (inputs is None):
             raise ValueError("give either obs_shape or inputs")
@@ -53,7 +57,10 @@ class RolloutBuffer:
             name: torch.zeros((T, N, *shape), dtype=dtype, device=device)
             for name, (shape, dtype) in inputs.items()
         }
-        self.actions = torch.zeros((T, N), dtype=torch.int64, device=device)
+        if action_dim is None:
+            self.actions = torch.zeros((T, N), dtype=torch.int64, device=device)
+        else:
+            self.actions = torch.zeros((T, N, action_dim), dtype=torch.float32, device=device)
         self.logprobs = torch.zeros((T, N), device=device)
         self.values = torch.zeros((T, N), device=device)
         self.rewards = torch.zeros((T, N), device=device)
@@ -88,7 +95,7 @@ class RolloutBuffer:
         names = self.inputs if keys is None else keys
         flat = {name: self.inputs[name].flatten(0, 1) for name in names}
         flat |= {
-            "actions": self.actions.flatten(),
+            "actions": self.actions.flatten(0, 1),
             "logprobs": self.logprobs.flatten(),
             "values": self.values.flatten(),
             "advantages": advantages.flatten(),

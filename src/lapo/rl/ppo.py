@@ -6,7 +6,11 @@ True when the action at step t ended the episode, so step t does not bootstrap f
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def compute_gae(
@@ -97,21 +101,29 @@ def ppo_loss(
     value_coef: float = 0.5,
     entropy_coef: float = 0.01,
     normalize_adv: bool = True,
+    log_std: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total PPO loss for a minibatch: policy + value_coef * value - entropy_coef * entropy.
 
     Args:
-        logits: ``(B, A)`` current policy logits; value: ``(B,)`` current values.
-        actions: ``(B,) int64``; old_logprob, old_value, advantages, returns: ``(B,)`` from the
-            rollout.
+        logits: ``(B, A)`` current policy logits, or the Gaussian mean when ``log_std`` is
+            given; value: ``(B,)`` current values.
+        actions: ``(B,) int64`` (discrete) or ``(B, A) float`` unclipped Gaussian samples;
+            old_logprob, old_value, advantages, returns: ``(B,)`` from the rollout.
+        log_std: ``(A,)`` state-independent log standard deviation of a diagonal Gaussian
+            policy (continuous actions; ``gaussian_log_prob`` and ``gaussian_entropy``).
 
     Returns:
         ``(loss, stats)`` with stats ``policy_loss``, ``value_loss``, ``entropy``,
         ``approx_kl`` (the ``(ratio - 1) - log ratio`` estimator) and ``clip_fraction``.
     """
-    dist = torch.distributions.Categorical(logits=logits)
-    logprob = dist.log_prob(actions)
-    entropy = dist.entropy().mean()
+    if log_std is None:
+        dist = torch.distributions.Categorical(logits=logits)
+        logprob = dist.log_prob(actions)
+        entropy = dist.entropy().mean()
+    else:
+        logprob = gaussian_log_prob(logits, log_std, actions)
+        entropy = gaussian_entropy(log_std).expand(len(actions)).mean()
     if normalize_adv:
         advantages = normalize_advantages(advantages)
     policy_loss, clip_fraction = clipped_surrogate_loss(logprob, old_logprob, advantages, clip)
@@ -141,3 +153,55 @@ def sample_actions(
     logp = torch.log_softmax(logits.float(), dim=-1)  # (N, A)
     actions = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)  # (N,)
     return actions, logp.gather(1, actions[:, None]).squeeze(1)
+
+
+def gaussian_log_prob(
+    mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """Log-density of a diagonal Gaussian, summed over action dimensions.
+
+    ``log p(a) = sum_i [-(a_i - mu_i)^2 / (2 sigma_i^2) - log sigma_i - log(2 pi) / 2]`` with
+    ``sigma = exp(log_std)``. Evaluated at the unclipped sample: the environment's clipping to
+    the action bounds is not part of the policy (as in Schulman et al. 2017's continuous PPO).
+
+    Args:
+        mean: ``(B, A) float``; log_std: ``(A,)`` or ``(B, A)``; actions: ``(B, A) float``.
+
+    Returns:
+        ``(B,) float32``.
+    """
+    log_std = log_std.float()
+    z = (actions.float() - mean.float()) * torch.exp(-log_std)
+    return (-0.5 * z**2 - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """Entropy of a diagonal Gaussian: ``sum_i (log sigma_i + (1 + log(2 pi)) / 2)``.
+
+    Args:
+        log_std: ``(A,)`` or ``(B, A)``.
+
+    Returns:
+        ``()`` or ``(B,) float32`` (nats).
+    """
+    return (log_std.float() + 0.5 * (1.0 + _LOG_2PI)).sum(-1)
+
+
+def sample_gaussian_actions(
+    mean: torch.Tensor, log_std: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``a = mean + exp(log_std) * eps``, ``eps ~ N(0, I)``, with an explicit generator.
+
+    The sample is unbounded (clipping to the action bounds happens on the way to the
+    environment, ``ActionBounds.to_env``); its log-probability is that of the unclipped sample.
+
+    Args:
+        mean: ``(N, A)``; log_std: ``(A,)``.
+
+    Returns:
+        ``actions (N, A) float32`` and their ``log-probabilities (N,) float32``.
+    """
+    mean = mean.float()
+    eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+    actions = mean + torch.exp(log_std.float()) * eps
+    return actions, gaussian_log_prob(mean, log_std, actions)

@@ -40,7 +40,7 @@ from lapo.device import autocast
 from lapo.envs import normalized_return
 from lapo.rl.buffer import RolloutBuffer
 from lapo.rl.normalize import RewardNormalizer
-from lapo.rl.ppo import compute_gae, ppo_loss, sample_actions
+from lapo.rl.ppo import compute_gae, ppo_loss, sample_actions, sample_gaussian_actions
 from lapo.runtime import GracefulStop, RunLogger, check_resume_config
 
 
@@ -67,7 +67,11 @@ class PPOTrainer:
     Args:
         config: the PPO settings (rollout size, losses, learning rate, precision, seed).
         net: the actor-critic, ``net(obs (B, H, W, C) uint8) -> (logits (B, A) float32,
-            value (B,) float32)``. With ``cache_trunk`` it must also have ``trunk(obs) ->
+            value (B,) float32)``. A continuous policy (``ActorCritic`` with bounds) returns the
+            Gaussian mean instead of logits and has ``log_std`` and ``action_bounds``: actions
+            are sampled unbounded in unit space, stored with the log-probability of that
+            unclipped sample, and sent to the environment clipped and mapped onto its bounds.
+            With ``cache_trunk`` it must also have ``trunk(obs) ->
             (B, *D)`` and ``heads(trunk_features) -> (logits, value)``.
         env: a vector environment with ProcgenVecEnv's interface (reset, step, get_state,
             set_state, close, num_envs).
@@ -101,9 +105,13 @@ class PPOTrainer:
         self.normalizer = RewardNormalizer(config.num_envs, config.gamma)
         self.cache_trunk, self.keep_obs = cache_trunk, keep_obs
         self.obs = env.reset()  # (N, H, W, C) uint8
+        # A continuous policy has Gaussian ``log_std`` and ``action_bounds`` (ActorCritic).
+        self.log_std = getattr(net, "log_std", None)
+        self.action_bounds = getattr(net, "action_bounds", None)
         self.buffer = RolloutBuffer(
-            config.num_steps, config.num_envs, device=self.device, inputs=self._input_spec()
-        )
+            config.num_steps, config.num_envs, device=self.device, inputs=self._input_spec(),
+            action_dim=None if self.action_bounds is None else self.action_bounds.dim,
+        )  # fmt: skip
         self.learn_keys = ("trunk",) if cache_trunk else ("obs",)
         self.update = 0
         self.recent_returns: deque[float] = deque(maxlen=100)
@@ -148,8 +156,13 @@ class PPOTrainer:
             for t in range(cfg.num_steps):
                 inputs = self._observe(torch.from_numpy(self.obs).to(device))
                 logits, value = self._forward(inputs)  # (N, A), (N,)
-                actions, logprob = sample_actions(logits, self.generator)
-                step = self.env.step(actions.cpu().numpy())
+                if self.log_std is None:
+                    actions, logprob = sample_actions(logits, self.generator)
+                    step = self.env.step(actions.cpu().numpy())
+                else:  # Gaussian: store the unclipped sample, send it clipped to the bounds
+                    actions, logprob = sample_gaussian_actions(logits, self.log_std,
+                                                               self.generator)  # fmt: skip
+                    step = self.env.step(self.action_bounds.to_env(actions).cpu().numpy())
                 for name, x in inputs.items():
                     buf.inputs[name][t] = x
                 buf.actions[t], buf.logprobs[t], buf.values[t] = actions, logprob, value
@@ -183,7 +196,8 @@ class PPOTrainer:
                                        mb["logprobs"], mb["values"], mb["advantages"],
                                        mb["returns"], clip=cfg.clip, value_clip=cfg.value_clip,
                                        value_coef=cfg.value_coef,
-                                       entropy_coef=cfg.entropy_coef)  # fmt: skip
+                                       entropy_coef=cfg.entropy_coef,
+                                       log_std=self.log_std)  # fmt: skip
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)

@@ -21,7 +21,7 @@ from lapo.checkpoint import (
 )
 from lapo.config import PPOConfig
 from lapo.device import resolve_device
-from lapo.envs import ProcgenVecEnv
+from lapo.envs import VecEnv, make_env_from_config
 from lapo.eval.actors import PolicyActor
 from lapo.eval.rollouts import evaluate_policy
 from lapo.load import load_expert
@@ -33,7 +33,7 @@ __all__ = ["evaluate_expert", "export_expert", "make_expert_trainer", "train_exp
 
 
 def make_expert_trainer(
-    config: PPOConfig, env: ProcgenVecEnv | None = None, device: str | None = None
+    config: PPOConfig, env: VecEnv | None = None, device: str | None = None
 ) -> PPOTrainer:
     """A fresh expert run: the network of ``config`` (seeded) in ``config.num_envs`` envs.
 
@@ -44,7 +44,7 @@ def make_expert_trainer(
     """
     torch.manual_seed(config.seed)
     device = resolve_device(device)
-    env = env or ProcgenVecEnv.from_config(config)
+    env = env or make_env_from_config(config)
     return PPOTrainer(config, build_expert_policy(config).to(device), env, device=device)
 
 
@@ -74,7 +74,7 @@ def train_expert(
     *,
     resume: bool = False,
     progress: bool = True,
-    env: ProcgenVecEnv | None = None,
+    env: VecEnv | None = None,
     time_budget_s: float | None = None,
     max_updates: int | None = None,
     device: str | None = None,
