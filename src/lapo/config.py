@@ -10,13 +10,14 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class CollectConfig:
-    """``lapo collect``: record a Procgen game with a policy into a dataset.
+    """``lapo collect``: record a Procgen game or a Gymnasium id with a policy into a dataset.
 
     Attributes:
-        env: Procgen game.
+        env: Procgen game or registered Gymnasium id (observed through its rendered pixels).
         frames: number of frames to record (environment steps summed over envs).
         out: output dataset directory (must not exist unless ``overwrite``).
-        policy: ``random`` (uniform over the 15 actions) or a policy checkpoint path.
+        policy: ``random`` (uniform over the action space), ``scripted`` (the state-feedback
+            expert of a continuous-control task, ``lapo.envs.scripted``) or a policy checkpoint.
         num_envs: parallel environments.
         distribution_mode: Procgen distribution mode (the paper uses ``easy``).
         num_levels: number of levels, 0 = all (the paper's setting).
@@ -56,7 +57,7 @@ class CollectConfig:
         if self.shard_frames < 1:
             raise ValueError(f"shard_frames must be >= 1, got {self.shard_frames}")
         check_temperature(self.temperature)
-        if self.policy == "random" and self.temperature != 1.0:
+        if self.policy in ("random", "scripted") and self.temperature != 1.0:
             raise ValueError(
                 f"temperature applies to a checkpoint policy; the random policy has none "
                 f"(got temperature {self.temperature})"

@@ -10,7 +10,10 @@ A dataset is a directory::
                              ``i // shard_frames`` at row ``i % shard_frames``
     episodes.npy             (E, 2) int64: start frame and length of each episode, in order,
                              contiguous (episode e+1 starts where e ends)
-    actions.npy (optional)   (N,) int64: true action a_t taken at frame t (o_t -> o_{t+1})
+    actions.npy (optional)   (N,) int64: true action a_t taken at frame t (o_t -> o_{t+1});
+                             (N, A) float32 in the environment's units for a continuous
+                             action space (manifest ``action_space`` ``{"type": "box",
+                             "shape": [A], "low": [...], "high": [...]}``)
     rewards.npy (optional)   (N,) float32: reward received for a_t
     dones.npy   (optional)   (N,) bool: True where a_t ended the episode (terminal, not a cut)
 
@@ -35,6 +38,22 @@ FRAMES_DIR = "frames"
 EPISODES = "episodes.npy"
 #: Optional per-transition arrays: file name -> numpy dtype.
 TRANSITION_ARRAYS: dict[str, str] = {"actions": "int64", "rewards": "float32", "dones": "bool"}
+
+
+def transition_array_layout(name: str, action_space: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Per-transition shape and dtype of the transition array ``name`` under ``action_space``
+    (the manifest's): ``((), int64)`` for discrete actions, ``((A,), float32)`` for a box, and
+    ``TRANSITION_ARRAYS``'s scalar dtype for rewards and dones.
+
+    Raises:
+        DatasetError: a box action space without a 1-d ``shape``.
+    """
+    if name == "actions" and isinstance(action_space, dict) and action_space.get("type") == "box":
+        shape = action_space.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 1 and int(shape[0]) >= 1):
+            raise DatasetError(f"a box action space needs shape [A] with A >= 1, got {shape!r}")
+        return (int(shape[0]),), np.dtype(np.float32)
+    return (), np.dtype(TRANSITION_ARRAYS[name])
 
 
 class DatasetError(ValueError):

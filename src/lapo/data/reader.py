@@ -26,6 +26,7 @@ from lapo.data.format import (
     read_npy_header,
     sha256_file,
     shard_name,
+    transition_array_layout,
 )
 from lapo.paths import confined_file
 
@@ -121,9 +122,8 @@ class LapoDataset:
             entry = m["files"].get(file)
             if name not in TRANSITION_ARRAYS or entry is None:
                 raise DatasetError(f"{self.path / MANIFEST}: field {name!r} has no file entry")
-            _check_array_file(
-                self.path / file, entry, (self.num_frames,), np.dtype(TRANSITION_ARRAYS[name])
-            )
+            tail, dtype = transition_array_layout(name, m.get("action_space"))
+            _check_array_file(self.path / file, entry, (self.num_frames, *tail), dtype)
             self._fields[name] = None  # loaded lazily (memory-mapped) by _field()
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
@@ -199,8 +199,23 @@ class LapoDataset:
 
     @property
     def num_actions(self) -> int | None:
+        """Number of discrete actions; None without actions or for a continuous space."""
         space = self.manifest.get("action_space")
-        return int(space["n"]) if space else None
+        return int(space["n"]) if space and not self.continuous_actions else None
+
+    @property
+    def continuous_actions(self) -> bool:
+        """Whether the action space is a box (actions ``(N, A) float32``)."""
+        space = self.manifest.get("action_space")
+        return isinstance(space, dict) and space.get("type") == "box"
+
+    @property
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(low, high)``, ``(A,) float32`` each, of a continuous action space; else None."""
+        if not self.continuous_actions:
+            return None
+        space = self.manifest["action_space"]
+        return np.asarray(space["low"], np.float32), np.asarray(space["high"], np.float32)
 
     @property
     def episode_returns(self) -> np.ndarray:
@@ -219,7 +234,8 @@ class LapoDataset:
 
     @property
     def actions(self) -> np.ndarray:
-        """``(N,) int64`` true actions, memory-mapped. Raises KeyError if absent."""
+        """``(N,) int64`` true actions (``(N, A) float32`` in the environment's units for a
+        continuous action space), memory-mapped. Raises KeyError if absent."""
         return self._field("actions")
 
     @property

@@ -28,6 +28,7 @@ from lapo.data.format import (
     HashingWriter,
     save_npy_hashed,
     shard_name,
+    transition_array_layout,
     write_json_atomic,
 )
 from lapo.safety import check_replaceable, exclusive, prepare_output
@@ -54,6 +55,18 @@ def check_output_dir(
     return prepare_output(path, overwrite, inputs)
 
 
+def _check_box_actions(values: np.ndarray, space: Mapping[str, Any]) -> None:
+    """Raise ValueError unless ``values (T, A)`` are finite floats within the box's bounds."""
+    if not np.issubdtype(values.dtype, np.floating) or not np.isfinite(values).all():
+        raise ValueError(f"continuous actions must be finite floats, got {values.dtype}")
+    low, high = np.asarray(space["low"], np.float64), np.asarray(space["high"], np.float64)
+    if len(values) and ((values < low).any() or (values > high).any()):
+        raise ValueError(
+            f"actions must lie in the bounds [{low.tolist()}, {high.tolist()}], got range "
+            f"[{values.min(0).tolist()}, {values.max(0).tolist()}]"
+        )
+
+
 class DatasetWriter:
     """Append episodes to a new dataset directory.
 
@@ -63,7 +76,9 @@ class DatasetWriter:
         fields: per-transition arrays to store, a subset of ``("actions", "rewards", "dones")``;
             empty for action-free video.
         source: free-form description written to the manifest (e.g. game and policy).
-        action_space: e.g. ``{"type": "discrete", "n": 15, "meanings": [...]}``; None if no actions.
+        action_space: e.g. ``{"type": "discrete", "n": 15, "meanings": [...]}``, or for
+            continuous actions ``{"type": "box", "shape": [A], "low": [...], "high": [...]}``
+            (``lapo.envs.ActionSpec.manifest``); None if no actions.
         shard_frames: frames per shard file.
         overwrite: replace an existing dataset at ``path`` (only once ``close`` succeeds; only a
             lapo dataset or run directory, see ``check_output_dir``).
@@ -163,7 +178,8 @@ class DatasetWriter:
 
         Args:
             frames: ``(T, H, W, C) uint8``, T >= 1.
-            actions: ``(T,)`` integers, a_t taken at frame t; required iff the writer has actions.
+            actions: ``(T,)`` integers, a_t taken at frame t (``(T, A)`` floats in the box's
+                bounds for a continuous action space); required iff the writer has actions.
             rewards: ``(T,)`` floats, reward for a_t; required iff the writer has rewards.
             dones: ``(T,)`` bools, True where a_t ended the episode; required iff it has dones.
             episode_return: the episode's return if known (None or NaN for cut or unrewarded
@@ -189,8 +205,15 @@ class DatasetWriter:
         arrays = {}
         for name in self.fields:
             values = np.asarray(given[name])
-            if values.shape != (len(frames),):
-                raise ValueError(f"{name} must have shape ({len(frames)},), got {values.shape}")
+            tail, dtype = transition_array_layout(name, self.action_space)
+            if values.shape != (len(frames), *tail):
+                raise ValueError(
+                    f"{name} must have shape {(len(frames), *tail)}, got {values.shape}"
+                )
+            if name == "actions" and tail:
+                _check_box_actions(values, self.action_space)
+                arrays[name] = values.astype(dtype)
+                continue
             if name == "actions" and not np.issubdtype(values.dtype, np.integer):
                 raise ValueError(f"actions must be integers, got {values.dtype}")
             n = self.action_space.get("n") if self.action_space else None
@@ -226,14 +249,14 @@ class DatasetWriter:
     def _finish_transition_array(self, name: str) -> dict[str, Any]:
         self._raw[name].close()
         raw = self._tmp / f"{name}.raw"
-        dtype = np.dtype(TRANSITION_ARRAYS[name])
+        tail, dtype = transition_array_layout(name, self.action_space)
         out = self._tmp / f"{name}.npy"
         with open(out, "wb") as fh, open(raw, "rb") as src:
             writer = HashingWriter(fh)
             header = {
                 "descr": np.lib.format.dtype_to_descr(dtype),
                 "fortran_order": False,
-                "shape": (self.num_frames,),
+                "shape": (self.num_frames, *tail),
             }
             np.lib.format.write_array_header_1_0(writer, header)
             while chunk := src.read(1 << 22):

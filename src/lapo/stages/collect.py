@@ -1,4 +1,5 @@
-"""Record a Procgen game with a policy into a lapo dataset (``lapo collect``).
+"""Record a Procgen game or a Gymnasium environment (its rendered pixels) with a policy into a
+lapo dataset (``lapo collect``).
 
 True actions, rewards and done flags are stored beside the frames. LAPO never trains on them:
 they serve evaluation and the small labelled subset of stage 3.
@@ -14,24 +15,48 @@ from tqdm import tqdm
 
 from lapo.config import CollectConfig
 from lapo.data.writer import DatasetWriter, check_output_dir
-from lapo.envs import ACTION_MEANINGS, NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv
-from lapo.envs.games import check_distribution_mode, check_game, normalized_return
+from lapo.envs import (
+    OBS_SHAPE,
+    ActionSpec,
+    check_env_name,
+    env_action_spec,
+    is_procgen,
+    make_env_from_config,
+)
+from lapo.envs.games import check_distribution_mode, normalized_return
+from lapo.envs.scripted import SCRIPTED_EXPERTS
 from lapo.eval.actors import Policy, PolicyActor, RandomPolicy
 from lapo.load import load_expert
 from lapo.safety import holds_lock
 
 
-def make_policy(spec: str, seed: int = 0, temperature: float = 1.0) -> Policy:
+class ScriptedActor:
+    """The scripted state-feedback expert of a Gymnasium task (``lapo.envs.scripted``): acts on
+    the environment's state observations ``env.states``, not on the pixels it is given."""
+
+    def __init__(self, env) -> None:
+        self.env, self.expert = env, SCRIPTED_EXPERTS[env.game]
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.expert(self.env.states)  # (N, A) float32 in the env's units
+
+
+def make_policy(
+    spec: str, seed: int = 0, temperature: float = 1.0, action_spec: ActionSpec | None = None
+) -> Policy:
     """Build the policy named by ``spec``: ``random`` or a PPO expert checkpoint (``lapo expert
     train`` run directory or its ``checkpoint`` path); experts sample from
-    ``softmax(logits / temperature)``.
+    ``softmax(logits / temperature)`` (a Gaussian policy with its std scaled by
+    ``temperature``). ``random`` is uniform over ``action_spec`` (default: Procgen's 15).
 
     Raises:
         FileNotFoundError: ``spec`` is neither ``random`` nor an existing checkpoint.
         lapo.checkpoint.CheckpointError: the checkpoint is not a loadable policy.
     """
     if spec == "random":
-        return RandomPolicy(NUM_ACTIONS, seed)
+        if action_spec is not None and action_spec.continuous:
+            return RandomPolicy(action_spec.dim, seed, bounds=(action_spec.low, action_spec.high))
+        return RandomPolicy(15 if action_spec is None else action_spec.dim, seed)
     try:
         net, config = load_expert(spec)
     except FileNotFoundError:
@@ -65,11 +90,11 @@ class _EpisodeBuffer:
 
     def __init__(self) -> None:
         self.frames: list[np.ndarray] = []
-        self.actions: list[int] = []
+        self.actions: list = []
         self.rewards: list[float] = []
         self.dones: list[bool] = []
 
-    def append(self, frame: np.ndarray, action: int, reward: float, done: bool) -> None:
+    def append(self, frame: np.ndarray, action, reward: float, done: bool) -> None:
         self.frames.append(frame)
         self.actions.append(action)
         self.rewards.append(reward)
@@ -78,7 +103,7 @@ class _EpisodeBuffer:
     def write(self, writer: DatasetWriter, episode_return: float | None) -> None:
         writer.add_episode(
             np.stack(self.frames),
-            actions=np.asarray(self.actions, dtype=np.int64),
+            actions=np.asarray(self.actions),  # (T,) int or (T, A) float
             rewards=np.asarray(self.rewards, dtype=np.float32),
             dones=np.asarray(self.dones, dtype=bool),
             episode_return=episode_return,
@@ -106,19 +131,27 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
 
     Raises:
         FileExistsError, ValueError: bad output path (existing without ``overwrite``, not a lapo
-            dataset with it, or holding the policy checkpoint), game, mode or policy, before
-            any stepping.
+            dataset with it, or holding the policy checkpoint), environment, mode or policy
+            (``scripted``: only for the tasks of ``lapo.envs.scripted``), before any stepping.
         lapo.safety.InUseError: another lapo process is writing ``config.out``.
     """
-    check_game(config.env)
-    check_distribution_mode(config.env, config.distribution_mode)
-    source_policy = None if config.policy == "random" else config.policy
+    check_env_name(config.env)
+    if is_procgen(config.env):
+        check_distribution_mode(config.env, config.distribution_mode)
+    scripted = config.policy == "scripted"
+    if scripted and config.env not in SCRIPTED_EXPERTS:
+        raise ValueError(f"policy 'scripted' exists for {', '.join(SCRIPTED_EXPERTS)}; "
+                         f"got env {config.env!r}")  # fmt: skip
+    source_policy = None if config.policy in ("random", "scripted") else config.policy
     check_output_dir(config.out, config.overwrite, inputs=[source_policy])
+    spec = env_action_spec(config.env)
+    if policy is None and not scripted:
+        policy = make_policy(config.policy, config.seed, config.temperature, spec)
+    env = make_env_from_config(config)
     if policy is None:
-        policy = make_policy(config.policy, config.seed, config.temperature)
-    env = ProcgenVecEnv.from_config(config)
+        policy = ScriptedActor(env)
     source = {
-        "kind": "procgen",
+        "kind": "procgen" if is_procgen(config.env) else "gymnasium",
         "game": config.env,
         "policy": config.policy,
         "temperature": config.temperature,
@@ -128,7 +161,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
         "seed": config.seed,
         "num_envs": config.num_envs,
     }
-    action_space = {"type": "discrete", "n": NUM_ACTIONS, "meanings": list(ACTION_MEANINGS)}
+    action_space = spec.manifest()
     writer = DatasetWriter(
         config.out,
         frame_shape=OBS_SHAPE,
@@ -149,9 +182,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
             actions = np.asarray(policy.act(obs))
             step = env.step(actions)
             for i in range(take):
-                buffers[i].append(
-                    obs[i], int(actions[i]), float(step.reward[i]), bool(step.done[i])
-                )
+                buffers[i].append(obs[i], actions[i], float(step.reward[i]), bool(step.done[i]))
             for ep in step.episodes:
                 if ep.env_index < take:
                     buffers[ep.env_index].write(writer, ep.episode_return)
