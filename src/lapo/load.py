@@ -225,25 +225,35 @@ def load_finetuned(
         hidden = tuple(meta["decoder_hidden"])
         net = HybridActorCritic.from_latent_policy(latent_policy, num_actions, hidden)
     else:
-        net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch)
+        net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch,
+                                bounds=_bounds(meta))  # fmt: skip
     net = net.to(memory_format=torch.channels_last)
     load_checkpoint(path, modules={"policy": net})
     return net.eval(), config
+
+
+def _bounds(meta: dict) -> tuple | None:
+    """A checkpoint's continuous action bounds ``(low, high)`` (``action_bounds``), or None."""
+    bounds = meta.get("action_bounds")
+    return None if bounds is None else (tuple(bounds[0]), tuple(bounds[1]))
 
 
 def _load_decoded(path: Path, meta: dict) -> nn.Module:
     config = BCConfig(**meta["bc_config"])
     latent_policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
     decoder = ActionDecoder(
-        int(meta["latent_dim"]), int(meta["num_actions"]), tuple(meta["hidden"])
-    )
+        int(meta["latent_dim"]), int(meta["num_actions"]), tuple(meta["hidden"]),
+        _bounds(meta),
+    )  # fmt: skip
     load_checkpoint(path, modules={"latent_policy": latent_policy, "decoder": decoder})
     return DecodedPolicy(latent_policy, decoder)
 
 
 def _load_bc(path: Path, meta: dict) -> nn.Module:
     config = BCConfig(**meta["bc_config"])
-    net = ActionClassifier(build_encoder(config, frame_shape(meta)), int(meta["num_actions"]))
+    net = ActionClassifier(
+        build_encoder(config, frame_shape(meta)), int(meta["num_actions"]), _bounds(meta)
+    )
     net = net.to(memory_format=torch.channels_last)
     load_checkpoint(path, modules={"policy": net})
     return net

@@ -30,6 +30,19 @@ class ProbeResult:
     num_test: int
 
 
+def r2_score(predictions, targets) -> float:
+    """Coefficient of determination ``1 - sum (y - y_hat)^2 / sum (y - mean(y))^2`` over all
+    dimensions, the mean taken per dimension; 1 is perfect, 0 is predicting the mean.
+
+    Args:
+        predictions, targets: ``(N, A)`` or ``(N,)`` float tensors or arrays, N >= 2.
+    """
+    y = torch.as_tensor(targets).double()
+    y_hat = torch.as_tensor(predictions).double()
+    total = ((y - y.mean(0)) ** 2).sum()
+    return float(1.0 - ((y - y_hat) ** 2).sum() / total) if total > 0 else float("nan")
+
+
 def fit_classifier(
     net: nn.Module,
     inputs: torch.Tensor,
@@ -44,9 +57,14 @@ def fit_classifier(
     patience: int,
     generator: torch.Generator,
     weight_decay: float = 0.0,
+    regression: bool = False,
 ) -> dict:
     """Adam on cross-entropy with early stopping: ends with the weights of the best validation
     loss. Hand-written because it is the probe and decoder protocol (a few lines of torch).
+
+    With ``regression`` the loss is the mean squared error to ``(N, A) float`` targets (the
+    continuous actions scaled to ``[-1, 1]``, ``lapo.stages.decode``) and the returned
+    ``validation_r2`` (``r2_score``) replaces ``validation_accuracy``.
 
     Args:
         net: ``(N, ...) -> (N, num_classes)`` logits; trained in place, left in eval mode.
@@ -59,6 +77,7 @@ def fit_classifier(
     Returns:
         ``{validation_loss, validation_accuracy, best_update, updates}`` of the kept weights.
     """
+    lossf = nn.functional.mse_loss if regression else nn.functional.cross_entropy
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
     since_best, update = 0, 0
@@ -70,7 +89,7 @@ def fit_classifier(
             else:
                 idx = torch.randint(len(inputs), (batch_size,), generator=generator)
                 x, y = inputs[idx], targets[idx]
-            loss = nn.functional.cross_entropy(net(x), y)
+            loss = lossf(net(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -78,7 +97,7 @@ def fit_classifier(
                 continue
             with torch.no_grad():
                 net.eval()
-                val = float(nn.functional.cross_entropy(net(val_inputs), val_targets))
+                val = float(lossf(net(val_inputs), val_targets))
                 net.train()
             if val < best[0]:
                 best, since_best = (val, copy.deepcopy(net.state_dict()), update), 0
@@ -89,10 +108,14 @@ def fit_classifier(
     net.load_state_dict(best[1])
     net.eval()
     with torch.no_grad():
-        accuracy = float((net(val_inputs).argmax(-1) == val_targets).float().mean())
+        if regression:
+            score = {"validation_r2": r2_score(net(val_inputs), val_targets)}
+        else:
+            accuracy = float((net(val_inputs).argmax(-1) == val_targets).float().mean())
+            score = {"validation_accuracy": accuracy}
     return {
         "validation_loss": best[0],
-        "validation_accuracy": accuracy,
+        **score,
         "best_update": best[2],
         "updates": update,
     }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lapo.models.actor_critic import preprocess_obs
+from lapo.models.actor_critic import ActionBounds, preprocess_obs
 
 
 class LatentPolicy(nn.Module):
@@ -45,10 +45,19 @@ class LatentPolicy(nn.Module):
 class ActionDecoder(nn.Module):
     """MLP from latent action to true-action logits (paper section 4.3, hidden sizes (128, 128)).
 
-    ``forward(latent (B, latent_dim) float) -> logits (B, num_actions) float32``.
+    ``forward(latent (B, latent_dim) float) -> logits (B, num_actions) float32``; with
+    ``bounds`` ``(low, high)`` of a continuous action space, ``num_actions`` is its dimension A
+    and the output is the regressed action in unit space ``[-1, 1]^A`` (``action_bounds``
+    maps it to the environment's units).
     """
 
-    def __init__(self, latent_dim: int, num_actions: int, hidden: tuple[int, ...] = (128, 128)):
+    def __init__(
+        self,
+        latent_dim: int,
+        num_actions: int,
+        hidden: tuple[int, ...] = (128, 128),
+        bounds=None,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = latent_dim
@@ -58,6 +67,7 @@ class ActionDecoder(nn.Module):
         layers.append(nn.Linear(width, num_actions))
         self.mlp = nn.Sequential(*layers)
         self.latent_dim, self.num_actions, self.hidden = latent_dim, num_actions, tuple(hidden)
+        self.action_bounds = None if bounds is None else ActionBounds(*bounds)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.mlp(latent.float())
@@ -79,6 +89,11 @@ class DecodedPolicy(nn.Module):
         self.latent_policy = latent_policy
         self.decoder = decoder
 
+    @property
+    def action_bounds(self) -> ActionBounds | None:
+        """The decoder's bounds (continuous actions), else None."""
+        return self.decoder.action_bounds
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.latent_policy(obs))
 
@@ -86,13 +101,16 @@ class DecodedPolicy(nn.Module):
 class ActionClassifier(nn.Module):
     """Label-only behaviour cloning baseline: encoder on o_t -> logits over true actions.
 
-    ``forward(obs (B, H, W, C) uint8) -> logits (B, num_actions) float32``.
+    ``forward(obs (B, H, W, C) uint8) -> logits (B, num_actions) float32``; with ``bounds`` of a
+    continuous action space, the regressed action in unit space ``(B, A)`` (see
+    ``ActionDecoder``).
     """
 
-    def __init__(self, encoder: nn.Module, num_actions: int) -> None:
+    def __init__(self, encoder: nn.Module, num_actions: int, bounds=None) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(encoder.features, num_actions)
+        self.action_bounds = None if bounds is None else ActionBounds(*bounds)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(preprocess_obs(obs))).float()

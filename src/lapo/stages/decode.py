@@ -9,6 +9,12 @@ place where true actions enter the pipeline):
 - optionally (not in the paper; ``pseudo_label_updates > 0``), the decoded policy is fine-tuned
   end to end on the decoder's soft labels of unlabelled transitions (``lapo.stages.pseudo_label``).
 All keep the weights with the lowest validation loss (a held-out part of the N labels).
+
+Continuous actions (a dataset with a box action space; the paper's appendix A.3): the decoder
+and the label-only baseline regress the action instead of classifying it, by mean squared error
+on the actions scaled affinely from their bounds to ``[-1, 1]`` (so that every dimension weighs
+the same); they act with the regressed action mapped back to the bounds, and their test scores
+are the coefficient of determination R^2 instead of accuracy.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import torch
 from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
 from lapo.eval.actors import predict_actions
-from lapo.eval.probes import fit_classifier
+from lapo.eval.probes import fit_classifier, r2_score
 from lapo.load import check_finished, load_lam, load_latent_policy, save_policy
 from lapo.models.build import build_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
@@ -44,7 +50,8 @@ class LabelledSet:
         windows: ``(N,) int64`` window numbers in the training index.
         observations: ``(N, H, W, C) uint8``, o_t.
         latents: ``(N, D) float32``, the IDM's latent action of (o_{t-k} .. o_{t+1}).
-        actions: ``(N,) int64``, the true a_t.
+        actions: ``(N,) int64``, the true a_t; ``(N, A) float32`` in unit space ``[-1, 1]``
+            for continuous actions.
     """
 
     windows: np.ndarray
@@ -75,7 +82,12 @@ def draw_labelled_set(
     frames = index.read(windows)  # (N, k+2, H, W, C)
     sub = WindowSubset(index, windows)
     latents = label_windows(lam, sub, target)
-    actions = np.asarray(dataset.actions[index.frame_index(windows)], dtype=np.int64)
+    actions = np.asarray(dataset.actions[index.frame_index(windows)])
+    if dataset.continuous_actions:
+        low, high = dataset.action_bounds
+        actions = (2.0 * (actions.astype(np.float32) - low) / (high - low) - 1.0).astype(np.float32)
+    else:
+        actions = actions.astype(np.int64)
     return LabelledSet(windows, frames[:, index.context].copy(), latents, actions)
 
 
@@ -93,13 +105,17 @@ class WindowSubset:
 
 
 def train_decoder(
-    labelled: LabelledSet, config: DecodeConfig, num_actions: int
+    labelled: LabelledSet, config: DecodeConfig, num_actions: int, bounds=None
 ) -> tuple[ActionDecoder, dict]:
-    """Fit the MLP decoder z_t -> a_t on ``labelled`` (section 4.3); returns it (eval) + facts."""
+    """Fit the MLP decoder z_t -> a_t on ``labelled`` (section 4.3); returns it (eval) + facts.
+
+    With ``bounds`` ``(low, high)`` (continuous actions, ``num_actions`` = A) the decoder
+    regresses the unit-space actions by mean squared error (facts: ``validation_r2``).
+    """
     train, val = labelled.split(config.validation_fraction)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        decoder = ActionDecoder(labelled.latents.shape[1], num_actions, config.hidden)
+        decoder = ActionDecoder(labelled.latents.shape[1], num_actions, config.hidden, bounds)
         steps_per_epoch = max(1, -(-len(train.actions) // config.batch_size))
         info = fit_classifier(
             decoder,
@@ -113,19 +129,25 @@ def train_decoder(
             eval_every=steps_per_epoch,
             patience=config.patience,
             generator=torch.Generator().manual_seed(config.seed),
+            regression=bounds is not None,
         )
     return decoder, info
 
 
 def train_label_bc(
-    labelled: LabelledSet, config: DecodeConfig, bc_config: BCConfig, num_actions: int
+    labelled: LabelledSet,
+    config: DecodeConfig,
+    bc_config: BCConfig,
+    num_actions: int,
+    bounds=None,
 ) -> tuple[ActionClassifier, dict]:
-    """Baseline: the latent policy's encoder trained from scratch on o_t -> a_t, same labels."""
+    """Baseline: the latent policy's encoder trained from scratch on o_t -> a_t, same labels
+    (cross-entropy; with ``bounds``, mean squared error on the unit-space actions)."""
     train, val = labelled.split(config.validation_fraction)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         net = ActionClassifier(
-            build_encoder(bc_config, labelled.observations.shape[1:]), num_actions
+            build_encoder(bc_config, labelled.observations.shape[1:]), num_actions, bounds
         )
         net = net.to(memory_format=torch.channels_last)
         info = fit_classifier(
@@ -140,6 +162,7 @@ def train_label_bc(
             eval_every=25,
             patience=config.patience,
             generator=torch.Generator().manual_seed(config.seed),
+            regression=bounds is not None,
         )
     return net, info
 
@@ -186,7 +209,10 @@ def decode_offline(
     latent_policy, bc_config = load_latent_policy(policy_path)
     lam, lam_config = load_lam(lam_path)
     dataset = open_dataset(data_dir)
-    num_actions = dataset.num_actions or 15
+    bounds = dataset.action_bounds  # None: discrete
+    num_actions = len(bounds[0]) if bounds is not None else (dataset.num_actions or 15)
+    if bounds is not None and config.pseudo_label_updates:
+        raise ValueError("pseudo-label fine-tuning supports discrete actions only")
     train_eps, test_eps = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
     train_index = WindowIndex(dataset, lam_config.context, train_eps)
     test_index = WindowIndex(dataset, lam_config.context, test_eps)
@@ -194,7 +220,7 @@ def decode_offline(
     test = draw_labelled_set(
         lam, test_index, min(test_samples, len(test_index)), 1, bc_config.target
     )
-    decoder, decoder_info = train_decoder(labelled, config, num_actions)
+    decoder, decoder_info = train_decoder(labelled, config, num_actions, bounds)
     decoded = DecodedPolicy(latent_policy, decoder).eval()
     game = dataset.manifest.get("source", {}).get("game")
     common = {
@@ -206,6 +232,7 @@ def decode_offline(
         "decode_config": dataclasses.asdict(config),
         "frame_shape": list(dataset.frame_shape),
         "data": str(dataset.path),
+        "action_bounds": None if bounds is None else [b.tolist() for b in bounds],
     }
     save_policy(
         out_dir / DECODED / "checkpoint",
@@ -213,6 +240,9 @@ def decode_offline(
         {"latent_policy": latent_policy, "decoder": decoder},
         {**common, "hidden": list(config.hidden), "metrics": decoder_info},
     )
+    if bounds is not None:
+        return _continuous_facts(config, game, labelled, test, decoder, decoded, decoder_info,
+                                 bc_config, common, out_dir, baseline)  # fmt: skip
     with torch.no_grad():
         decoder_test = decoder(torch.from_numpy(test.latents)).argmax(-1).numpy()
     decoded_actions = predict_actions(decoded, test.observations)
@@ -266,6 +296,43 @@ def decode_offline(
         facts["test/label_bc_accuracy"] = float(
             (predict_actions(net, test.observations) == test.actions).mean()
         )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "decode.json").write_text(json.dumps(facts, indent=2))
+    return facts
+
+
+@torch.no_grad()
+def _predict(net, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Unit-space actions ``(N, A) float32`` of a regressor on ``(N, H, W, C) uint8``."""
+    out = [net(torch.from_numpy(observations[i : i + batch_size])).float()
+           for i in range(0, len(observations), batch_size)]  # fmt: skip
+    return torch.cat(out).numpy()
+
+
+def _continuous_facts(config, game, labelled, test, decoder, decoded, decoder_info, bc_config,
+                      common, out_dir, baseline) -> dict:  # fmt: skip
+    """``decode_offline``'s facts and label-only baseline for continuous actions: R^2 of the
+    unit-space actions on the held-out windows (``test/decoder_r2`` from the IDM latents,
+    ``test/decoded_policy_r2`` and ``test/label_bc_r2`` from o_t)."""
+    with torch.no_grad():
+        decoder_test = decoder(torch.from_numpy(test.latents)).numpy()
+    facts = {
+        "env": game,
+        "labels": config.labels,
+        "seed": config.seed,
+        "decoder": decoder_info,
+        "loss": "mse on actions scaled to [-1, 1]",
+        "test_samples": len(test.actions),
+        "test/decoder_r2": r2_score(decoder_test, test.actions),
+        "test/decoded_policy_r2": r2_score(_predict(decoded, test.observations), test.actions),
+    }
+    if baseline:
+        bounds = tuple(np.asarray(b, np.float32) for b in common["action_bounds"])
+        net, bc_info = train_label_bc(labelled, config, bc_config, decoder.num_actions, bounds)
+        save_policy(out_dir / LABEL_BC / "checkpoint", "bc-policy", {"policy": net},
+                    {**common, "metrics": bc_info})  # fmt: skip
+        facts["label_bc"] = bc_info
+        facts["test/label_bc_r2"] = r2_score(_predict(net, test.observations), test.actions)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "decode.json").write_text(json.dumps(facts, indent=2))
     return facts

@@ -1,5 +1,8 @@
 """LAPO stage 3 online (paper section 4.3; results section 6.1, Figure 3): PPO fine-tuning of the
 latent policy (``lapo finetune``) and PPO from scratch on the same network (``lapo ppo``).
+For a continuous action space (a Gymnasium ``Box``; the paper's appendix A.3) the new policy
+head is a diagonal Gaussian in unit space with a state-independent log-std parameter
+(``lapo.models.actor_critic.ActorCritic``); hybrid fine-tuning is discrete-only.
 
 Fine-tuning starts from the stage-2 latent policy: its latent head is replaced by a policy head
 over the 15 true actions and a value head, its convolutional trunk is frozen, and PPO trains the
@@ -29,7 +32,7 @@ from torch import nn
 from lapo.checkpoint import read_meta
 from lapo.config import BCConfig, FinetuneConfig
 from lapo.device import autocast, resolve_device
-from lapo.envs import NUM_ACTIONS, OBS_SHAPE, ProcgenVecEnv
+from lapo.envs import OBS_SHAPE, VecEnv, env_action_spec, make_env_from_config
 from lapo.load import (
     FINETUNED_KIND,
     check_finished,
@@ -210,7 +213,7 @@ def make_online_trainer(
     *,
     lam: LatentActionModel | None = None,
     quantized: bool = False,
-    env: ProcgenVecEnv | None = None,
+    env: VecEnv | None = None,
     device: str | None = None,
     cache_trunk: bool = True,
 ) -> tuple[PPOTrainer, HybridDecoderTraining | None]:
@@ -235,7 +238,7 @@ def make_online_trainer(
     device = resolve_device(device)
     torch.manual_seed(config.seed)
     net = build_online_policy(config, latent_policy).to(device)
-    env = env or ProcgenVecEnv.from_config(config)
+    env = env or make_env_from_config(config)
     trainer = PPOTrainer(config, net, env, device=device, params=trained_parameters(net),
                          cache_trunk=cache_trunk and net.trunk_frozen,
                          keep_obs=config.hybrid)  # fmt: skip
@@ -266,7 +269,7 @@ def train_finetune(
     resume: bool = False,
     allow_unfinished: bool = False,
     progress: bool = True,
-    env: ProcgenVecEnv | None = None,
+    env: VecEnv | None = None,
     time_budget_s: float | None = None,
     max_updates: int | None = None,
     device: str | None = None,
@@ -313,9 +316,11 @@ def train_finetune(
             lam = _load_lam(config, latent_policy.latent_dim)
     trainer, hook = make_online_trainer(config, latent_policy, lam=lam, quantized=quantized,
                                         env=env, device=device)  # fmt: skip
+    spec = env_action_spec(config.env)
     meta = {
         "source": "scratch" if config.from_scratch else "latent-policy",
-        "num_actions": NUM_ACTIONS,
+        "num_actions": spec.dim,
+        "action_bounds": [list(spec.low), list(spec.high)] if spec.continuous else None,
         "latent_dim": None if latent_policy is None else latent_policy.latent_dim,
         "decoder_hidden": list(DECODER_HIDDEN) if config.hybrid else None,
     }
