@@ -45,6 +45,34 @@ class RandomPolicy:
         return self._rng.integers(0, self.num_actions, size=len(obs))
 
 
+class ScriptedActor:
+    """The scripted state-feedback expert of a Gymnasium task (``lapo.envs.scripted``): acts on
+    the state observations ``env.states`` of the environment it is bound to (``bind``), not on
+    the pixels it is given; ``act`` returns ``(N, A) float32`` in the environment's units.
+
+    Raises:
+        ValueError: no scripted expert for ``env_id``.
+    """
+
+    def __init__(self, env_id: str) -> None:
+        from lapo.envs.scripted import SCRIPTED_EXPERTS
+
+        if env_id not in SCRIPTED_EXPERTS:
+            raise ValueError(f"a scripted expert exists for {', '.join(SCRIPTED_EXPERTS)}; "
+                             f"got {env_id!r}")  # fmt: skip
+        self.expert, self.env = SCRIPTED_EXPERTS[env_id], None
+
+    def bind(self, env) -> ScriptedActor:
+        """Act on ``env``'s states from now on; returns self."""
+        self.env = env
+        return self
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self.env is None:
+            raise RuntimeError("bind the scripted expert to its environment first")
+        return self.expert(self.env.states)
+
+
 class PolicyActor:
     """Act with a policy network: ``act(obs (N, H, W, C) uint8) -> (N,) int64`` actions.
 

@@ -31,6 +31,7 @@ from lapo.eval.probes import (
     joint_code,
     normalized_mutual_information,
     probe_accuracy,
+    probe_r2,
 )
 from lapo.load import checkpoint_path, load_lam
 from lapo.models.lam import LatentActionModel, frames_to_float
@@ -59,7 +60,9 @@ def latent_quality(
     ``frame_difference_mlp_accuracy`` (the same MLP probe on the 4x-pooled o_{t+1} - o_t: what
     the latents should beat), ``majority_accuracy``, ``nmi`` (joint code vs action, discrete
     quantizers only), ``code_action_histogram`` (the ``top_codes`` most used joint codes),
-    ``distinct_codes``, ``num_samples``.
+    ``distinct_codes``, ``num_samples``. Continuous actions (a box action space): instead
+    ``probe_linear_r2``, ``probe_mlp_r2`` and ``frame_difference_mlp_r2``, the R^2 of
+    regression probes on the actions scaled to ``[-1, 1]`` (``lapo.eval.probes.probe_r2``).
 
     Raises:
         ValueError: the dataset has no true actions.
@@ -87,6 +90,16 @@ def latent_quality(
         diff = F.avg_pool2d(frames[:, -1].float() - frames[:, -2].float(), 4)  # (B, C, H/4, W/4)
         diffs.append(diff.flatten(1).cpu())
     model.train(was_training)
+    if dataset.continuous_actions:  # R^2 of regression probes on actions scaled to [-1, 1]
+        low, high = dataset.action_bounds
+        unit = 2.0 * (actions.astype(np.float32) - low) / (high - low) - 1.0
+        linear, mlp = probe_r2(torch.cat(latents).numpy(), unit)
+        result = {"num_samples": len(windows), "probe_linear_r2": linear, "probe_mlp_r2": mlp}
+        if codes:
+            result["distinct_codes"] = int(len(np.unique(joint_code(
+                torch.cat(codes).numpy(), config.codebook_size))))  # fmt: skip
+        result["frame_difference_mlp_r2"] = probe_r2(torch.cat(diffs).numpy(), unit)[1]
+        return result
     num_actions = dataset.num_actions or int(actions.max()) + 1
     probe = probe_accuracy(torch.cat(latents).numpy(), actions, num_actions)
     result = {

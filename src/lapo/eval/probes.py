@@ -184,6 +184,53 @@ def probe_accuracy(
     )
 
 
+def probe_r2(
+    latents: np.ndarray, actions: np.ndarray, *, seed: int = 0, steps: int = 2000
+) -> tuple[float, float]:
+    """Continuous-action probes: linear and MLP (128, 128) regressors latent -> action, trained
+    by mean squared error on a training half (80% fit, 20% early stopping, as
+    ``probe_accuracy``), scored by R^2 (``r2_score``) on the held-out half.
+
+    Args:
+        latents: ``(N, D) float``; actions: ``(N, A) float``, ideally scaled to ``[-1, 1]``.
+
+    Returns:
+        ``(linear_r2, mlp_r2)``.
+
+    Raises:
+        ValueError: fewer than 4 samples, or mismatched lengths.
+    """
+    latents = np.asarray(latents, dtype=np.float32)
+    actions = np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
+    if len(latents) != len(actions) or len(latents) < 4:
+        raise ValueError(f"need >= 4 (latent, action) pairs of equal count, got {len(latents)} "
+                         f"latents and {len(actions)} actions")  # fmt: skip
+    perm = np.random.default_rng(seed).permutation(len(latents))
+    half = len(perm) // 2
+    train, test = perm[:half], perm[half:]
+    fit, val = train[: max(1, int(0.8 * half))], train[max(1, int(0.8 * half)) :]
+    if len(val) == 0:
+        val = fit
+    mean, std = latents[train].mean(0), latents[train].std(0) + 1e-6
+    x, y = torch.from_numpy((latents - mean) / std), torch.from_numpy(actions)
+    dim, out = x.shape[1], y.shape[1]
+    scores = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        probes = (nn.Linear(dim, out),
+                  nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                                nn.Linear(128, out)))  # fmt: skip
+        for model in probes:
+            fit_classifier(
+                model, x[fit], y[fit], x[val], y[val], lr=3e-3, batch_size=len(fit),
+                updates=steps, eval_every=5, patience=20,
+                generator=torch.Generator().manual_seed(seed), weight_decay=1e-2, regression=True,
+            )  # fmt: skip
+            with torch.no_grad():
+                scores.append(r2_score(model(x[test]), y[test]))
+    return scores[0], scores[1]
+
+
 def normalized_mutual_information(codes: np.ndarray, actions: np.ndarray) -> float:
     """NMI between discrete codes and true actions, ``I(C; A) / sqrt(H(C) H(A))`` in [0, 1].
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -157,6 +158,7 @@ def evaluate_policy(
     distribution_mode: str = "easy",
     seed: int = 0,
     max_steps: int = 100_000,
+    on_env: Callable[[Any], Any] | None = None,
 ) -> EvalResult:
     """Run ``act`` until ``episodes`` episodes have finished; return their returns.
 
@@ -171,6 +173,7 @@ def evaluate_policy(
         start_level, num_levels: evaluation levels; use levels not seen in training.
         seed: environment seed (fixes the level sequence).
         max_steps: safety bound on vector steps.
+        on_env: called with the environment once it is made (e.g. ``ScriptedActor.bind``).
 
     Raises:
         RuntimeError: ``max_steps`` vector steps passed before enough episodes finished.
@@ -179,6 +182,8 @@ def evaluate_policy(
     per_env = -(-episodes // num_envs)
     env = make_env(game, num_envs, distribution_mode=distribution_mode, start_level=start_level,
                    num_levels=num_levels, seed=seed)  # fmt: skip
+    if on_env is not None:
+        on_env(env)
     obs = env.reset()
     done_per_env = [[] for _ in range(num_envs)]
     for _ in range(max_steps):

@@ -34,8 +34,13 @@ EXPERT_STEPS_PER_SECOND: dict[tuple[str, str], tuple[float, str]] = {
 
 def trains_expert(config) -> bool:
     """Whether ``lapo run`` trains its expert (``RunConfig``): asked for with ``train_expert``,
-    or no ``expert`` given and none shipped for ``config.env``."""
-    return config.train_expert or (config.expert is None and config.env not in shipped_games())
+    or no ``expert`` given and none shipped for ``config.env`` (nor a scripted expert,
+    ``lapo.envs.scripted``)."""
+    if config.train_expert:
+        return True
+    from lapo.envs.scripted import SCRIPTED_EXPERTS  # these tasks record their scripted expert
+
+    return config.expert is None and config.env not in (*shipped_games(), *SCRIPTED_EXPERTS)
 
 
 def expert_config(config) -> PPOConfig:

@@ -38,7 +38,7 @@ from lapo.config import (
     LAMConfig,
     check_temperature,
 )
-from lapo.envs.games import check_game
+from lapo.envs import check_env_name
 from lapo.pipeline.expert_stage import expert_config
 
 STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
@@ -60,8 +60,11 @@ class RunConfig:
     """``lapo run``: what the pipeline does. Per-preset defaults are in ``RUN_PRESETS``.
 
     Attributes:
-        env: Procgen game; without a shipped expert (and no ``expert``) the pipeline's first
-            stage trains one (``lapo.pipeline.expert_stage``).
+        env: Procgen game or Gymnasium id (``lapo.envs.make_env``); without a shipped expert
+            (and no ``expert``) the pipeline's first stage trains one
+            (``lapo.pipeline.expert_stage``), except for Pendulum-v1 and
+            MountainCarContinuous-v0, which record their scripted expert (``expert="scripted"``,
+            ``lapo.envs.scripted``).
         preset: ``cpu``, ``paper`` or ``smoke``; selects every stage's preset and the values of
             every field left None (``RUN_PRESETS``, else ``RUN_DEFAULTS``), so
             ``RunConfig(preset="smoke")`` from Python is the same run as ``lapo run --preset
@@ -139,7 +142,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         from lapo.device import default_preset  # imports torch: not at import time
 
-        check_game(self.env)
+        check_env_name(self.env)
         check_temperature(self.expert_temperature)
         preset = default_preset() if self.preset is None else self.preset
         if preset not in RUN_PRESETS:

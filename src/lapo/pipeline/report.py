@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lapo.envs import ACTION_MEANINGS
-from lapo.envs.games import REFERENCE_RETURNS
+from lapo.envs.games import REFERENCE_RETURNS, reference_returns
 from lapo.pipeline.expert_stage import expert_origin
 
 #: Keys of ``metrics.json`` that every report has (``sweep`` and ``online`` when they ran).
@@ -188,9 +188,10 @@ def _latent_figures(run_dir: Path, figures: Path, hide_noop: bool, samples: int 
     latents = label_windows(lam, WindowSubset(index, windows))
     actions = np.asarray(dataset.actions[index.frame_index(windows)])
     out = {}
-    out["latent_map"] = plots.plot_latent_map(
-        latents, actions, figures / "latent_map.png", hide_noop=hide_noop
-    )
+    if actions.ndim == 1:  # coloured by the discrete action (no map for continuous actions)
+        out["latent_map"] = plots.plot_latent_map(
+            latents, actions, figures / "latent_map.png", hide_noop=hide_noop
+        )
     import torch
 
     with torch.no_grad():
@@ -344,6 +345,12 @@ def _summary_section(rep, metrics: dict, codebook_size: int) -> None:
             f"{lam['probe_mlp_accuracy']:.3f} (frame-difference baseline "
             f"{lam['frame_difference_mlp_accuracy']:.3f}, majority {lam['majority_accuracy']:.3f})",
         ]
+        if "probe_mlp_r2" not in lam
+        else [
+            "latent probe R^2 (MLP regression of the [-1, 1]-scaled action, held-out)",
+            f"{lam['probe_mlp_r2']:.3f} (frame-difference baseline "
+            f"{lam['frame_difference_mlp_r2']:.3f})",
+        ]
     ]
     if "expert_origin" in metrics:
         rows.append(["expert (records the data)", metrics["expert_origin"]])
@@ -480,6 +487,27 @@ def _lam_section(
             ),
             "Perplexity of each codebook's code use per batch.",
         )
+    if "probe_mlp_r2" in quality:  # continuous actions: regression probes
+        rep.table(
+            ["probe (held-out)", "R^2 of the [-1, 1]-scaled action"],
+            [["linear on latents", quality["probe_linear_r2"]],
+             ["MLP (128, 128) on latents", quality["probe_mlp_r2"]],
+             ["MLP on 4x-pooled frame difference (baseline)",
+              quality["frame_difference_mlp_r2"]]],
+        )  # fmt: skip
+    else:
+        _probe_table(rep, quality)
+    if "latent_map" in latent:
+        m = latent["latent_map"]
+        rep.figure(
+            m.path,
+            f"Pre-quantization latent actions of {m.num_points} held-out transitions "
+            f"({m.method.upper()}), coloured by the true action (never used in training).",
+        )
+    _fdm_and_codebook(rep, latent, metrics, codebook_size)
+
+
+def _probe_table(rep, quality: dict) -> None:
     rep.table(
         ["probe (held-out)", "accuracy"],
         [
@@ -493,12 +521,9 @@ def _lam_section(
             ["NMI(code, action)", quality.get("nmi", float("nan"))],
         ],
     )
-    m = latent["latent_map"]
-    rep.figure(
-        m.path,
-        f"Pre-quantization latent actions of {m.num_points} held-out transitions "
-        f"({m.method.upper()}), coloured by the true action (never used in training).",
-    )
+
+
+def _fdm_and_codebook(rep, latent: dict, metrics: dict, codebook_size: int) -> None:
     if "fdm" in latent:
         rep.figure(
             latent["fdm"],
@@ -527,7 +552,7 @@ def _lam_section(
 
 def _policy_sections(rep, run_dir: Path, figures: Path, decode: dict, metrics: dict) -> None:
     """Stage 2 curves, stage 3 decoding accuracy and confusion matrix, the returns."""
-    from lapo.eval import plots, return_plots
+    from lapo.eval import plots
 
     rep.heading("Stage 2: latent behaviour cloning")
     rep.figure(
@@ -545,6 +570,22 @@ def _policy_sections(rep, run_dir: Path, figures: Path, decode: dict, metrics: d
         "MSE between pi(o_t) and the IDM's latent action.",
     )
     rep.heading("Stage 3: offline decoding")
+    if "test/decoder_r2" in decode:  # continuous actions: regression, no confusion matrix
+        rep.paragraph(
+            f"{decode['labels']} labelled transitions; the decoder and label-only BC regress the "
+            "action scaled to [-1, 1] by mean squared error. Held-out R^2: decoder on IDM "
+            f"latents {decode['test/decoder_r2']:.3f}, decoded policy on o_t "
+            f"{decode['test/decoded_policy_r2']:.3f}, label-only BC on o_t "
+            f"{decode.get('test/label_bc_r2', float('nan')):.3f}."
+        )
+    else:
+        _decode_accuracy(rep, figures, decode)
+    _returns_section(rep, figures, decode, metrics)
+
+
+def _decode_accuracy(rep, figures: Path, decode: dict) -> None:
+    from lapo.eval import plots
+
     rep.paragraph(
         f"{decode['labels']} labelled transitions. Held-out accuracy: decoder on IDM latents "
         f"{decode['test/decoder_accuracy']:.3f}, decoded policy on o_t "
@@ -569,6 +610,11 @@ def _policy_sections(rep, run_dir: Path, figures: Path, decode: dict, metrics: d
         ),
         "Decoded policy's action against the true action on held-out transitions.",
     )
+
+
+def _returns_section(rep, figures: Path, decode: dict, metrics: dict) -> None:
+    from lapo.eval import return_plots
+
     rep.heading("Returns")
     names = _policy_names(decode["labels"])
     returns = metrics["returns"]
@@ -605,12 +651,13 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
     data, game = metrics["data"], config.env
     rep = Report(f"LAPO on {game} (preset {config.preset})")
     rep.banner(BANNER_HEADING, report_warnings(metrics))
-    ref = REFERENCE_RETURNS[game]
+    ref = reference_returns(game)
+    whose = "the paper's" if game in REFERENCE_RETURNS else "lapo's measured (lapo.envs)"
     rep.paragraph(
         f"Generated by `lapo run` on {metrics['created']}. Normalized return = (R - R_random) / "
-        f"(R_expert - R_random) with the paper's reference returns for {game} (random "
-        f"{ref.random}, expert {ref.expert}). Evaluation levels are drawn from all levels with a "
-        "seed other than the recording's."
+        f"(R_expert - R_random) with {whose} reference returns for {game} (random "
+        f"{ref.random if ref else 'unknown'}, expert {ref.expert if ref else 'unknown'}). "
+        "Evaluation levels (episode seeds) are drawn with a seed other than the recording's."
     )
     _summary_section(rep, metrics, codebook_size)
     _config_section(rep, config)

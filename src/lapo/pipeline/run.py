@@ -16,7 +16,9 @@ from tqdm import tqdm
 from lapo.checkpoint import checkpoint_exists
 from lapo.config import CollectConfig
 from lapo.data.format import write_json_atomic
-from lapo.eval.actors import PolicyActor, RandomPolicy
+from lapo.envs import env_action_spec
+from lapo.envs.scripted import SCRIPTED_EXPERTS
+from lapo.eval.actors import PolicyActor, ScriptedActor
 from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import evaluate_policy
 from lapo.experts import shipped_expert
@@ -36,19 +38,28 @@ from lapo.pipeline.report import build_report
 from lapo.safety import holds_lock
 from lapo.stages.bc import train_bc
 from lapo.stages.collect import collect as record
+from lapo.stages.collect import make_policy
 from lapo.stages.decode import decode_offline
 from lapo.stages.lam import train_lam
 
+SCRIPTED = "scripted"
+
 
 def _expert_path(config: RunConfig) -> Path:
-
+    """The expert checkpoint, or ``Path("scripted")`` for a task's scripted controller
+    (``lapo.envs.scripted``; the default of the tasks that have one)."""
     if trains_expert(config):
         return Path(config.out) / DIRS["expert"]
-    return Path(config.expert) if config.expert else shipped_expert(config.env)
+    if config.expert:
+        return Path(config.expert)
+    if config.env in SCRIPTED_EXPERTS:
+        return Path(SCRIPTED)
+    return shipped_expert(config.env)
 
 
 def _expert_digest(path: Path) -> str:
-
+    if str(path) == SCRIPTED:
+        return SCRIPTED
     return json.loads(checkpoint_path(path).with_suffix(".json").read_text())["tensors_sha256"]
 
 
@@ -176,7 +187,6 @@ def run_pipeline(
         return _check_finished(metrics, "stage 2")
 
     def decode(directory: Path) -> dict:
-
         facts = decode_offline(configs["decode"], d["bc"], d["lam"], d["collect"], directory,
                                allow_unfinished=config.bc_minutes is not None)  # fmt: skip
         return {k: v for k, v in facts.items() if isinstance(v, float)}
@@ -260,13 +270,18 @@ def evaluate_all(
         names.append("lapo_pseudo_label")
     results = {}
     for name in names:
+        on_env = None
         if name == "random":
-            act = RandomPolicy(seed=EVAL_SEED).act
+            act = make_policy("random", EVAL_SEED, action_spec=env_action_spec(config.env)).act
+        elif name == "expert" and str(expert) == SCRIPTED:
+            actor = ScriptedActor(config.env)
+            act, on_env = actor.act, actor.bind
         else:  # the expert as it recorded the data; the learned policies as trained
             temperature = config.expert_temperature if name == "expert" else 1.0
             net = load_policy(policies[name])[0]
             act = PolicyActor(net, seed=EVAL_SEED, temperature=temperature).act
-        result = evaluate_policy(act, config.env, config.eval_episodes, seed=EVAL_SEED)
+        result = evaluate_policy(act, config.env, config.eval_episodes, seed=EVAL_SEED,
+                                 on_env=on_env)  # fmt: skip
         results[name] = result_dict(result)
         if progress:
             tqdm.write(f"  {name:>13}: {result.summary()}")

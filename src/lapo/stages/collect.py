@@ -25,20 +25,9 @@ from lapo.envs import (
 )
 from lapo.envs.games import check_distribution_mode, normalized_return
 from lapo.envs.scripted import SCRIPTED_EXPERTS
-from lapo.eval.actors import Policy, PolicyActor, RandomPolicy
+from lapo.eval.actors import Policy, PolicyActor, RandomPolicy, ScriptedActor
 from lapo.load import load_expert
 from lapo.safety import holds_lock
-
-
-class ScriptedActor:
-    """The scripted state-feedback expert of a Gymnasium task (``lapo.envs.scripted``): acts on
-    the environment's state observations ``env.states``, not on the pixels it is given."""
-
-    def __init__(self, env) -> None:
-        self.env, self.expert = env, SCRIPTED_EXPERTS[env.game]
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.expert(self.env.states)  # (N, A) float32 in the env's units
 
 
 def make_policy(
@@ -149,7 +138,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
         policy = make_policy(config.policy, config.seed, config.temperature, spec)
     env = make_env_from_config(config)
     if policy is None:
-        policy = ScriptedActor(env)
+        policy = ScriptedActor(config.env).bind(env)
     source = {
         "kind": "procgen" if is_procgen(config.env) else "gymnasium",
         "game": config.env,
