@@ -74,3 +74,56 @@ def write_sprite_dataset(
             frames, actions = sprite_episode(rng, length, size)
             writer.add_episode(frames, actions=actions)
         return writer.close()
+
+
+def continuous_sprite_episode(
+    rng: np.random.Generator, length: int, size: int = 64, sprite: int = 6, speed: float = 6.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One episode of the continuous-action variant: frames ``(length, size, size, 3) uint8``
+    and actions ``(length, 2) float32`` uniform in ``[-1, 1]^2``.
+
+    As ``sprite_episode``, but the sprite moves by ``round(speed * a_t)`` pixels (dy, dx): a
+    2-d float action whose effect is visible up to the rounding to whole pixels (``2 * speed +
+    1`` distinct displacements per axis).
+    """
+    coarse = rng.integers(0, 160, size=(size // 8, size // 8, 3), dtype=np.uint8)
+    background = np.kron(coarse, np.ones((8, 8, 1), dtype=np.uint8))
+    colour = np.array([255, 255, 255], dtype=np.uint8)
+    colour[rng.integers(0, 3)] = rng.integers(0, 64)
+    actions = rng.uniform(-1.0, 1.0, size=(length, 2)).astype(np.float32)
+    pos = rng.integers(0, size, size=2)
+    frames = np.empty((length, size, size, 3), dtype=np.uint8)
+    rows = np.arange(sprite)
+    for t in range(length):
+        frame = background.copy()
+        frame[np.ix_((pos[0] + rows) % size, (pos[1] + rows) % size)] = colour
+        frames[t] = frame
+        pos = (pos + np.rint(speed * actions[t]).astype(int)) % size
+    return frames, actions
+
+
+def write_continuous_sprite_dataset(
+    path: str | os.PathLike,
+    *,
+    episodes: int = 100,
+    length: int = 50,
+    size: int = 64,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict:
+    """Write a synthetic sprite dataset with 2-d continuous actions in ``[-1, 1]^2`` (a box
+    action space); return its manifest.
+
+    Raises:
+        FileExistsError: ``path`` exists and not ``overwrite``.
+    """
+    rng = np.random.default_rng(seed)
+    space = {"type": "box", "shape": [2], "low": [-1.0, -1.0], "high": [1.0, 1.0]}
+    source = {"kind": "synthetic-sprite-continuous", "episodes": episodes, "length": length,
+              "seed": seed}  # fmt: skip
+    with DatasetWriter(path, frame_shape=(size, size, 3), fields=("actions",), source=source,
+                       action_space=space, overwrite=overwrite) as writer:  # fmt: skip
+        for _ in range(episodes):
+            frames, actions = continuous_sprite_episode(rng, length, size)
+            writer.add_episode(frames, actions=actions)
+        return writer.close()
