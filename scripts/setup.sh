@@ -17,7 +17,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" "$TORCH_SPEC"
 fi
 
-"${PIP[@]}" -e ".[dev]"
+# control: Gymnasium + pygame for continuous-control tasks rendered to pixels (small wheels).
+"${PIP[@]}" -e ".[dev,control]"
 
 # Procgen: procgen-mirror's and gym3's metadata pin numpy<2 and gym<1 (the unmaintained gym), which
 # we do not want; their real runtime needs (cffi, imageio, filelock) are lapo's own dependencies,

@@ -266,6 +266,16 @@ class LogitsOnly(nn.Module):
         super().__init__()
         self.net = net
 
+    @property
+    def action_bounds(self):
+        """The actor-critic's continuous action bounds (None: discrete)."""
+        return getattr(self.net, "action_bounds", None)
+
+    @property
+    def log_std(self):
+        """The actor-critic's Gaussian log-std (None: discrete)."""
+        return getattr(self.net, "log_std", None)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)[0]
 

@@ -17,6 +17,7 @@ an environment is made.
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 
@@ -108,6 +109,9 @@ class GymnasiumVecEnv:
         if seed is not None and not 0 <= seed < 2**31:
             raise ValueError(f"seed must be in [0, 2**31), got {seed}")
         from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+        # rgb_array rendering draws off-screen; without a display SDL would complain on stderr
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
         def make():
             return gym.make(env_id, render_mode="rgb_array")
