@@ -108,6 +108,8 @@ def write_continuous_sprite_dataset(
     episodes: int = 100,
     length: int = 50,
     size: int = 64,
+    sprite: int = 6,
+    speed: float = 6.0,
     seed: int = 0,
     overwrite: bool = False,
 ) -> dict:
@@ -120,10 +122,10 @@ def write_continuous_sprite_dataset(
     rng = np.random.default_rng(seed)
     space = {"type": "box", "shape": [2], "low": [-1.0, -1.0], "high": [1.0, 1.0]}
     source = {"kind": "synthetic-sprite-continuous", "episodes": episodes, "length": length,
-              "seed": seed}  # fmt: skip
+              "sprite": sprite, "speed": speed, "seed": seed}  # fmt: skip
     with DatasetWriter(path, frame_shape=(size, size, 3), fields=("actions",), source=source,
                        action_space=space, overwrite=overwrite) as writer:  # fmt: skip
         for _ in range(episodes):
-            frames, actions = continuous_sprite_episode(rng, length, size)
+            frames, actions = continuous_sprite_episode(rng, length, size, sprite, speed)
             writer.add_episode(frames, actions=actions)
         return writer.close()
