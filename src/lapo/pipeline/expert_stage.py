@@ -158,6 +158,10 @@ def expert_origin(config, stages: dict) -> str:
             f"steps{stop}, held-out normalized return {s['heldout_normalized']:.3f} "
             f"(return {s['heldout_mean']:.2f}; preset {config.preset})"
         )
+    from lapo.envs.scripted import SCRIPTED_EXPERTS
+
+    if config.expert in (None, "scripted") and config.env in SCRIPTED_EXPERTS:
+        return f"the scripted state-feedback controller of {config.env} (lapo.envs.scripted)"
     if config.expert is not None:
         return f"the user's: {config.expert}"
     from lapo.checkpoint import CHECKPOINT, read_meta
