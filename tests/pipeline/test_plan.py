@@ -78,7 +78,7 @@ def test_changed_settings_are_refused_unless_redone(tmp_path: Path) -> None:
 def test_run_config_presets_and_validation(tmp_path: Path) -> None:
     config = resolve(RunConfig(env="coinrun", preset="smoke", out=tmp_path, labels=64), {"labels"})
     assert config.frames == 3000 and config.labels == 64  # preset default vs user value
-    with pytest.raises(ValueError, match="unknown Procgen game"):
+    with pytest.raises(ValueError, match="unknown environment .pong.; expected a Procgen game"):
         RunConfig(env="pong")
     with pytest.raises(ValueError, match="label counts must be >= 2"):
         RunConfig(sweep=(1, 16))
