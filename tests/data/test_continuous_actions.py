@@ -61,3 +61,11 @@ def test_discrete_actions_file_is_unchanged(tmp_path) -> None:
     assert manifest["files"]["actions.npy"]["sha256"] == hashlib.sha256(got).hexdigest()
     ds = LapoDataset(tmp_path / "d")
     assert ds.num_actions == 15 and not ds.continuous_actions and ds.action_bounds is None
+
+
+def test_info_describes_continuous_actions(tmp_path) -> None:
+    from lapo.data.info import describe
+
+    _write(tmp_path / "d", [np.array([[-2.0, 0.0], [2.0, 1.0]], np.float32)])
+    text = describe(LapoDataset(tmp_path / "d"))
+    assert "actions     2 continuous in [[-2.0, 0.0], [2.0, 1.0]]: mean [0.000, 0.500]" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lapo.data.reader import LapoDataset
-from lapo.envs.games import REFERENCE_RETURNS, normalized_return
+from lapo.envs.games import normalized_return, reference_returns
 
 
 def describe(dataset: LapoDataset) -> str:
@@ -33,10 +33,19 @@ def describe(dataset: LapoDataset) -> str:
         )
         game = m["source"].get("game")
         if game:
-            if game in REFERENCE_RETURNS:
+            if reference_returns(game) is not None:
                 line += f" (normalized {normalized_return(game, known.mean()):.3f})"
         lines.append(line)
-    if dataset.has_actions:
+    if dataset.has_actions and dataset.continuous_actions:
+        actions = np.asarray(dataset.actions)  # (N, A) float32
+        low, high = dataset.action_bounds
+        mean = ", ".join(f"{v:.3f}" for v in actions.mean(0))
+        std = ", ".join(f"{v:.3f}" for v in actions.std(0))
+        lines.append(
+            f"actions     {actions.shape[1]} continuous in [{low.tolist()}, {high.tolist()}]: "
+            f"mean [{mean}], std [{std}]"
+        )
+    elif dataset.has_actions:
         n = dataset.num_actions or int(dataset.actions.max()) + 1
         counts = np.bincount(np.asarray(dataset.actions), minlength=n)
         meanings = (m.get("action_space") or {}).get("meanings") or [str(i) for i in range(n)]

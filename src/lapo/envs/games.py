@@ -65,12 +65,12 @@ REFERENCE_RETURNS: dict[str, ReferenceReturns] = {
 
 
 #: Continuous-control reference returns, measured here (2026-12-04, AMD EPYC, 2 cores, shared with
-#: other jobs; ``/tmp/measure_refs.py`` of the branch ``cc``, reproduced by
-#: ``lapo.envs.scripted``): ``random`` is the mean return of 100 episodes of uniform random actions
-#: in the bounds (seeds 10000-10099; 95% CI +-59.2 on Pendulum, +-2.1 on MountainCar), ``expert``
-#: that of 100 episodes of the scripted state-feedback controller ``lapo.envs.scripted``, the
-#: data-generating expert of these tasks (seeds 20000-20099; CI +-31.5 and +-0.03). The paper
-#: (appendix A.3) gives no reference returns for its continuous-control tasks.
+#: other jobs) by ``benchmarks/control_references.py`` (docs/results/continuous.md): ``random``
+#: is the mean return of 100 episodes of uniform random actions in the bounds (seeds
+#: 10000-10099; 95% CI +-59.2 on Pendulum, +-2.1 on MountainCar), ``expert`` that of 100
+#: episodes of the scripted state-feedback controller ``lapo.envs.scripted``, the data-generating
+#: expert of these tasks (seeds 20000-20099; CI +-31.5 and +-0.03). The paper (appendix A.3)
+#: gives no reference returns for its continuous-control tasks.
 CONTROL_REFERENCE_RETURNS: dict[str, ReferenceReturns] = {
     "Pendulum-v1": ReferenceReturns(-1182.3, -209.7),
     "MountainCarContinuous-v0": ReferenceReturns(-32.06, 89.35),
