@@ -33,6 +33,29 @@ class RunLogger:
         if tensorboard:
             self._tb = SummaryWriter(str(run_dir / "tb"))
 
+    def image(self, tag: str, image: Any, step: int = 0) -> Any:
+        """Log an image to TensorBoard's images tab: ``(H, W, 3|4)`` pixels (uint8, or float in
+        [0, 1]) or a PNG file path. Returns the ``(H, W, 3) uint8`` pixels logged."""
+        import numpy as np
+
+        if isinstance(image, str | Path):
+            from matplotlib.image import imread
+
+            image = imread(str(image))  # (H, W, 3|4) float in [0, 1] for PNG
+        pixels = np.asarray(image)
+        if pixels.dtype != np.uint8:
+            pixels = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+        pixels = np.ascontiguousarray(pixels[..., :3])
+        if self._tb is not None:
+            self._tb.add_image(tag, pixels, step, dataformats="HWC")
+        return pixels
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        """Log text to TensorBoard's text tab (rendered as markdown: indent code 4 spaces),
+        e.g. the resolved config."""
+        if self._tb is not None:
+            self._tb.add_text(tag, text, step)
+
     def log(self, step: int, metrics: dict[str, float]) -> None:
         clean = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -49,6 +72,24 @@ class RunLogger:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def open_wandb(project: str, directory: Path, config: dict, name: str | None = None):
+    """Start a Weights & Biases run (``wandb.init``) that mirrors a lapo run; files go under
+    ``directory``. Its mode (online, offline) is wandb's own setting (``WANDB_MODE``).
+
+    Raises:
+        ImportError: wandb is not installed (``pip install 'lapo[wandb]'``).
+    """
+    try:
+        import wandb
+    except ImportError as exc:
+        raise ImportError(
+            "--wandb needs wandb, which is not installed; install it with "
+            "pip install 'lapo[wandb]' (or pip install wandb)"
+        ) from exc
+    directory.mkdir(parents=True, exist_ok=True)
+    return wandb.init(project=project, dir=str(directory), config=config, name=name)
 
 
 class GracefulStop:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lapo.device import autocast
+from lapo.models.frames import check_frames
 from lapo.models.lam_sizes import make_lam_nets
 from lapo.models.quantizers import VQOutput, make_quantizer
 
@@ -96,11 +97,13 @@ class LatentActionModel(nn.Module):
             and ``codes (T - k - 1, G, L) int64`` (None without a discrete quantizer).
 
         Raises:
-            ValueError: fewer than k + 2 frames or not ``(T, H, W, C) uint8``.
+            ValueError: fewer than k + 2 frames, or not ``(T, *self.frame_shape) uint8`` (the
+                message says which shape was expected).
         """
         frames = torch.as_tensor(frames)
         k = self.context
-        if frames.dtype != torch.uint8 or frames.ndim != 4 or len(frames) < k + 2:
+        check_frames(frames, self.frame_shape, "LatentActionModel.label", leading="T")
+        if len(frames) < k + 2:
             raise ValueError(
                 f"label expects (T >= {k + 2}, H, W, C) uint8 frames, "
                 f"got {frames.dtype} {tuple(frames.shape)}"

@@ -70,7 +70,11 @@ def draw_labelled_set(
     """
     dataset = index.dataset
     if not dataset.has_actions:
-        raise ValueError(f"{dataset.path} has no true actions: offline decoding needs a few")
+        raise ValueError(
+            f"{dataset.path} has no true actions: offline decoding needs a few labelled "
+            "transitions of the same source (a dataset with actions, e.g. from lapo collect or "
+            "an import with actions; lapo run --data takes it as --labels-from)"
+        )
     windows = index.labelled_subset(n, seed=seed)
     frames = index.read(windows)  # (N, k+2, H, W, C)
     sub = WindowSubset(index, windows)
