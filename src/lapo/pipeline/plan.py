@@ -108,7 +108,8 @@ class RunConfig:
             ``online``). None: record ``env``'s expert.
         labels_from: with ``data``, a small action-labelled lapo dataset of the same source
             (same frame shape) on which stage 3 trains the decoder and measures its held-out
-            accuracy; None: stage 3 is skipped and the report says why. With ``data``,
+            accuracy; None: the data's own actions when it has them, else stage 3 is skipped
+            and the report says why. With ``data``,
             ``sweep`` and ``online`` are off whatever the preset says (they play the game).
         wandb: also mirror the run to Weights & Biases when the report is written (the
             resolved config, the stages' logged metrics, the report's figures and numbers;
