@@ -204,6 +204,9 @@ class LAMConfig:
         grad_clip: global gradient-norm clip (release 2).
         bf16: bf16 autocast (and channels_last) for the forward and backward passes where the
             device has native bf16 (fp32 elsewhere, with a warning; ``lapo.device``).
+        compile: train through ``torch.compile`` (off by default: compiling takes minutes and
+            pays back only over long runs on an accelerator; ``benchmarks/gpu_check.py``
+            measures both).
         test_fraction: fraction of episodes held out for test loss and latent probes.
         log_every, eval_every, checkpoint_every: updates between log lines, test evaluations
             and checkpoints.
@@ -231,6 +234,7 @@ class LAMConfig:
     steps: int = 70_000
     grad_clip: float = 2.0
     bf16: bool = True
+    compile: bool = False
     test_fraction: float = 0.05
     log_every: int = 100
     eval_every: int = 1000
@@ -334,6 +338,7 @@ class BCConfig:
         batch_size, steps: observations per update and number of updates (paper 128, 60,000).
         bf16: bf16 autocast (and channels_last) where the device has native bf16 (fp32
             elsewhere, with a warning; ``lapo.device``).
+        compile: train the policy through ``torch.compile`` (off by default, as stage 1's).
         log_every, eval_every, checkpoint_every: updates between log lines, test evaluations
             and checkpoints.
         seed: initialization and data-order seed.
@@ -348,6 +353,7 @@ class BCConfig:
     batch_size: int = 128
     steps: int = 60_000
     bf16: bool = True
+    compile: bool = False
     log_every: int = 100
     eval_every: int = 1000
     checkpoint_every: int = 1000

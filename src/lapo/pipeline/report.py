@@ -223,7 +223,9 @@ def _latent_figures(
     import torch
 
     with torch.no_grad():
-        codes = lam.quantizer(torch.from_numpy(latents)).indices
+        device = next(lam.parameters()).device
+        codes = lam.quantizer(torch.from_numpy(latents).to(device)).indices
+    codes = None if codes is None else codes.cpu()  # (N, G, L) int64 on the host
     out = {}
     if dataset.has_actions:
         actions = np.asarray(dataset.actions[index.frame_index(windows)])

@@ -23,6 +23,7 @@ import torch
 
 from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.device import resolve_device
 from lapo.eval.actors import predict_actions
 from lapo.eval.probes import fit_classifier
 from lapo.load import check_finished, load_lam, load_latent_policy, save_policy
@@ -161,6 +162,7 @@ def decode_offline(
     baseline: bool = True,
     allow_unfinished: bool = False,
     test_samples: int = 2048,
+    device: str | torch.device | None = None,
     progress: bool = False,
 ) -> dict:
     """Train the decoder (and the label-only baseline) and save both as acting policies.
@@ -169,7 +171,9 @@ def decode_offline(
     (kind ``bc-policy``, when ``baseline``), ``pseudo-label/checkpoint`` (kind
     ``decoded-policy``, when ``config.pseudo_label_updates > 0``) and ``decode.json`` (the
     returned facts). Holds ``out_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
-    ``allow_unfinished`` accepts a stage-2 run that stopped before its last update.
+    ``allow_unfinished`` accepts a stage-2 run that stopped before its last update. The latent
+    policy, the IDM and the decoded policy compute on ``device`` (None: ``lapo.device.
+    default_device``); the small decoder and baseline fits run on the CPU.
 
     Returns:
         JSON-able facts: labels used, decoder/baseline validation accuracy, and on up to
@@ -187,8 +191,9 @@ def decode_offline(
     """
     out_dir = Path(out_dir)
     check_finished(policy_path, allow_unfinished=allow_unfinished, what="--policy")
-    latent_policy, bc_config = load_latent_policy(policy_path)
-    lam, lam_config = load_lam(lam_path)
+    device = resolve_device(device)
+    latent_policy, bc_config = load_latent_policy(policy_path, device)
+    lam, lam_config = load_lam(lam_path, device)
     dataset = open_dataset(data_dir)
     num_actions = dataset.num_actions or 15
     train_eps, test_eps = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
@@ -198,7 +203,10 @@ def decode_offline(
     test = draw_labelled_set(
         lam, test_index, min(test_samples, len(test_index)), 1, bc_config.target
     )
-    decoder, decoder_info = train_decoder(labelled, config, num_actions)
+    decoder, decoder_info = train_decoder(labelled, config, num_actions)  # on the CPU
+    with torch.no_grad():
+        decoder_test = decoder(torch.from_numpy(test.latents)).argmax(-1).numpy()
+    decoder = decoder.to(device)
     decoded = DecodedPolicy(latent_policy, decoder).eval()
     game = dataset.manifest.get("source", {}).get("game")
     common = {
@@ -217,8 +225,6 @@ def decode_offline(
         {"latent_policy": latent_policy, "decoder": decoder},
         {**common, "hidden": list(config.hidden), "metrics": decoder_info},
     )
-    with torch.no_grad():
-        decoder_test = decoder(torch.from_numpy(test.latents)).argmax(-1).numpy()
     decoded_actions = predict_actions(decoded, test.observations)
     facts = {
         "env": game,

@@ -31,6 +31,7 @@ from lapo.checkpoint import (
 from lapo.config import LAMConfig
 from lapo.data import (
     LapoDataset,
+    Prefetcher,
     WindowBatchSampler,
     WindowIndex,
     manifest_digest,
@@ -39,9 +40,12 @@ from lapo.data import (
 )
 from lapo.device import autocast, resolve_device
 from lapo.eval.latent_quality import latent_quality, window_batch
-from lapo.models.lam import LatentActionModel
+from lapo.models.lam import LatentActionModel, frames_to_float
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
+
+#: Batches read ahead of the update that uses them (``lapo.data.Prefetcher``).
+PREFETCH_DEPTH = 2
 
 
 def _distributed() -> tuple[int, int]:
@@ -222,9 +226,16 @@ def train_lam(
         if world > 1
         else model
     )
+    if config.compile:  # same weights and state dict; the first updates pay for compilation
+        trained = torch.compile(trained)
     sampler = WindowBatchSampler(
         len(train_index), config.batch_size // world, seed=config.seed, rank=rank, world_size=world
     )
+    # batch b read ahead on a background thread (uint8, pinned on CUDA), floats made on the device
+    batches = Prefetcher(
+        lambda b: (train_index.read(np.asarray(sampler.batch(b))),), range(step, config.steps),
+        device, depth=PREFETCH_DEPTH,
+    )  # fmt: skip
     warned = False
 
     def on_log(done: int, metrics: dict) -> None:
@@ -242,17 +253,21 @@ def train_lam(
         evaluate=lambda done: evaluate_loss(model, test_index, config, device),
         on_log=on_log, time_budget_s=time_budget_s, progress=progress, main=rank == 0,
     )  # fmt: skip
-    for step in loop:
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate_at(step)
-        frames = window_batch(train_index, sampler.batch(step), device)  # (B, k+2, H, W, C)
-        loss, stats = _losses(trained, frames, config.bf16)  # FDM next-frame MSE + commitment
-        loop.check_finite(loss, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        loop.record(stats)
+    with batches:
+        for step in loop:
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
+            (frames,) = batches.get(step)  # (B, k+2, H, W, C) uint8 on the device
+            frames = frames_to_float(frames)  # (B, k+2, C, H, W) float, channels_last
+            loss, stats = _losses(trained, frames, config.bf16)  # next-frame MSE + commitment
+            loop.check_finite(loss, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), config.grad_clip
+            )
+            optimizer.step()
+            loop.record(stats)
     step, metrics = loop.step, dict(loop.metrics)
     metrics["weights_sha256"] = weights_digest(model)
     metrics["stop_reason"] = loop.stop_reason  # None: all steps done
