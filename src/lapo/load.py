@@ -133,8 +133,8 @@ def bc_config_meta(config: BCConfig) -> dict:
 def load_lam(
     path: str | Path, device: str | torch.device | None = None
 ) -> tuple[LatentActionModel, LAMConfig]:
-    """Load a trained stage-1 latent action model, in eval mode on ``device`` (None: the default
-    device, ``lapo.device.default_device``).
+    """Load a trained stage-1 latent action model, in eval mode and channels_last on ``device``
+    (None: the default device, ``lapo.device.default_device``).
 
     Use ``model.label(frames)`` to get latent actions and codes for any frame sequence.
 
@@ -146,10 +146,13 @@ def load_lam(
     meta = expect_kind(path, LAM_KIND)
     config = LAMConfig(**meta["config"])
     h, _, c = meta["frame_shape"]
+    # channels_last, as it trained (stage 1): an NCHW copy labelled 1.6-1.8x slower in fp32 on a
+    # CPU (benchmarks/cpu_fp32.py), since every conv then reorders its input and weights
     model = LatentActionModel(config, channels=c, image_size=h)
     device = resolve_device(device)
+    model = model.to(device, memory_format=torch.channels_last)
     load_checkpoint(path, modules={"lam": model}, map_location=device)
-    return model.to(device).eval(), config
+    return model.eval(), config
 
 
 def load_latent_policy(
