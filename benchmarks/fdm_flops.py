@@ -138,7 +138,7 @@ def main() -> None:
     resolutions = sorted({r for t in res_tables.values() for r in t}, reverse=True)
     print("\nforward GFLOP per sample and parameters (M) by output resolution (0: linear layers)")
     print(f"{'res':>5} | {'lapo GFLOP':>10} {'params':>7} {'widths':>12} | "
-          f"{'release GFLOP':>13} {'params':>7} {'widths':>12} | {'lapo - release':>14}")  # fmt: skip
+          f"{'release GFLOP':>13} {'params':>7} {'widths':>12} | lapo - release")  # fmt: skip
     for res in resolutions:
         cells = []
         for t in tables:
