@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from lapo.config import CollectConfig
@@ -21,10 +22,13 @@ from lapo.load import load_expert
 from lapo.safety import holds_lock
 
 
-def make_policy(spec: str, seed: int = 0, temperature: float = 1.0) -> Policy:
+def make_policy(
+    spec: str, seed: int = 0, temperature: float = 1.0, device: str | torch.device | None = None
+) -> Policy:
     """Build the policy named by ``spec``: ``random`` or a PPO expert checkpoint (``lapo expert
     train`` run directory or its ``checkpoint`` path); experts sample from
-    ``softmax(logits / temperature)``.
+    ``softmax(logits / temperature)`` and act on ``device`` (None: ``lapo.device.
+    default_device``).
 
     Raises:
         FileNotFoundError: ``spec`` is neither ``random`` nor an existing checkpoint.
@@ -33,7 +37,7 @@ def make_policy(spec: str, seed: int = 0, temperature: float = 1.0) -> Policy:
     if spec == "random":
         return RandomPolicy(NUM_ACTIONS, seed)
     try:
-        net, config = load_expert(spec)
+        net, config = load_expert(spec, device)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"--policy must be 'random' or a policy checkpoint; {spec} not found"
@@ -87,7 +91,12 @@ class _EpisodeBuffer:
 
 
 @holds_lock(lambda args: args["config"].out, inside=False)
-def collect(config: CollectConfig, policy: Policy | None = None, progress: bool = True):
+def collect(
+    config: CollectConfig,
+    policy: Policy | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+):
     """Record ``config.frames`` frames into a new dataset at ``config.out``.
 
     Every env's frames are buffered until its episode ends, then written as one episode; at the
@@ -98,6 +107,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
         config: what to record.
         policy: overrides ``config.policy`` (e.g. an in-memory policy from the Python API).
         progress: show a tqdm bar with frames/s, episodes and mean return.
+        device: where an expert named by ``config.policy`` acts (None: the default device).
 
     Returns:
         ``CollectSummary``.
@@ -115,7 +125,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
     source_policy = None if config.policy == "random" else config.policy
     check_output_dir(config.out, config.overwrite, inputs=[source_policy])
     if policy is None:
-        policy = make_policy(config.policy, config.seed, config.temperature)
+        policy = make_policy(config.policy, config.seed, config.temperature, device)
     env = ProcgenVecEnv.from_config(config)
     source = {
         "kind": "procgen",
