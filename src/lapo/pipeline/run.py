@@ -208,7 +208,7 @@ def run_pipeline(
             temperature=config.expert_temperature,
             overwrite=True,
         )
-        summary = record(cc, progress=progress)
+        summary = record(cc, progress=progress, device=config.device)
         return {
             "frames": summary.frames,
             "episodes": summary.episodes,
@@ -251,7 +251,8 @@ def run_pipeline(
 
         labelled = Path(settings["decode"]["labels_from"]) if config.own_data else d["collect"]
         facts = decode_offline(configs["decode"], d["bc"], d["lam"], labelled, directory,
-                               allow_unfinished=config.bc_minutes is not None)  # fmt: skip
+                               allow_unfinished=config.bc_minutes is not None,
+                               device=config.device)  # fmt: skip
         return {k: v for k, v in facts.items() if isinstance(v, float)}
 
     def evaluate(directory: Path) -> dict:
@@ -271,6 +272,7 @@ def run_pipeline(
             baseline=config.sweep_baseline,
             config=configs["decode"],
             progress=progress,
+            device=config.device,
         )
         return {f"{r['method']}/{r['labels']}": r["normalized"] for r in sweep_table(rows)}
 
@@ -341,7 +343,7 @@ def evaluate_all(
             act = RandomPolicy(seed=EVAL_SEED).act
         else:  # the expert as it recorded the data; the learned policies as trained
             temperature = config.expert_temperature if name == "expert" else 1.0
-            net = load_policy(policies[name])[0]
+            net = load_policy(policies[name], config.device)[0]
             act = PolicyActor(net, seed=EVAL_SEED, temperature=temperature).act
         result = evaluate_policy(act, config.env, config.eval_episodes, seed=EVAL_SEED)
         results[name] = result_dict(result)
