@@ -255,7 +255,7 @@ class TrainingLoop:
             raise ValueError(f"time_budget_s must be >= 0 seconds, got {time_budget_s}")
         self.metrics: dict = {}
         self.stop_reason: str | None = None
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, Any] = {}  # floats, or 0-d tensors on an accelerator
         self._count = 0
 
     def check_finite(self, loss: Any, step: int) -> None:
@@ -277,9 +277,15 @@ class TrainingLoop:
             )
 
     def record(self, stats: dict[str, Any]) -> None:
-        """Add one update's statistics to the means of the next log."""
+        """Add one update's statistics to the means of the next log.
+
+        Statistics on an accelerator are summed there and read at the log, not per update: a read
+        would wait for the update to finish before the next one could be queued.
+        """
         for k, v in stats.items():
-            self._sums[k] = self._sums.get(k, 0.0) + float(v)
+            on_device = getattr(getattr(v, "device", None), "type", "cpu") != "cpu"  # a tensor
+            v = v.detach().float() if on_device else float(v)
+            self._sums[k] = self._sums.get(k, 0.0) + v
         self._count += 1
 
     def _due(self, every: int, done: int) -> bool:
@@ -303,7 +309,7 @@ class TrainingLoop:
                     done = self.step
                     bar.update(1)
                     if self._due(self.log_every, done):
-                        means = {k: v / self._count for k, v in self._sums.items()}
+                        means = {k: float(v) / self._count for k, v in self._sums.items()}
                         seconds = time.perf_counter() - t0
                         self.metrics = self.summarize(means, self._count, seconds, done)
                         if self.evaluate is not None and self._due(self.eval_every, done):
