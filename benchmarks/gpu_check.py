@@ -257,19 +257,33 @@ def main(argv: list[str] | None = None) -> int:
     ft_cfg = dataclasses.replace(ft_cfg, total_steps=max(ft_cfg.total_steps, 4 * ft_cfg.batch_size))
     make_env = (lambda n: RandomFramesEnv(n)) if args.tiny else (lambda n: None)
     label = f"{ppo_cfg.encoder} x{ppo_cfg.multiplier}, {ppo_cfg.num_envs} envs"
-    rate = ppo(ppo_cfg, device, updates, make_env(ppo_cfg.num_envs))
-    print(f"PPO expert:       {rate:10.0f} env-steps/s ({label})", flush=True)
-    rate = finetune(ft_cfg, device, updates, make_env(ft_cfg.num_envs))
-    print(f"fine-tuning:      {rate:10.0f} env-steps/s ({ft_cfg.num_envs} envs)", flush=True)
+    failed = []  # the environment parts need Procgen; one failure does not hide the others
+    try:
+        rate = ppo(ppo_cfg, device, updates, make_env(ppo_cfg.num_envs))
+        print(f"PPO expert:       {rate:10.0f} env-steps/s ({label})", flush=True)
+    except Exception as error:  # noqa: BLE001 - reported, then the next part runs
+        failed.append(f"PPO expert: {type(error).__name__}: {error}")
+        print(f"PPO expert:       FAILED ({failed[-1]})", flush=True)
+    try:
+        rate = finetune(ft_cfg, device, updates, make_env(ft_cfg.num_envs))
+        print(f"fine-tuning:      {rate:10.0f} env-steps/s ({ft_cfg.num_envs} envs)", flush=True)
+    except Exception as error:  # noqa: BLE001
+        failed.append(f"fine-tuning: {type(error).__name__}: {error}")
+        print(f"fine-tuning:      FAILED ({failed[-1]})", flush=True)
     if args.tiny or args.skip_run:
         print("lapo run: skipped")
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = args.out or Path(tmp) / "lapo-coinrun-paper"
-            seconds = lapo_run(out, timeout_s=330)
-        print(f"lapo run --preset paper (cut short): {seconds:.0f} s", flush=True)
-    print(f"gpu_check: done in {time.perf_counter() - started:.0f} s")
-    return 0
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = args.out or Path(tmp) / "lapo-coinrun-paper"
+                seconds = lapo_run(out, timeout_s=330)
+            print(f"lapo run --preset paper (cut short): {seconds:.0f} s", flush=True)
+        except (subprocess.SubprocessError, OSError) as error:
+            failed.append(f"lapo run: {error}")
+            print(f"lapo run: FAILED ({error})", flush=True)
+    print(f"gpu_check: done in {time.perf_counter() - started:.0f} s"
+          + (f"; {len(failed)} part(s) failed" if failed else ""))  # fmt: skip
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -49,3 +49,21 @@ def test_peak_table_knows_the_gpus_it_targets(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Some Future GPU")
     assert gpu_check.peak_tflops(cuda, None) is None
     assert gpu_check.peak_tflops(cuda, 123.0) == 123.0
+
+
+def test_a_failing_part_is_reported_the_rest_still_run_and_the_exit_is_1(monkeypatch, capsys):
+    gpu_check = _load()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gpu_check, "stage1", lambda *a, **k: (100.0, 1e9))
+    monkeypatch.setattr(gpu_check, "labelling", lambda *a, **k: 50.0)
+    monkeypatch.setattr(gpu_check, "stage2", lambda *a, **k: 70.0)
+
+    def no_procgen(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'gym'")
+
+    monkeypatch.setattr(gpu_check, "ppo", no_procgen)
+    monkeypatch.setattr(gpu_check, "finetune", lambda *a, **k: 30.0)
+    assert gpu_check.main(["--allow-cpu", "--tiny"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (PPO expert: ModuleNotFoundError: No module named 'gym')" in out
+    assert "fine-tuning:              30 env-steps/s" in out and "1 part(s) failed" in out
