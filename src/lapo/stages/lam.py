@@ -58,6 +58,25 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def distinct_rows(rows: torch.Tensor) -> int | torch.Tensor:
+    """How many different rows ``rows (B, N) int`` holds: an int on the CPU
+    (``torch.unique``); on an accelerator a 0-d int64 tensor computed there without reading
+    anything back (rows sorted lexicographically by N stable sorts, then adjacent rows compared),
+    so the update after it can be queued while it runs."""
+    if rows.device.type == "cpu":
+        return torch.unique(rows, dim=0).shape[0]
+    return _distinct_rows_sorting(rows)
+
+
+def _distinct_rows_sorting(rows: torch.Tensor) -> torch.Tensor:
+    """``distinct_rows`` by sorting, on ``rows``' device: a 0-d int64 tensor."""
+    order = torch.arange(len(rows), device=rows.device)
+    for column in reversed(range(rows.shape[1])):  # least significant column first
+        order = order[torch.argsort(rows[order, column], stable=True)]
+    ordered = rows[order]
+    return 1 + (ordered[1:] != ordered[:-1]).any(dim=1).sum()
+
+
 def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict]:
     with autocast(frames.device, bf16):
         out = model(frames)
@@ -69,7 +88,7 @@ def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict
             stats[f"perplexity/{g}"] = p.detach()
     if out.vq.indices is not None:  # windows of the batch with different joint codes
         joint = out.vq.indices.flatten(1)  # (B, G * L)
-        stats["distinct_codes"] = torch.unique(joint, dim=0).shape[0]
+        stats["distinct_codes"] = distinct_rows(joint)
     return loss, stats
 
 
