@@ -17,8 +17,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" "$TORCH_SPEC"
 fi
 
+# formats: LeRobot (pyarrow) and Minari (h5py) import and export, so their tests run too;
 # control: Gymnasium + pygame for continuous-control tasks rendered to pixels (small wheels).
-"${PIP[@]}" -e ".[dev,control]"
+"${PIP[@]}" -e ".[dev,formats,control]"
 
 # Procgen: procgen-mirror's and gym3's metadata pin numpy<2 and gym<1 (the unmaintained gym), which
 # we do not want; their real runtime needs (cffi, imageio, filelock) are lapo's own dependencies,

@@ -114,3 +114,53 @@ def test_resolve_device_keeps_an_explicit_choice(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert device.resolve_device("cpu") == torch.device("cpu")
     assert device.resolve_device(None) == torch.device("cuda", 0)
+
+
+def test_cuda_precision_follows_is_bf16_supported_and_names_the_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert device.native_bf16("cuda:1") == (True, "CUDA bf16")
+    assert device.bf16_enabled(True, torch.device("cuda", 0)) is True
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a V100 or T4
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Tesla V100-SXM2-16GB")
+    with pytest.warns(UserWarning, match="this CUDA has no native bf16 arithmetic .GPU Tesla V100"):
+        assert device.bf16_enabled(True, "cuda") is False
+    assert device.bf16_enabled(False, "cuda") is False
+
+
+def test_mps_precision_needs_macos_14(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: True)
+    assert device.native_bf16("mps") == (True, "MPS bf16")
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: False)
+    with pytest.warns(
+        UserWarning, match="this MPS has no native bf16 arithmetic .MPS before macOS"
+    ):
+        assert device.bf16_enabled(True, "mps") is False
+
+
+def test_mps_precision_without_an_mps_build_is_fp32(monkeypatch):
+    def no_backend(major: int, minor: int) -> bool:
+        raise RuntimeError("Cannot execute isOnMacOSorNewer() without MPS backend.")
+
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", no_backend)
+    assert device.native_bf16("mps")[0] is False
+
+
+def test_autocast_uses_the_device_type_it_is_given(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(device, "_onednn_bf16", lambda: True)
+    with warnings.catch_warnings():  # "CUDA is not available ... Disabling autocast" on CPU builds
+        warnings.simplefilter("ignore")
+        assert device.autocast("cuda:0", True).device == "cuda"
+    assert device.autocast(torch.device("cpu"), True).device == "cpu"
+    assert device.autocast("cpu", False)._enabled is False
+
+
+def test_default_device_reads_local_rank_only_for_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert device.default_device() == torch.device("mps")
+    assert device.resolve_device(None) == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert device.resolve_device(None) == torch.device("cuda", 0)

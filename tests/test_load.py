@@ -126,3 +126,58 @@ def test_latent_models_load_and_refuse_to_act(tmp_path: Path) -> None:
         load_expert(tmp_path / "pi")
     with pytest.raises(FileNotFoundError):
         load_lam(tmp_path / "nothing")
+
+
+def test_every_loader_reads_onto_the_device_given_or_the_device_policy(tmp_path, monkeypatch):
+    import lapo.device
+    import lapo.load
+
+    torch.manual_seed(0)
+    lam_config = LAMConfig(**LAM_PRESETS["smoke"])
+    save_checkpoint(tmp_path / "lam" / "checkpoint",
+                    modules={"lam": LatentActionModel(lam_config, channels=3, image_size=64)},
+                    meta={"kind": "latent-action-model", "config": lam_config.__dict__,
+                          "frame_shape": [64, 64, 3]})  # fmt: skip
+    bc = BCConfig(**BC_PRESETS["smoke"])
+    save_policy(tmp_path / "pi", "latent-policy", {"policy": build_latent_policy(bc, 8)},
+                {"config": bc_config_meta(bc), "latent_dim": 8})  # fmt: skip
+    parts = {"latent_policy": build_latent_policy(bc, 8), "decoder": ActionDecoder(8, 15, (16,))}
+    save_policy(tmp_path / "decoded", DECODED_KIND, parts,
+                {"bc_config": bc_config_meta(bc), "latent_dim": 8, "num_actions": 15,
+                 "hidden": [16]})  # fmt: skip
+    ppo = PPOConfig(env="coinrun", **PPO_PRESETS["smoke"])
+    save_checkpoint(tmp_path / "expert" / "checkpoint",
+                    modules={"policy": build_expert_policy(ppo)},
+                    meta={"kind": "ppo-expert", "config": ppo.__dict__})  # fmt: skip
+    ft = FinetuneConfig(env="coinrun", **FINETUNE_PRESETS["smoke"])
+    save_checkpoint(tmp_path / "ft" / "checkpoint", modules={"policy": build_online_policy(ft)},
+                    meta={"kind": "finetuned-policy", "config": ft.__dict__,
+                          "num_actions": 15, "latent_dim": None})  # fmt: skip
+    loaders = {
+        "lam": lambda device: load_lam(tmp_path / "lam", device)[0],
+        "latent_policy": lambda device: load_latent_policy(tmp_path / "pi", device)[0],
+        "expert": lambda device: load_expert(tmp_path / "expert", device)[0],
+        "finetuned": lambda device: load_finetuned(tmp_path / "ft", device)[0],
+        "decoded": lambda device: load_policy(tmp_path / "decoded", device)[0],
+        "policy(expert)": lambda device: load_policy(tmp_path / "expert", device)[0],
+        "policy(finetuned)": lambda device: load_policy(tmp_path / "ft", device)[0],
+    }
+    asked, read_to = [], []
+    policy_device = torch.device("cpu")  # what the (mocked) policy picks on this machine
+    monkeypatch.setattr(lapo.device, "default_device", lambda: asked.append(1) or policy_device)
+    real_load = lapo.load.load_checkpoint
+
+    def recording_load(path, **kwargs):
+        read_to.append(torch.device(kwargs["map_location"]))
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(lapo.load, "load_checkpoint", recording_load)
+    for name, load in loaders.items():
+        asked.clear(), read_to.clear()
+        net = load(None)  # the device policy decides
+        assert asked == [1], f"{name} did not ask the device policy"
+        assert read_to == [policy_device], name
+        assert {p.device for p in net.parameters()} == {policy_device} and not net.training
+        asked.clear(), read_to.clear()
+        net = load("cpu")  # an explicit device: the policy is not asked
+        assert asked == [] and read_to == [torch.device("cpu")], name

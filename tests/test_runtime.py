@@ -60,3 +60,41 @@ def test_non_finite_loss_stops_before_the_update_and_says_what_is_kept(tmp_path:
     (tmp_path / "checkpoint.json").write_text("{}")
     with pytest.raises(FloatingPointError, match="last good checkpoint .* is kept"):
         loop.check_finite(math.inf, 4)
+
+
+class _DeviceScalar:
+    """A 0-d statistic on an accelerator: summable there, read (``float``) only when counted."""
+
+    device = type("Device", (), {"type": "cuda"})()
+    reads = 0
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def detach(self) -> _DeviceScalar:
+        return self
+
+    def float(self) -> _DeviceScalar:
+        return self
+
+    def __radd__(self, other) -> _DeviceScalar:
+        return _DeviceScalar(float(other) + self.value) if not isinstance(other, _DeviceScalar) \
+            else _DeviceScalar(other.value + self.value)  # fmt: skip
+
+    def __add__(self, other) -> _DeviceScalar:
+        return self.__radd__(other)
+
+    def __float__(self) -> float:
+        _DeviceScalar.reads += 1
+        return self.value
+
+
+def test_statistics_on_an_accelerator_are_read_at_the_log_not_per_update(tmp_path: Path) -> None:
+    loop = _loop(tmp_path, [], total=8, log_every=4, checkpoint_every=100)
+    _DeviceScalar.reads = 0
+    for step in loop:
+        before = _DeviceScalar.reads
+        loop.record({"loss": _DeviceScalar(float(step))})
+        assert _DeviceScalar.reads == before  # recording reads nothing
+    assert _DeviceScalar.reads == 2  # one read per log of the one statistic
+    assert [r["loss"] for r in _logged(tmp_path)] == [1.5, 5.5]

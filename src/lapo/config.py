@@ -3,6 +3,7 @@ bad value fails before any work starts. This module imports nothing from lapo.""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -204,6 +205,9 @@ class LAMConfig:
         grad_clip: global gradient-norm clip (release 2).
         bf16: bf16 autocast (and channels_last) for the forward and backward passes where the
             device has native bf16 (fp32 elsewhere, with a warning; ``lapo.device``).
+        compile: train through ``torch.compile`` (off by default: compiling takes minutes and
+            pays back only over long runs on an accelerator; ``benchmarks/gpu_check.py``
+            measures both).
         test_fraction: fraction of episodes held out for test loss and latent probes.
         log_every, eval_every, checkpoint_every: updates between log lines, test evaluations
             and checkpoints.
@@ -231,6 +235,7 @@ class LAMConfig:
     steps: int = 70_000
     grad_clip: float = 2.0
     bf16: bool = True
+    compile: bool = False
     test_fraction: float = 0.05
     log_every: int = 100
     eval_every: int = 1000
@@ -334,6 +339,7 @@ class BCConfig:
         batch_size, steps: observations per update and number of updates (paper 128, 60,000).
         bf16: bf16 autocast (and channels_last) where the device has native bf16 (fp32
             elsewhere, with a warning; ``lapo.device``).
+        compile: train the policy through ``torch.compile`` (off by default, as stage 1's).
         log_every, eval_every, checkpoint_every: updates between log lines, test evaluations
             and checkpoints.
         seed: initialization and data-order seed.
@@ -348,6 +354,7 @@ class BCConfig:
     batch_size: int = 128
     steps: int = 60_000
     bf16: bool = True
+    compile: bool = False
     log_every: int = 100
     eval_every: int = 1000
     checkpoint_every: int = 1000
@@ -562,3 +569,63 @@ class AggregateConfig:
             raise ValueError("a run directory is listed twice; each run counts once")
         if self.reps < 1:
             raise ValueError(f"reps must be >= 1, got {self.reps}")
+
+
+#: ``VideoImportConfig.resize`` modes.
+RESIZE_MODES = ("crop", "pad", "stretch")
+
+
+@dataclass(frozen=True)
+class VideoImportConfig:
+    """``lapo data import`` of video files: how frames are sampled, resized and cut.
+
+    Attributes:
+        resolution: ``(H, W)`` of the stored frames, in pixels.
+        resize: ``crop`` (default): scale so the frame covers ``resolution`` and cut the centre,
+            keeping the aspect ratio and using every stored pixel; ``pad``: scale so the whole
+            frame fits and fill the rest black (nothing is lost, but a 16:9 clip at 64x64 uses
+            only 56% of the pixels, a 2.35:1 clip 43%); ``stretch``: scale each side on its
+            own (distorts the geometry unless the aspect ratios match).
+        fps: keep frames at most this many per second of video time (by presentation time;
+            frames are dropped, never duplicated); None: every frame. Excludes
+            ``frame_stride`` > 1.
+        frame_stride: keep every n-th decoded frame (1: every frame).
+        clip_frames: cut each video into episodes of this many kept frames (the remainder
+            becomes one more episode when it has at least half as many, else it is dropped);
+            None: one episode per video.
+    """
+
+    resolution: tuple[int, int] = (64, 64)
+    resize: str = "crop"
+    fps: float | None = None
+    frame_stride: int = 1
+    clip_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            height, width = self.resolution
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"resolution must be (height, width), got {self.resolution!r}"
+            ) from None
+        for size in (height, width):
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+                raise ValueError(
+                    f"resolution must be two positive integers (height, width), "
+                    f"got {self.resolution!r}"
+                )
+        object.__setattr__(self, "resolution", (int(height), int(width)))
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(
+                f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}"
+            )
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be > 0 (None: every frame), got {self.fps}")
+        if isinstance(self.frame_stride, bool) or self.frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
+        if self.fps is not None and self.frame_stride != 1:
+            raise ValueError("give fps or frame_stride, not both")
+        if self.clip_frames is not None and self.clip_frames < 2:
+            raise ValueError(
+                f"clip_frames must be >= 2 (None: whole videos), got {self.clip_frames}"
+            )

@@ -55,7 +55,9 @@ def native_bf16(device: torch.device | str) -> tuple[bool, str]:
 
     CPU: oneDNN's own check (x86: AVX-512 BF16 or AMX; ARM: the BF16 extension), which decides
     whether bf16 convolutions and matmuls take its fast kernels. CUDA:
-    ``torch.cuda.is_bf16_supported()``. Other device types are trusted (True).
+    ``torch.cuda.is_bf16_supported()`` (compute capability 8.0+, Ampere on). MPS: macOS 14 or
+    newer (Metal has no bf16 before; autocast to bf16 fails there). Other device types are
+    trusted (True).
     """
     kind = torch.device(device).type
     if kind == "cpu":
@@ -69,7 +71,19 @@ def native_bf16(device: torch.device | str) -> tuple[bool, str]:
         if torch.cuda.is_bf16_supported():
             return True, "CUDA bf16"
         return False, f"GPU {torch.cuda.get_device_name(torch.device(device))}"
+    if kind == "mps":
+        if _mps_macos_14():
+            return True, "MPS bf16"
+        return False, "MPS before macOS 14"
     return True, kind
+
+
+def _mps_macos_14() -> bool:
+    """Whether the MPS backend runs on macOS 14 or newer (False where this torch cannot say)."""
+    try:
+        return bool(torch.backends.mps.is_macos_or_newer(14, 0))
+    except (AttributeError, RuntimeError):  # older torch, or a build without MPS
+        return False
 
 
 @functools.cache  # a fact of the machine; asked on every autocast, e.g. per environment step

@@ -13,8 +13,11 @@ pickle-free) whose ``meta["kind"]`` says how to rebuild the network (``lapo.mode
 | ``finetuned-policy`` | ``lapo finetune`` / ``lapo ppo`` | ``policy`` | ``OnlineActorCritic`` |
 
 Every ``path`` argument may be a run directory (its ``checkpoint`` is used) or a checkpoint path
-with or without ``.json``. ``load_policy`` returns, for every kind that acts in the true action
-space, a module mapping ``(B, H, W, C) uint8`` observations to ``(B, A)`` logits.
+with or without ``.json``. Every loader takes ``device`` (a ``torch.device`` or a string such as
+``"cuda:1"``); None means ``lapo.device.default_device()`` (CUDA, else MPS, else CPU), the policy
+of every stage, and the weights are read straight onto it. ``load_policy`` returns, for every kind
+that acts in the true action space, a module mapping ``(B, H, W, C) uint8`` observations to
+``(B, A)`` logits.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from lapo.checkpoint import (
     save_checkpoint,
 )
 from lapo.config import BCConfig, FinetuneConfig, LAMConfig, PPOConfig
+from lapo.device import resolve_device
 from lapo.envs.games import OBS_SHAPE
 from lapo.models.actor_critic import ActorCritic
 from lapo.models.build import build_encoder, build_expert_policy, build_latent_policy
@@ -127,9 +131,10 @@ def bc_config_meta(config: BCConfig) -> dict:
 
 
 def load_lam(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path, device: str | torch.device | None = None
 ) -> tuple[LatentActionModel, LAMConfig]:
-    """Load a trained stage-1 latent action model, in eval mode on ``device``.
+    """Load a trained stage-1 latent action model, in eval mode and channels_last on ``device``
+    (None: the default device, ``lapo.device.default_device``).
 
     Use ``model.label(frames)`` to get latent actions and codes for any frame sequence.
 
@@ -141,13 +146,19 @@ def load_lam(
     meta = expect_kind(path, LAM_KIND)
     config = LAMConfig(**meta["config"])
     h, _, c = meta["frame_shape"]
+    # channels_last, as it trained (stage 1): an NCHW copy labelled 1.6-1.8x slower in fp32 on a
+    # CPU (benchmarks/cpu_fp32.py), since every conv then reorders its input and weights
     model = LatentActionModel(config, channels=c, image_size=h)
+    device = resolve_device(device)
+    model = model.to(device, memory_format=torch.channels_last)
     load_checkpoint(path, modules={"lam": model}, map_location=device)
-    return model.to(device).eval(), config
+    return model.eval(), config
 
 
-def load_latent_policy(path: str | Path) -> tuple[LatentPolicy, BCConfig]:
-    """Load a stage-2 latent policy, in eval mode on CPU.
+def load_latent_policy(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[LatentPolicy, BCConfig]:
+    """Load a stage-2 latent policy, in eval mode on ``device`` (None: the default device).
 
     Raises:
         FileNotFoundError: no checkpoint there.
@@ -157,8 +168,7 @@ def load_latent_policy(path: str | Path) -> tuple[LatentPolicy, BCConfig]:
     meta = expect_kind(path, LATENT_POLICY_KIND)
     config = BCConfig(**meta["config"])
     policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
-    load_checkpoint(path, modules={"policy": policy})
-    return policy.eval(), config
+    return _loaded(path, {"policy": policy}, policy, device), config
 
 
 def latent_policy_network(path: str | Path) -> dict:
@@ -183,8 +193,20 @@ def latent_policy_network(path: str | Path) -> dict:
     return {k: config[k] for k in ("encoder", "multiplier", "features")}
 
 
-def load_expert(path: str | Path) -> tuple[ActorCritic, PPOConfig]:
-    """Load a PPO expert (``lapo expert train`` or a shipped one): network (eval mode) and config.
+def _loaded(path: Path, modules: dict[str, nn.Module], net: nn.Module, device) -> nn.Module:
+    """``net`` moved to ``device`` (None: the default device), then ``modules`` loaded from
+    ``path`` onto it, in eval mode."""
+    device = resolve_device(device)
+    net = net.to(device)
+    load_checkpoint(path, modules=modules, map_location=device)
+    return net.eval()
+
+
+def load_expert(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[ActorCritic, PPOConfig]:
+    """Load a PPO expert (``lapo expert train`` or a shipped one): network (eval mode, on
+    ``device``; None: the default device) and config.
 
     ``net(obs (B, 64, 64, 3) uint8) -> (logits (B, 15) float32, value (B,) float32)``.
 
@@ -200,14 +222,14 @@ def load_expert(path: str | Path) -> tuple[ActorCritic, PPOConfig]:
         )
     config = PPOConfig(**meta["config"])
     net = build_expert_policy(config)
-    load_checkpoint(path, modules={"policy": net})
-    return net.eval(), config
+    return _loaded(path, {"policy": net}, net, device), config
 
 
 def load_finetuned(
-    path: str | Path,
+    path: str | Path, device: str | torch.device | None = None
 ) -> tuple[OnlineActorCritic | HybridActorCritic, FinetuneConfig]:
-    """Load a ``finetuned-policy`` checkpoint: network (eval, CPU) and config.
+    """Load a ``finetuned-policy`` checkpoint: network (eval, on ``device``; None: the default
+    device) and config.
 
     ``net(obs (B, 64, 64, 3) uint8) -> (logits (B, 15) float32, value (B,) float32)``.
 
@@ -228,8 +250,7 @@ def load_finetuned(
         net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch,
                                 bounds=_bounds(meta))  # fmt: skip
     net = net.to(memory_format=torch.channels_last)
-    load_checkpoint(path, modules={"policy": net})
-    return net.eval(), config
+    return _loaded(path, {"policy": net}, net, device), config
 
 
 def _bounds(meta: dict) -> tuple | None:
@@ -238,25 +259,24 @@ def _bounds(meta: dict) -> tuple | None:
     return None if bounds is None else (tuple(bounds[0]), tuple(bounds[1]))
 
 
-def _load_decoded(path: Path, meta: dict) -> nn.Module:
+def _load_decoded(path: Path, meta: dict, device) -> nn.Module:
     config = BCConfig(**meta["bc_config"])
     latent_policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
     decoder = ActionDecoder(
         int(meta["latent_dim"]), int(meta["num_actions"]), tuple(meta["hidden"]),
         _bounds(meta),
     )  # fmt: skip
-    load_checkpoint(path, modules={"latent_policy": latent_policy, "decoder": decoder})
-    return DecodedPolicy(latent_policy, decoder)
+    net = DecodedPolicy(latent_policy, decoder)
+    return _loaded(path, {"latent_policy": latent_policy, "decoder": decoder}, net, device)
 
 
-def _load_bc(path: Path, meta: dict) -> nn.Module:
+def _load_bc(path: Path, meta: dict, device) -> nn.Module:
     config = BCConfig(**meta["bc_config"])
     net = ActionClassifier(
         build_encoder(config, frame_shape(meta)), int(meta["num_actions"]), _bounds(meta)
     )
     net = net.to(memory_format=torch.channels_last)
-    load_checkpoint(path, modules={"policy": net})
-    return net
+    return _loaded(path, {"policy": net}, net, device)
 
 
 class LogitsOnly(nn.Module):
@@ -280,17 +300,20 @@ class LogitsOnly(nn.Module):
         return self.net(obs)[0]
 
 
-#: kind -> loader(path, meta) of a module ``(B, H, W, C) uint8 -> (B, A) logits``.
-LOADERS: dict[str, Callable[[Path, dict], nn.Module]] = {
-    EXPERT_KIND: lambda path, meta: LogitsOnly(load_expert(path)[0]),
-    FINETUNED_KIND: lambda path, meta: LogitsOnly(load_finetuned(path)[0]),
+#: kind -> loader(path, meta, device) of a module ``(B, H, W, C) uint8 -> (B, A) logits``.
+LOADERS: dict[str, Callable[[Path, dict, torch.device | str | None], nn.Module]] = {
+    EXPERT_KIND: lambda path, meta, device: LogitsOnly(load_expert(path, device)[0]),
+    FINETUNED_KIND: lambda path, meta, device: LogitsOnly(load_finetuned(path, device)[0]),
     DECODED_KIND: _load_decoded,
     BC_KIND: _load_bc,
 }
 
 
-def load_policy(path: str | Path) -> tuple[nn.Module, dict]:
-    """Load any acting policy checkpoint of the project: the logits module (eval mode) and meta.
+def load_policy(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[nn.Module, dict]:
+    """Load any acting policy checkpoint of the project: the logits module (eval mode, on
+    ``device``; None: the default device) and meta.
 
     Raises:
         FileNotFoundError: no checkpoint there.
@@ -305,4 +328,4 @@ def load_policy(path: str | Path) -> tuple[nn.Module, dict]:
             f"{path}: a {kind!r} checkpoint does not act in the environment; expected one of "
             f"{', '.join(LOADERS)}"
         )
-    return LOADERS[kind](path, meta).eval(), meta
+    return LOADERS[kind](path, meta, device).eval(), meta

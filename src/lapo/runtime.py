@@ -33,6 +33,29 @@ class RunLogger:
         if tensorboard:
             self._tb = SummaryWriter(str(run_dir / "tb"))
 
+    def image(self, tag: str, image: Any, step: int = 0) -> Any:
+        """Log an image to TensorBoard's images tab: ``(H, W, 3|4)`` pixels (uint8, or float in
+        [0, 1]) or a PNG file path. Returns the ``(H, W, 3) uint8`` pixels logged."""
+        import numpy as np
+
+        if isinstance(image, str | Path):
+            from matplotlib.image import imread
+
+            image = imread(str(image))  # (H, W, 3|4) float in [0, 1] for PNG
+        pixels = np.asarray(image)
+        if pixels.dtype != np.uint8:
+            pixels = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+        pixels = np.ascontiguousarray(pixels[..., :3])
+        if self._tb is not None:
+            self._tb.add_image(tag, pixels, step, dataformats="HWC")
+        return pixels
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        """Log text to TensorBoard's text tab (rendered as markdown: indent code 4 spaces),
+        e.g. the resolved config."""
+        if self._tb is not None:
+            self._tb.add_text(tag, text, step)
+
     def log(self, step: int, metrics: dict[str, float]) -> None:
         clean = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -49,6 +72,24 @@ class RunLogger:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def open_wandb(project: str, directory: Path, config: dict, name: str | None = None):
+    """Start a Weights & Biases run (``wandb.init``) that mirrors a lapo run; files go under
+    ``directory``. Its mode (online, offline) is wandb's own setting (``WANDB_MODE``).
+
+    Raises:
+        ImportError: wandb is not installed (``pip install 'lapo[wandb]'``).
+    """
+    try:
+        import wandb
+    except ImportError as exc:
+        raise ImportError(
+            "--wandb needs wandb, which is not installed; install it with "
+            "pip install 'lapo[wandb]' (or pip install wandb)"
+        ) from exc
+    directory.mkdir(parents=True, exist_ok=True)
+    return wandb.init(project=project, dir=str(directory), config=config, name=name)
 
 
 class GracefulStop:
@@ -214,7 +255,7 @@ class TrainingLoop:
             raise ValueError(f"time_budget_s must be >= 0 seconds, got {time_budget_s}")
         self.metrics: dict = {}
         self.stop_reason: str | None = None
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, Any] = {}  # floats, or 0-d tensors on an accelerator
         self._count = 0
 
     def check_finite(self, loss: Any, step: int) -> None:
@@ -236,9 +277,15 @@ class TrainingLoop:
             )
 
     def record(self, stats: dict[str, Any]) -> None:
-        """Add one update's statistics to the means of the next log."""
+        """Add one update's statistics to the means of the next log.
+
+        Statistics on an accelerator are summed there and read at the log, not per update: a read
+        would wait for the update to finish before the next one could be queued.
+        """
         for k, v in stats.items():
-            self._sums[k] = self._sums.get(k, 0.0) + float(v)
+            on_device = getattr(getattr(v, "device", None), "type", "cpu") != "cpu"  # a tensor
+            v = v.detach().float() if on_device else float(v)
+            self._sums[k] = self._sums.get(k, 0.0) + v
         self._count += 1
 
     def _due(self, every: int, done: int) -> bool:
@@ -262,7 +309,7 @@ class TrainingLoop:
                     done = self.step
                     bar.update(1)
                     if self._due(self.log_every, done):
-                        means = {k: v / self._count for k, v in self._sums.items()}
+                        means = {k: float(v) / self._count for k, v in self._sums.items()}
                         seconds = time.perf_counter() - t0
                         self.metrics = self.summarize(means, self._count, seconds, done)
                         if self.evaluate is not None and self._due(self.eval_every, done):

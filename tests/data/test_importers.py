@@ -12,7 +12,7 @@ import pytest
 from lapo.data import DatasetError, open_dataset
 from lapo.data.import_arrays import import_arrays
 from lapo.data.import_release import import_lapo_release
-from lapo.data.import_video import import_video_folder
+from lapo.data.import_video import PartialImportError, import_video_folder
 from lapo.envs.games import ACTION_MEANINGS
 
 # --------------------------------------------------------------------------- helpers
@@ -70,12 +70,19 @@ def video_folder(tmp_path: Path) -> Path:
 
 def test_video_import(video_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    manifest = import_video_folder(video_folder, out, resolution=(16, 16), progress=True)
+    manifest = import_video_folder(
+        video_folder, out, resolution=(16, 16), resize="stretch", progress=True
+    )
     assert manifest["source"] == {
         "kind": "video",
-        "folder": str(video_folder.resolve()),
-        "files": ["a.mp4", "b.AVI"],
+        "files": [str(video_folder.resolve() / n) for n in ("a.mp4", "b.AVI")],
+        "episodes_per_file": [1, 1],
+        "failed": [],
         "resolution": [16, 16],
+        "resize": "stretch",
+        "fps": None,
+        "frame_stride": 1,
+        "clip_frames": None,
     }
     with open_dataset(out) as ds:
         assert ds.frame_shape == (16, 16, 3)
@@ -91,7 +98,7 @@ def test_video_import(video_folder: Path, tmp_path: Path) -> None:
 
 
 def test_video_folder_errors(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="no such folder"):
+    with pytest.raises(DatasetError, match="no such file or folder"):
         import_video_folder(tmp_path / "missing", tmp_path / "ds", progress=False)
     (tmp_path / "readme.txt").write_text("hello")
     with pytest.raises(DatasetError, match=r"no video files.*\.mp4.*\.webm"):
@@ -105,12 +112,17 @@ def test_video_bad_resolution(video_folder: Path, tmp_path: Path, resolution) ->
         import_video_folder(video_folder, tmp_path / "ds", resolution=resolution, progress=False)
 
 
-def test_video_corrupt_file(video_folder: Path, tmp_path: Path) -> None:
+def test_video_corrupt_file_is_named_and_the_others_imported(
+    video_folder: Path, tmp_path: Path
+) -> None:
     (video_folder / "c.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
     out = tmp_path / "ds"
-    with pytest.raises(DatasetError, match=r"c\.mp4.*cannot decode"):
+    with pytest.raises(PartialImportError, match=r"imported 2 of 3.*c\.mp4.*cannot decode") as e:
         import_video_folder(video_folder, out, resolution=(16, 16), progress=False)
-    assert no_output(out)
+    assert [Path(f).name for f, _ in e.value.failures] == ["c.mp4"]
+    with open_dataset(out) as ds:  # the readable files are all there
+        assert ds.episodes.tolist() == [[0, 12], [12, 7]]
+        assert [Path(f["file"]).name for f in ds.manifest["source"]["failed"]] == ["c.mp4"]
 
 
 def test_video_without_frames(tmp_path: Path) -> None:
@@ -127,12 +139,13 @@ def test_overwrite_and_failed_import_keeps_dataset(video_folder: Path, tmp_path:
     first = import_video_folder(video_folder, out, resolution=(16, 16), progress=False)
     with pytest.raises(FileExistsError, match="overwrite"):
         import_video_folder(video_folder, out, resolution=(8, 8), progress=False)
-    (video_folder / "c.mp4").write_bytes(b"\x00" * 1000)
-    with pytest.raises(DatasetError, match=r"c\.mp4"):
-        import_video_folder(video_folder, out, resolution=(8, 8), overwrite=True, progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "c.mp4").write_bytes(b"\x00" * 1000)
+    with pytest.raises(DatasetError, match=r"no video file could be read.*c\.mp4"):
+        import_video_folder(bad, out, resolution=(8, 8), overwrite=True, progress=False)
     assert json.loads((out / "manifest.json").read_text()) == first
     open_dataset(out).verify()  # the old dataset is intact
-    (video_folder / "c.mp4").unlink()
     second = import_video_folder(
         video_folder, out, resolution=(8, 8), overwrite=True, progress=False
     )

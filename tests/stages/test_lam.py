@@ -208,3 +208,15 @@ def test_distinct_codes_of_a_batch() -> None:
     assert stats["distinct_codes"] == len({tuple(row) for row in codes.tolist()})
     _, stats = _losses(model, frames[:1].expand(6, -1, -1, -1, -1), bf16=False)
     assert stats["distinct_codes"] == 1  # six copies of one window
+
+
+def test_distinct_rows_without_reading_back_agrees_with_unique() -> None:
+    from lapo.stages.lam import _distinct_rows_sorting, distinct_rows
+
+    g = torch.Generator().manual_seed(0)
+    for size, n, high in ((128, 8, 3), (64, 2, 2), (5, 3, 64), (1, 4, 9)):
+        rows = torch.randint(0, high, (size, n), generator=g)
+        expected = len({tuple(r) for r in rows.tolist()})
+        assert distinct_rows(rows) == expected  # CPU: torch.unique
+        assert int(_distinct_rows_sorting(rows)) == expected  # what an accelerator runs
+    assert int(_distinct_rows_sorting(torch.zeros(7, 8, dtype=torch.int64))) == 1

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from lapo.cli.common import PROCGEN_CHOICES, HelpFormatter
 from lapo.cli.options import add_config_options, add_device_option, config_from_args, with_device
+from lapo.config import RESIZE_MODES
 
-IMPORT_FORMATS = ("auto", "video", "arrays", "lapo-release")
+IMPORT_FORMATS = ("auto", "video", "arrays", "lapo-release", "lerobot", "minari")
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
@@ -40,12 +41,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     imp = data_sub.add_parser(
         "import",
-        help="import video files, numpy arrays or the original LAPO release's npz chunks",
-        description="Create a lapo dataset from (a) a folder of video files (mp4, webm, mkv, "
-        "avi, ...), decoded with PyAV and resized, one episode per file, no actions; (b) .npy/"
-        ".npz arrays (key 'frames' (N,H,W,C) uint8, optional 'actions', 'episode_starts', "
-        "'rewards', 'dones'); (c) the original LAPO release's .npz chunks (keys obs, ta, done, "
-        "rewards, ep_returns, values).",
+        help="import videos, LeRobot or Minari datasets, numpy arrays or the LAPO release",
+        description="Create a lapo dataset from (a) video files or folders of them (mp4, webm, "
+        "mkv, avi, ...), decoded with PyAV, resized (--resize), sampled (--fps, --frame-stride) "
+        "and cut into episodes (--clip-frames; default one per file), no actions; unreadable "
+        "files are named after the others are imported (exit status 1); (b) .npy/.npz arrays "
+        "(key 'frames' (N,H,W,C) uint8, optional 'actions', 'episode_starts', 'rewards', "
+        "'dones'); (c) the original LAPO release's .npz chunks (keys obs, ta, done, rewards, "
+        "ep_returns, values); (d) a LeRobotDataset directory (v2.x, v3.0; --camera) or a Minari "
+        "dataset (HDF5), actions kept (pip install 'lapo[formats]'). See docs/data-format.md.",
         formatter_class=HelpFormatter,
     )
     imp.add_argument(
@@ -53,7 +57,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         type=Path,
         metavar="SRC",
-        help="a folder of videos, .npy/.npz files, or release chunks (or a folder)",
+        help="video files or folders of them, .npy/.npz files, or release chunks (or a folder)",
     )
     imp.add_argument("--out", required=True, type=Path, help="output dataset directory")
     imp.add_argument(
@@ -70,6 +74,31 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         metavar=("H", "W"),
         help="video frames are resized to this height and width",
     )
+    imp.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default="crop",
+        help="video: crop (keep the aspect ratio, cut the centre), pad (keep it, black borders) "
+        "or stretch (distort to the resolution)",
+    )
+    imp.add_argument(
+        "--fps", type=float, help="video: keep at most this many frames per second of video"
+    )
+    imp.add_argument(
+        "--frame-stride", type=int, default=1, metavar="N", help="video: keep every N-th frame"
+    )
+    imp.add_argument(
+        "--clip-frames",
+        type=int,
+        metavar="N",
+        help="video: cut each video into episodes of N frames (default: one episode per file)",
+    )
+    imp.add_argument(
+        "--camera",
+        metavar="KEY",
+        help="lerobot: the camera feature (e.g. observation.images.top); minari: the image "
+        "entry of a dict observation (default: the only one)",
+    )
     imp.add_argument("--shard-frames", type=int, default=8192, help="frames per shard file")
     imp.add_argument(
         "--overwrite",
@@ -78,6 +107,28 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     imp.set_defaults(func=_run_import)
+    exp = data_sub.add_parser(
+        "export",
+        help="write a dataset with its latent actions as a LeRobotDataset or Minari dataset",
+        description="Label every frame of a lapo dataset with the latent action of a trained "
+        "stage-1 model (the IDM's output; none for an episode's first k frames and its last) "
+        "and write frames, latent actions, code indices and the dataset's true actions, "
+        "rewards and dones as a LeRobotDataset (v2.1 layout) or a Minari dataset (HDF5). "
+        "Needs pip install 'lapo[formats]'. See docs/data-format.md.",
+        formatter_class=HelpFormatter,
+    )
+    exp.add_argument("path", type=Path, metavar="DIR", help="lapo dataset directory")
+    exp.add_argument("--lam", required=True, type=Path, help="stage-1 run directory (e.g. RUN/lam)")
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=("lerobot", "minari"),
+        help="LeRobotDataset (v2.1 layout, latent actions as 'action') or Minari (HDF5)",
+    )
+    exp.add_argument("--out", required=True, type=Path, help="output directory")
+    exp.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
+    exp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    exp.set_defaults(func=_run_export)
     info = data_sub.add_parser(
         "info",
         help="summarize a dataset",
@@ -107,21 +158,37 @@ def _run_collect(args: argparse.Namespace) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> None:
+    from lapo.config import VideoImportConfig
     from lapo.data.import_arrays import import_arrays
     from lapo.data.import_release import import_lapo_release
-    from lapo.data.import_video import import_video_folder
+    from lapo.data.import_video import import_videos
     from lapo.data.sniff import detect_import_format
 
     fmt = args.format if args.format != "auto" else detect_import_format(args.sources)
     common = dict(
         overwrite=args.overwrite, shard_frames=args.shard_frames, progress=not args.no_progress
     )
-    if fmt == "video":
+    if fmt == "video":  # unreadable files: the rest is imported, then exit 1 naming them
+        video = VideoImportConfig(
+            resolution=tuple(args.resolution), resize=args.resize, fps=args.fps,
+            frame_stride=args.frame_stride, clip_frames=args.clip_frames,
+        )  # fmt: skip
+        manifest = import_videos(args.sources, args.out, video, **common)
+    elif fmt in ("lerobot", "minari"):
+        from lapo.data.import_lerobot import import_lerobot
+        from lapo.data.import_minari import import_minari
+
         if len(args.sources) != 1:
-            raise ValueError(f"video import takes one folder, got {len(args.sources)} sources")
-        manifest = import_video_folder(
-            args.sources[0], args.out, resolution=tuple(args.resolution), **common
-        )
+            raise ValueError(f"{fmt} import takes one dataset folder, got {len(args.sources)}")
+        frames = VideoImportConfig(resolution=tuple(args.resolution), resize=args.resize)
+        if fmt == "lerobot":
+            manifest = import_lerobot(
+                args.sources[0], args.out, camera=args.camera, config=frames, **common
+            )
+        else:
+            manifest = import_minari(
+                args.sources[0], args.out, observation_key=args.camera, config=frames, **common
+            )
     elif fmt == "arrays":
         manifest = import_arrays(args.sources, args.out, **common)
     else:
@@ -130,6 +197,16 @@ def _run_import(args: argparse.Namespace) -> None:
         f"imported {manifest['num_frames']} frames in {manifest['num_episodes']} episodes "
         f"({fmt}) into {args.out}"
     )
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from lapo.pipeline.export import export_latent_actions
+
+    out = export_latent_actions(
+        args.path, args.lam, args.out, args.format, overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"exported {args.path} with latent actions as {args.format} into {out}")
 
 
 def _run_info(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lapo.cli.common import ENV_CHOICES, HelpFormatter, budget_seconds, label_counts
 from lapo.cli.options import add_config_options, config_overrides, device_name, parse_assignment
@@ -22,8 +23,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Record a shipped or given expert (or train one first, the expert stage, for "
         "a game without a shipped expert), train the latent action model, the latent policy "
         "and the offline decoder, evaluate expert / random / label-only BC / LAPO in the game "
-        "and write report.md + report.html. Rerun the same command to resume after an "
-        "interruption; finished stages are skipped.",
+        "and write report.md + report.html. With --data, train on your own dataset instead "
+        "(e.g. imported video): stages 1-2, stage 3 with labels, no game. Rerun the same "
+        "command to resume after an interruption; finished stages are skipped.",
         formatter_class=HelpFormatter,
     )
     add_config_options(
@@ -74,7 +76,12 @@ def run_config_from_args(args: argparse.Namespace):
         stage, name, value = parse_assignment(text, STAGE_CONFIGS)
         overrides.setdefault(stage, {})[name] = value
     given = config_overrides(RunConfig, args, exclude=RUN_EXCLUDE)
-    given.setdefault("env", default_env())
+    if given.get("data") is None and given.get("labels_from") is not None:
+        raise ValueError("--labels-from needs --data (the unlabelled dataset it labels)")
+    if given.get("data") is not None and (given.get("sweep") or given.get("online")):
+        raise ValueError("--sweep and --online play the game; a run on --data has none to play")
+    if "env" not in given:  # a run on given data plays no game: no shipped expert needed
+        given["env"] = "coinrun" if given.get("data") is not None else default_env()
     return RunConfig(**given, overrides=overrides)
 
 
@@ -124,6 +131,26 @@ def summary_table(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild the report of a run directory",
+        description="Write report.md, report.html, figures and metrics.json again into "
+        "RUN_DIR/report from the stage folders a `lapo run` left in RUN_DIR (finished or not "
+        "past stage 2).",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a `lapo run` directory")
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from lapo.pipeline.report import rebuild_report
+
+    print(f"report: {rebuild_report(args.run_dir)['report']}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``run`` to the ``lapo`` subcommands."""
+    """Add ``run`` and ``report`` to the ``lapo`` subcommands."""
     _add_run(sub)
+    _add_report(sub)

@@ -1,6 +1,7 @@
 """The lapo on-disk dataset: format, writer, reader, windows and importers."""
 
 from lapo.data.format import SCHEMA_VERSION, DatasetError
+from lapo.data.prefetch import Prefetcher
 from lapo.data.reader import LapoDataset, manifest_digest, open_dataset
 from lapo.data.windows import (
     WindowBatchSampler,
@@ -16,6 +17,7 @@ __all__ = [
     "DatasetError",
     "DatasetWriter",
     "LapoDataset",
+    "Prefetcher",
     "WindowBatchSampler",
     "WindowDataset",
     "WindowIndex",

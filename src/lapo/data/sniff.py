@@ -24,11 +24,16 @@ def _npz_format(path: Path) -> str:
 
 
 def detect_import_format(sources: Sequence[Path]) -> str:
-    """Return ``video``, ``arrays`` or ``lapo-release`` for the given import sources.
+    """Return ``video``, ``arrays``, ``lapo-release``, ``lerobot`` or ``minari`` for the given
+    import sources.
 
-    A folder holding video files is ``video``; .npy files are ``arrays``; .npz files are
-    ``lapo-release`` when they have the release's keys (obs, ta, done), ``arrays`` when they
-    have ``frames``. A folder of .npz/.npy files is judged by its first file.
+    A folder with ``meta/info.json`` is ``lerobot``; one with ``main_data.hdf5`` (in it or in
+    its ``data/``) is ``minari``.
+
+    A folder holding video files, or video files named, is ``video``; .npy files are
+    ``arrays``; .npz files are ``lapo-release`` when they have the release's keys (obs, ta,
+    done), ``arrays`` when they have ``frames``. A folder of .npz/.npy files is judged by its
+    first file.
 
     Raises:
         FileNotFoundError: a source does not exist.
@@ -40,8 +45,14 @@ def detect_import_format(sources: Sequence[Path]) -> str:
     for s in sources:
         if not s.exists():
             raise FileNotFoundError(f"import source {s} does not exist")
+    if all(s.is_file() and s.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS for s in sources):
+        return "video"  # single video files
     if len(sources) == 1 and sources[0].is_dir():
         folder = sources[0]
+        if (folder / "meta" / "info.json").is_file():
+            return "lerobot"
+        if any((f / "main_data.hdf5").is_file() for f in (folder, folder / "data")):
+            return "minari"
         files = sorted(p for p in folder.iterdir() if p.is_file())
         if any(p.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS for p in files):
             return "video"

@@ -106,6 +106,15 @@ class WindowIndex:
             self.dataset.read_frames(int(t) - self.context, int(t) + 2, out=out[i])
         return out
 
+    def read_current(self, windows: np.ndarray) -> np.ndarray:
+        """o_t alone of the given windows: ``(B, H, W, C) uint8``, C-contiguous (one frame read
+        per window instead of ``k + 2``; what a policy sees)."""
+        ts = self.frame_index(windows)
+        out = np.empty((len(ts), *self.dataset.frame_shape), dtype=np.uint8)
+        for i, t in enumerate(ts):
+            self.dataset.read_frames(int(t), int(t) + 1, out=out[i : i + 1])
+        return out
+
     def labelled_subset(self, n: int, seed: int = 0) -> np.ndarray:
         """Draw ``n`` distinct windows reproducibly: the small labelled set of stage 3.
 

@@ -152,7 +152,25 @@ class DatasetWriter:
         self._returns: list[float | None] = []
         # Per-transition arrays are appended as raw bytes and become .npy files in close().
         self._raw = {f: open(self._tmp / f"{f}.raw", "wb") for f in self.fields}
+        self._extra: dict[str, np.ndarray] = {}
         self._closed = False
+
+    def add_file(self, name: str, array: np.ndarray) -> None:
+        """Store ``array`` as ``name`` (a ``.npy`` file at the top of the dataset) when the
+        dataset is closed, listed with its sha256 in the manifest's ``files`` (checked by
+        ``verify``). For data the format has no field for, e.g. continuous actions an importer
+        keeps (``(N, D) float32``, one row per frame).
+
+        Raises:
+            ValueError: ``name`` is not a plain ``*.npy`` name, is a name the format uses, or was
+                added before.
+        """
+        reserved = {EPISODES, *(f"{f}.npy" for f in TRANSITION_ARRAYS)}
+        if "/" in name or "\\" in name or not name.endswith(".npy") or name.startswith("."):
+            raise ValueError(f"extra file name must be a plain NAME.npy, got {name!r}")
+        if name in reserved or name in self._extra:
+            raise ValueError(f"{name} is already a file of the dataset")
+        self._extra[name] = np.asarray(array)
 
     def _release(self) -> None:
         """Release the dataset's lock (once)."""
@@ -286,6 +304,8 @@ class DatasetWriter:
             }
             for name in self.fields:
                 files[f"{name}.npy"] = self._finish_transition_array(name)
+            for name, array in self._extra.items():
+                files[name] = save_npy_hashed(self._tmp / name, array)
             manifest = self._manifest(files)
             write_json_atomic(self._tmp / MANIFEST, manifest)
             self._move_into_place()

@@ -17,6 +17,7 @@ from torch import nn
 from lapo.config import check_temperature
 from lapo.device import autocast
 from lapo.envs.games import NUM_ACTIONS
+from lapo.models.frames import check_frames, model_frame_shape
 from lapo.rl.ppo import sample_actions, sample_gaussian_actions
 
 
@@ -105,10 +106,17 @@ class PolicyActor:
         check_temperature(temperature)
         self.net, self.greedy, self.bf16, self.temperature = net, greedy, bf16, temperature
         self.device = next(net.parameters()).device
+        self.frame_shape = model_frame_shape(net)  # None: the network does not say
         self.generator = torch.Generator(self.device).manual_seed(seed)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions ``(N,) int64`` for observations ``(N, H, W, C) uint8``.
+
+        Raises:
+            ValueError: observations of another shape or dtype than the network takes.
+        """
+        check_frames(obs, self.frame_shape, "PolicyActor.act")
         with autocast(self.device, self.bf16):
             out = self.net(torch.from_numpy(obs).to(self.device))
         logits = (out[0] if isinstance(out, tuple) else out).float()  # (N, A)
@@ -126,7 +134,12 @@ class PolicyActor:
 
 @torch.no_grad()
 def predict_actions(net: nn.Module, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Greedy actions of a logits module on ``(N, H, W, C) uint8`` -> ``(N,) int64``."""
+    """Greedy actions of a logits module on ``(N, H, W, C) uint8`` -> ``(N,) int64``.
+
+    Raises:
+        ValueError: observations of another shape or dtype than ``net`` takes.
+    """
+    check_frames(observations, model_frame_shape(net), "predict_actions")
     device = next(net.parameters()).device
     out = [
         net(torch.from_numpy(observations[i : i + batch_size]).to(device)).argmax(-1)

@@ -44,6 +44,7 @@ def evaluate_checkpoint(
     greedy: bool = False,
     temperature: float = 1.0,
     num_envs: int = 32,
+    device: str | None = None,
 ) -> EvalResult:
     """Roll out the policy checkpoint at ``path`` for ``episodes`` complete episodes.
 
@@ -53,13 +54,14 @@ def evaluate_checkpoint(
         temperature: sample from ``softmax(logits / temperature)`` (e.g. the temperature an
             expert recorded its data with).
         seed: environment and action-sampling seed (same seed, same returns).
+        device: where the policy acts, e.g. ``cuda:1`` (None: ``lapo.device.default_device``).
 
     Raises:
         ValueError: no game given and none stored in the checkpoint, or a temperature <= 0.
         lapo.checkpoint.CheckpointError: not an acting policy (kinds are listed).
     """
     check_temperature(temperature)
-    net, meta = load_policy(path)
+    net, meta = load_policy(path, device)  # None: lapo.device.default_device()
     game = game or meta.get("env") or meta.get("config", {}).get("env")
     if not game:
         raise ValueError(f"{path} does not say which game it plays; pass --env GAME")

@@ -127,7 +127,7 @@ def probe_lam(
     *,
     samples: int = 32768,
     out: str | Path | None = None,
-    device: str = "cpu",
+    device: str | torch.device | None = None,
 ) -> dict:
     """Latent-quality probes of a trained latent action model on a labelled dataset.
 
@@ -140,6 +140,7 @@ def probe_lam(
         data_dir: dataset with true actions and the model's frame shape ``(H, W, C)``.
         samples: windows drawn for the probes (at most all of them); half train each probe.
         out: JSON file to write the result to (atomically); None: do not write.
+        device: where the IDM labels (None: ``lapo.device.default_device``).
 
     Returns:
         :func:`latent_quality`'s dict plus ``data`` and ``held_out_split`` (True when only the

@@ -189,6 +189,7 @@ def plot_latent_map(
     seed: int = 0,
     max_points: int = 5000,
     title: str | None = None,
+    colour_by: str = "true action",
 ) -> LatentMapResult:
     """2-d map of pre-quantization latent actions coloured by true action (paper Figure 5).
 
@@ -203,6 +204,8 @@ def plot_latent_map(
         seed: seed of the subsample and of UMAP.
         max_points: a random subsample of at most this many points is drawn (UMAP is slow).
         title: replaces "Latent actions"; the method used and the NOOP note are appended.
+        colour_by: what ``actions`` are, for the title and the legend (e.g. ``"code"`` for data
+            without true actions, with the classes named in ``action_names``).
 
     Returns: ``LatentMapResult``; its ``method`` says which projection was used (also in the title).
     Raises: ValueError for bad shapes, non-finite latents, out-of-range actions, an unknown
@@ -244,9 +247,9 @@ def plot_latent_map(
         ax.scatter([], [], color=colors[a], label=f"{name} ({(shown == a).sum()})")
     noop_note = f", NOOP hidden ({num_hidden} points)" if num_hidden else ""
     title = f"{title} ({used.upper()})" if title else f"Latent actions ({used.upper()})"
-    title += f", coloured by true action{noop_note}"
+    title += f", coloured by {colour_by}{noop_note}"
     ax.set(title=title, xlabel=axis_labels[0], ylabel=axis_labels[1])
-    ax.legend(title="true action", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    ax.legend(title=colour_by, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     return LatentMapResult(_save(fig, path), used, len(idx), num_hidden)
 
 

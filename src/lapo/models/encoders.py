@@ -112,6 +112,9 @@ def make_encoder(
 ) -> nn.Module:
     """Build encoder ``name`` (``impala`` or ``nature``) for square ``image_size`` inputs.
 
+    The encoder's ``frame_shape`` is ``(image_size, image_size, in_channels)``, the ``(H, W, C)``
+    it takes (``lapo.models.frames.model_frame_shape``).
+
     Raises:
         ValueError: unknown name (the message lists the valid ones); an image too small for the
             Nature-CNN's strides (it needs at least 36 pixels).
@@ -120,6 +123,8 @@ def make_encoder(
         raise ValueError(f"unknown encoder {name!r}; expected one of: {', '.join(ENCODERS)}")
     if name == "nature" and image_size < 36:
         raise ValueError(f"the nature encoder needs frames of >= 36 pixels, got {image_size}")
-    return ENCODERS[name](
+    encoder = ENCODERS[name](
         in_channels=in_channels, multiplier=multiplier, features=features, image_size=image_size
     )
+    encoder.frame_shape = (image_size, image_size, in_channels)  # (H, W, C) of its input
+    return encoder

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lapo.device import autocast
+from lapo.models.frames import check_frames
 from lapo.models.lam_sizes import make_lam_nets
 from lapo.models.quantizers import VQOutput, make_quantizer
 
@@ -21,6 +22,11 @@ from lapo.models.quantizers import VQOutput, make_quantizer
 def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
     """``(..., H, W, C) uint8`` -> ``(..., C, H, W) float32`` in [-0.5, 0.5] (as the release)."""
     return frames.movedim(-1, -3).float().div_(255.0).sub_(0.5)
+
+
+#: IDM windows per forward pass when labelling on an accelerator (CUDA, MPS): large enough to
+#: keep a GPU busy, small enough for the paper-size IDM's activations (no gradients) to fit.
+ACCELERATOR_LABEL_BATCH = 2048
 
 
 class LAMOutput(NamedTuple):
@@ -84,38 +90,52 @@ class LatentActionModel(nn.Module):
 
     @torch.no_grad()
     def label(
-        self, frames: np.ndarray | torch.Tensor, batch_size: int = 256, bf16: bool = True
+        self, frames: np.ndarray | torch.Tensor, batch_size: int | None = None, bf16: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Latent actions of every transition of one frame sequence.
+        """Latent actions of every transition of one frame sequence, computed on the model's
+        device (the frames are copied there once; windows are cut on the device).
 
         Args:
-            frames: ``(T, H, W, C) uint8``, consecutive frames of one episode (T >= k + 2).
+            frames: ``(T, H, W, C) uint8``, consecutive frames of one episode (T >= k + 2), on
+                any device.
+            batch_size: windows per IDM forward pass; None: 256 on the CPU,
+                ``ACCELERATOR_LABEL_BATCH`` on an accelerator.
+            bf16: autocast to bf16 where the model's device computes it natively
+                (``lapo.device.autocast``).
 
         Returns:
             ``latents (T - k - 1, D) float32`` (continuous, pre-quantization) for t = k .. T-2,
-            and ``codes (T - k - 1, G, L) int64`` (None without a discrete quantizer).
+            and ``codes (T - k - 1, G, L) int64`` (None without a discrete quantizer), both as
+            NumPy arrays on the host.
 
         Raises:
-            ValueError: fewer than k + 2 frames or not ``(T, H, W, C) uint8``.
+            ValueError: fewer than k + 2 frames, or not ``(T, *self.frame_shape) uint8`` (the
+                message says which shape was expected).
         """
         frames = torch.as_tensor(frames)
         k = self.context
-        if frames.dtype != torch.uint8 or frames.ndim != 4 or len(frames) < k + 2:
+        check_frames(frames, self.frame_shape, "LatentActionModel.label", leading="T")
+        if len(frames) < k + 2:
             raise ValueError(
                 f"label expects (T >= {k + 2}, H, W, C) uint8 frames, "
                 f"got {frames.dtype} {tuple(frames.shape)}"
             )
+        device = next(self.parameters()).device
+        if batch_size is None:
+            batch_size = 256 if device.type == "cpu" else ACCELERATOR_LABEL_BATCH
+        frames = frames.to(device, non_blocking=True)  # T frames once, not (k + 2) x T
         windows = frames.unfold(0, k + 2, 1).movedim(-1, 1)  # (T-k-1, k+2, H, W, C)
         was_training = self.training
         self.eval()
         latents, codes = [], []
         for start in range(0, len(windows), batch_size):
-            chunk = frames_to_float(windows[start : start + batch_size])
-            with autocast("cpu", bf16):
+            chunk = frames_to_float(windows[start : start + batch_size])  # on the device
+            with autocast(device, bf16):
                 latent = self.idm(chunk)
                 vq = self.quantizer(latent)
             latents.append(latent.float())
             if vq.indices is not None:
                 codes.append(vq.indices)
         self.train(was_training)
-        return torch.cat(latents).numpy(), (torch.cat(codes).numpy() if codes else None)
+        latents = torch.cat(latents).cpu().numpy()
+        return latents, (torch.cat(codes).cpu().numpy() if codes else None)

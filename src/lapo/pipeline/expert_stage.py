@@ -130,7 +130,7 @@ def run_expert_stage(config, directory: Path, progress: bool = True) -> dict:
         return metrics  # the caller raises StageInterrupted
     heldout = {k: metrics.get(f"return/eval_{k}") for k in ("normalized", "mean")}
     if heldout["normalized"] is None:  # stopped between evaluations: evaluate what records
-        net, _ = load_expert(directory)
+        net, _ = load_expert(directory, config.device)
         result = evaluate_expert(net, cfg, cfg.eval_episodes)
         heldout = {"normalized": result.normalized, "mean": result.mean}
     return {

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from lapo.config import DecodeConfig
@@ -35,6 +36,7 @@ def label_sweep(
     baseline: bool = True,
     config: DecodeConfig | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> list[dict]:
     """Normalized return against the number of labels (paper Figure 4), with the BC baseline.
 
@@ -44,7 +46,8 @@ def label_sweep(
     behaviour cloning is trained on the same N labels and evaluated on the same levels (same
     evaluation seed), so the two methods are compared pairwise. The labelled sets are nested:
     for one seed the N labels are the first N of the largest count's. Rows are appended to
-    ``out_path`` (JSON list) as they finish.
+    ``out_path`` (JSON list) as they finish. The latent policy, the IDM and the decoded policies
+    compute on ``device`` (None: ``lapo.device.default_device``); decoders fit on the CPU.
 
     Returns: the rows ``method`` (``lapo`` or ``label-bc``), ``labels, seed, mean, ci95,
     normalized, normalized_ci95, episodes, validation_accuracy``.
@@ -53,8 +56,9 @@ def label_sweep(
         ValueError: the dataset is not a Procgen recording or has no true actions.
     """
     base = config or DecodeConfig()
-    latent_policy, bc_config = load_latent_policy(policy_path)
-    lam, lam_config = load_lam(lam_path)
+    latent_policy, bc_config = load_latent_policy(policy_path, device)  # None: default device
+    lam, lam_config = load_lam(lam_path, device)
+    device = next(latent_policy.parameters()).device
     dataset = open_dataset(data_dir)
     game = dataset.manifest.get("source", {}).get("game")
     if not game:
@@ -90,7 +94,9 @@ def label_sweep(
                 )
                 cfg = dataclasses.replace(base, labels=n, seed=seed)
                 decoder, info = train_decoder(subset, cfg, num_actions)
-                evaluate(METHOD_LAPO, DecodedPolicy(latent_policy, decoder), n, seed, info)
+                evaluate(
+                    METHOD_LAPO, DecodedPolicy(latent_policy, decoder.to(device)), n, seed, info
+                )
                 bar.update(1)
                 if baseline:
                     net, info = train_label_bc(subset, cfg, bc_config, num_actions)

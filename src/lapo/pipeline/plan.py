@@ -105,6 +105,20 @@ class RunConfig:
             and the fields above give (``stage_configs``; ``STAGE_CONFIGS`` names the stages),
             e.g. ``{"lam": {"steps": 500}}``; ``lapo run --set lam.steps=500``. They win over
             ``lam_steps``, ``labels``, ``seed`` and ``pseudo_label_updates``.
+        data: an existing lapo dataset (e.g. imported video) to train on instead of recording
+            the expert: the ``collect`` stage then only records the dataset's manifest digest
+            (nothing is copied), and nothing is played in a game (no ``evaluate``, ``sweep`` or
+            ``online``). None: record ``env``'s expert.
+        labels_from: with ``data``, a small action-labelled lapo dataset of the same source
+            (same frame shape) on which stage 3 trains the decoder and measures its held-out
+            accuracy; None: the data's own actions when it has them, else stage 3 is skipped
+            and the report says why. With ``data``,
+            ``sweep`` and ``online`` are off whatever the preset says (they play the game).
+        wandb: also mirror the run to Weights & Biases when the report is written (the
+            resolved config, the stages' logged metrics, the report's figures and numbers;
+            needs ``pip install 'lapo[wandb]'``; wandb's own ``WANDB_MODE`` says online or
+            offline). TensorBoard (``RUN/tb`` and each stage's ``tb/``) is always written.
+        wandb_project: the W&B project.
 
     Raises:
         ValueError: an unknown game or preset, an override of an unknown stage or field, or a
@@ -138,18 +152,28 @@ class RunConfig:
     seed: int = 0
     device: str | None = None
     overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    data: Path | None = None
+    labels_from: Path | None = None
+    wandb: bool = False
+    wandb_project: str = "lapo"
 
     def __post_init__(self) -> None:
         from lapo.device import default_preset  # imports torch: not at import time
 
         check_env_name(self.env)
+        if self.labels_from is not None and self.data is None:
+            raise ValueError("labels_from needs data (the unlabelled dataset it labels)")
+        for name in ("data", "labels_from"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         check_temperature(self.expert_temperature)
         preset = default_preset() if self.preset is None else self.preset
         if preset not in RUN_PRESETS:
             raise ValueError(f"preset must be one of {', '.join(RUN_PRESETS)}, got {preset!r}")
         object.__setattr__(self, "preset", preset)
         if self.out is None:
-            object.__setattr__(self, "out", Path("runs") / f"lapo-{self.env}-{preset}")
+            name = self.env if self.data is None else Path(self.data).resolve().name
+            object.__setattr__(self, "out", Path("runs") / f"lapo-{name}-{preset}")
         object.__setattr__(self, "out", Path(self.out))
         for name, value in {**RUN_DEFAULTS, **RUN_PRESETS[preset]}.items():
             if getattr(self, name) is None:  # not set by the caller: the preset's value
@@ -183,6 +207,14 @@ class RunConfig:
             raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")
         object.__setattr__(self, "overrides", check_overrides(self.overrides))
         stage_configs(self)  # a bad override value fails here, before any work
+        if self.data is not None:  # nothing to play: the game-playing stages are off
+            object.__setattr__(self, "sweep", ())
+            object.__setattr__(self, "online", False)
+
+    @property
+    def own_data(self) -> bool:
+        """True when the run trains on a given dataset (``data``) instead of recording."""
+        return self.data is not None
 
 
 #: The stage configs ``RunConfig.overrides`` (``lapo run --set STAGE.FIELD=VALUE``) may change.

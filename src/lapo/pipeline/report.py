@@ -171,8 +171,42 @@ def _curves(rows: list[dict], keys: dict[str, str]) -> dict:
     return {label: s for label, key in keys.items() if len((s := _series(rows, key))[0])}
 
 
-def _latent_figures(run_dir: Path, figures: Path, hide_noop: bool, samples: int = 3000) -> dict:
-    """Latent map, FDM predictions and codebook usage from held-out windows."""
+#: Codes coloured apart in the latent map of action-free data (the rest share one colour).
+MAP_CODES = 9
+
+
+def code_classes(codes: np.ndarray, top: int = MAP_CODES) -> tuple[np.ndarray, list[str]]:
+    """Colour classes of a latent map of data without true actions: the ``top`` most used code
+    tuples, then "other".
+
+    Args:
+        codes: ``(N, G, L) int`` code indices of N transitions.
+        top: code tuples coloured apart.
+
+    Returns:
+        ``classes (N,) int64`` in ``[0, K]`` (K = min(top, distinct tuples); K = "other") and K + 1
+        names (``"code #1 (12%)"``, ..., ``"other codes"``).
+    """
+    from lapo.eval.fdm_samples import most_used_codes
+
+    codes = np.asarray(codes)
+    flat = codes.reshape(len(codes), -1)
+    chosen, counts = most_used_codes(codes, top)
+    classes = np.full(len(codes), len(chosen), np.int64)
+    for i, code in enumerate(chosen.reshape(len(chosen), -1)):
+        classes[(flat == code).all(axis=1)] = i
+    names = [f"code #{i + 1} ({100 * c / len(codes):.0f}%)" for i, c in enumerate(counts)]
+    return classes, [*names, "other codes"]
+
+
+def _latent_figures(
+    run_dir: Path, figures: Path, hide_noop: bool, samples: int = 3000, data_dir: Path | None = None
+) -> dict:
+    """Latent map, FDM predictions and codebook usage from held-out windows.
+
+    ``data_dir``: the dataset stage 1 trained on (default ``run_dir/data``). Without true
+    actions the map is coloured by the most used codes instead.
+    """
     from lapo.data import WindowIndex, open_dataset, split_episodes
     from lapo.eval import plots
     from lapo.eval.fdm_samples import fdm_predictions, format_code, most_used_codes
@@ -181,21 +215,35 @@ def _latent_figures(run_dir: Path, figures: Path, hide_noop: bool, samples: int 
     from lapo.stages.decode import WindowSubset
 
     lam, cfg = load_lam(run_dir / "lam")
-    dataset = open_dataset(run_dir / "data")
+    dataset = open_dataset(run_dir / "data" if data_dir is None else data_dir)
     _, test_eps = split_episodes(dataset, cfg.test_fraction, cfg.seed)
     index = WindowIndex(dataset, cfg.context, test_eps)
     windows = np.sort(index.labelled_subset(min(samples, len(index)), seed=7))
     latents = label_windows(lam, WindowSubset(index, windows))
-    actions = np.asarray(dataset.actions[index.frame_index(windows)])
-    out = {}
-    if actions.ndim == 1:  # coloured by the discrete action (no map for continuous actions)
-        out["latent_map"] = plots.plot_latent_map(
-            latents, actions, figures / "latent_map.png", hide_noop=hide_noop
-        )
     import torch
 
     with torch.no_grad():
-        codes = lam.quantizer(torch.from_numpy(latents)).indices
+        device = next(lam.parameters()).device
+        codes = lam.quantizer(torch.from_numpy(latents).to(device)).indices
+    codes = None if codes is None else codes.cpu()  # (N, G, L) int64 on the host
+    out = {}
+    if dataset.has_actions and not dataset.continuous_actions:
+        actions = np.asarray(dataset.actions[index.frame_index(windows)])
+        out["latent_map"] = plots.plot_latent_map(
+            latents, actions, figures / "latent_map.png", hide_noop=hide_noop
+        )
+        out["map_colour"] = "the true action (never used in training)"
+    else:  # no actions to colour by: the most used codes (or one colour without a codebook)
+        classes, names = (
+            code_classes(codes.numpy())
+            if codes is not None
+            else (np.zeros(len(latents), np.int64), ["transition"])
+        )
+        out["latent_map"] = plots.plot_latent_map(
+            latents, classes, figures / "latent_map.png", action_names=names, noop_action=None,
+            title="Latent actions of data without true actions", colour_by="quantized code",
+        )  # fmt: skip
+        out["map_colour"] = "its quantized code (the data have no discrete true actions)"
     if codes is not None:
         codes = codes.numpy()
         top, counts = most_used_codes(codes, 4)
@@ -282,13 +330,14 @@ def _codebook_summary(lam: dict, codebook_size: int) -> str | None:
 def _collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
     """``metrics.json``'s content and the raw stage files (``quality``, ``decode``, ``returns``)."""
     stages = json.loads((run_dir / "pipeline.json").read_text())["stages"]
-    raw = {
-        "quality": json.loads((run_dir / "lam" / "latent_quality.json").read_text()),
-        "decode": json.loads((run_dir / "decode" / "decode.json").read_text()),
-        "returns": json.loads((run_dir / "eval" / "returns.json").read_text()),
+    files = {
+        "quality": run_dir / "lam" / "latent_quality.json",  # only for data with true actions
+        "decode": run_dir / "decode" / "decode.json",  # not on given data without labels
+        "returns": run_dir / "eval" / "returns.json",  # not on given data (no game to play)
     }
+    raw = {k: json.loads(f.read_text()) if f.exists() else {} for k, f in files.items()}
     metrics = {
-        "env": config.env,
+        "env": None if getattr(config, "data", None) else config.env,
         "preset": config.preset,
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "data": stages["collect"]["summary"],
@@ -339,25 +388,40 @@ def _policy_names(labels: int) -> dict[str, str]:
 def _summary_section(rep, metrics: dict, codebook_size: int) -> None:
     """The headline figures first: latent probe, code use, normalized returns, wall time."""
     lam, returns = metrics["lam"], metrics["returns"]
-    rows = [
-        [
-            "latent probe accuracy (MLP, held-out)",
-            f"{lam['probe_mlp_accuracy']:.3f} (frame-difference baseline "
-            f"{lam['frame_difference_mlp_accuracy']:.3f}, majority {lam['majority_accuracy']:.3f})",
-        ]
-        if "probe_mlp_r2" not in lam
-        else [
-            "latent probe R^2 (MLP regression of the [-1, 1]-scaled action, held-out)",
-            f"{lam['probe_mlp_r2']:.3f} (frame-difference baseline "
-            f"{lam['frame_difference_mlp_r2']:.3f})",
-        ]
-    ]
+    rows = []
+    if "probe_mlp_accuracy" in lam:  # the data had true actions
+        rows.append(
+            [
+                "latent probe accuracy (MLP, held-out)",
+                f"{lam['probe_mlp_accuracy']:.3f} (frame-difference baseline "
+                f"{lam['frame_difference_mlp_accuracy']:.3f}, majority "
+                f"{lam['majority_accuracy']:.3f})",
+            ]
+        )
+    elif "probe_mlp_r2" in lam:  # continuous actions: regression probes
+        rows.append(
+            [
+                "latent probe R^2 (MLP regression of the [-1, 1]-scaled action, held-out)",
+                f"{lam['probe_mlp_r2']:.3f} (frame-difference baseline "
+                f"{lam['frame_difference_mlp_r2']:.3f})",
+            ]
+        )
     if "expert_origin" in metrics:
         rows.append(["expert (records the data)", metrics["expert_origin"]])
+    if "test/fdm_mse" in lam:
+        rows.append(["next-frame MSE of the FDM (held-out)", f"{lam['test/fdm_mse']:.5f}"])
+    if "test/decoder_accuracy" in metrics["decode"]:
+        rows.append(
+            [
+                "decoded action accuracy (held-out labelled transitions)",
+                f"decoder on IDM latents {metrics['decode']['test/decoder_accuracy']:.3f}, "
+                f"decoded policy {metrics['decode']['test/decoded_policy_accuracy']:.3f}",
+            ]
+        )
     codes = _codebook_summary(lam, codebook_size)
     if codes:
         rows.append(["codes used per codebook (held-out, as in the codebook figure)", codes])
-    for key, name in _policy_names(metrics["decode"]["labels"]).items():
+    for key, name in _policy_names(metrics["decode"].get("labels", 0)).items():
         if key in returns:
             r = returns[key]
             rows.append(
@@ -388,6 +452,18 @@ def _temperature_note(config) -> str:
     return "" if t == 1.0 else f" (sampling temperature {t:g}, also in its evaluation)"
 
 
+def _data_text(config) -> str:
+    """The configuration table's data row: the recording, or the given dataset."""
+    if getattr(config, "data", None):
+        return (
+            f"the given dataset {config.data} (not copied; its manifest digest is in pipeline.json)"
+        )
+    return (
+        f"{config.frames} frames of the expert{_temperature_note(config)} in {config.env}, "
+        f"{config.num_envs} envs, seed {config.seed}"
+    )
+
+
 def _lam_options(lam) -> str:
     """The stage-1 departures from the paper that are on, as ``"; ..."`` (empty when none)."""
     options = [
@@ -399,7 +475,7 @@ def _lam_options(lam) -> str:
     return "".join(f"; {o}" for o in options)
 
 
-def _config_section(rep, config) -> None:
+def _config_section(rep, config, decoded: bool = True) -> None:
     """The settings that matter in one table; every field in a folded JSON block.
 
     The precision is the one computed on this machine's default device, where ``lapo run``
@@ -423,20 +499,22 @@ def _config_section(rep, config) -> None:
     rep.table(
         ["stage", "settings"],
         [
-            ["data", f"{config.frames} frames of the expert{_temperature_note(config)} in "
-             f"{config.env}, "
-             f"{config.num_envs} envs, seed {config.seed}"],
+            ["data", _data_text(config)],
             ["stage 1: IDM + FDM", f"size {lam.size}, k={lam.context}{_lam_options(lam)}; "
              f"{quantizer}; {lam.steps} updates of {lam.batch_size}, lr {lam.learning_rate:g}, "
              f"{precision_text(lam.bf16, device)}"],
             ["stage 2: latent BC", f"{bc.encoder} x{bc.multiplier} ({bc.features} features), "
              f"{bc.target} target, {bc.steps} updates of {bc.batch_size}, lr {bc.learning_rate:g}, "
              f"{precision_text(bc.bf16, device)}"],
-            ["stage 3: offline decoding", f"MLP {dec.hidden} on {dec.labels} labels "
+            ["stage 3: offline decoding", (f"MLP {dec.hidden} on {dec.labels} labels "
              f"({dec.validation_fraction:.0%} for early stopping); label-only BC "
-             f"{dec.bc_steps} updates"],
-            ["evaluation", f"{config.eval_episodes} episodes per policy, sampling from the "
-             "policy's softmax; 95% CIs are Student t intervals of the mean"],
+             f"{dec.bc_steps} updates" + (f"; labels from {config.labels_from}"
+                                          if getattr(config, "labels_from", None) else ""))
+             if decoded else "skipped: no action labels (--labels-from DIR)"],
+            ["evaluation", "none: nothing to play (the run trained on given data)"
+             if getattr(config, "data", None) else f"{config.eval_episodes} episodes per "
+             "policy, sampling from the policy's softmax; 95% CIs are Student t intervals of the "
+             "mean"],
         ],
     )  # fmt: skip
     full = {
@@ -495,35 +573,28 @@ def _lam_section(
              ["MLP on 4x-pooled frame difference (baseline)",
               quality["frame_difference_mlp_r2"]]],
         )  # fmt: skip
-    else:
-        _probe_table(rep, quality)
-    if "latent_map" in latent:
-        m = latent["latent_map"]
-        rep.figure(
-            m.path,
-            f"Pre-quantization latent actions of {m.num_points} held-out transitions "
-            f"({m.method.upper()}), coloured by the true action (never used in training).",
-        )
-    _fdm_and_codebook(rep, latent, metrics, codebook_size)
-
-
-def _probe_table(rep, quality: dict) -> None:
-    rep.table(
-        ["probe (held-out)", "accuracy"],
-        [
-            ["linear on latents", quality["probe_linear_accuracy"]],
-            ["MLP (128, 128) on latents", quality["probe_mlp_accuracy"]],
+    elif quality:
+        rep.table(
+            ["probe (held-out)", "accuracy"],
             [
-                "MLP on 4x-pooled frame difference (baseline)",
-                quality["frame_difference_mlp_accuracy"],
+                ["linear on latents", quality["probe_linear_accuracy"]],
+                ["MLP (128, 128) on latents", quality["probe_mlp_accuracy"]],
+                [
+                    "MLP on 4x-pooled frame difference (baseline)",
+                    quality["frame_difference_mlp_accuracy"],
+                ],
+                ["majority class", quality["majority_accuracy"]],
+                ["NMI(code, action)", quality.get("nmi", float("nan"))],
             ],
-            ["majority class", quality["majority_accuracy"]],
-            ["NMI(code, action)", quality.get("nmi", float("nan"))],
-        ],
+        )
+    else:
+        rep.paragraph("No action probes: the data have no true actions to probe the latents for.")
+    m = latent["latent_map"]
+    rep.figure(
+        m.path,
+        f"Pre-quantization latent actions of {m.num_points} held-out transitions "
+        f"({m.method.upper()}), each coloured by {latent['map_colour']}.",
     )
-
-
-def _fdm_and_codebook(rep, latent: dict, metrics: dict, codebook_size: int) -> None:
     if "fdm" in latent:
         rep.figure(
             latent["fdm"],
@@ -569,6 +640,28 @@ def _policy_sections(rep, run_dir: Path, figures: Path, decode: dict, metrics: d
         ),
         "MSE between pi(o_t) and the IDM's latent action.",
     )
+    if not decode:
+        rep.heading("Stage 3: offline decoding")
+        rep.paragraph(
+            "Skipped: the run has no action labels (pass `--labels-from DIR`, a small "
+            "action-labelled dataset of the same source, to train and measure the decoder)."
+        )
+    else:
+        _decode_section(rep, figures, decode)
+    if not metrics["returns"]:
+        rep.heading("Returns")
+        rep.paragraph(
+            "Not measured: the run trained on a given dataset, so there is no game to play the "
+            "policies in (`lapo run --env GAME` records an expert and measures returns)."
+        )
+        return
+    _returns_section(rep, figures, decode, metrics)
+
+
+def _decode_section(rep, figures: Path, decode: dict) -> None:
+    """Stage 3 decoding accuracy and the confusion matrix."""
+    from lapo.eval import plots
+
     rep.heading("Stage 3: offline decoding")
     if "test/decoder_r2" in decode:  # continuous actions: regression, no confusion matrix
         rep.paragraph(
@@ -578,14 +671,7 @@ def _policy_sections(rep, run_dir: Path, figures: Path, decode: dict, metrics: d
             f"{decode['test/decoded_policy_r2']:.3f}, label-only BC on o_t "
             f"{decode.get('test/label_bc_r2', float('nan')):.3f}."
         )
-    else:
-        _decode_accuracy(rep, figures, decode)
-    _returns_section(rep, figures, decode, metrics)
-
-
-def _decode_accuracy(rep, figures: Path, decode: dict) -> None:
-    from lapo.eval import plots
-
+        return
     rep.paragraph(
         f"{decode['labels']} labelled transitions. Held-out accuracy: decoder on IDM latents "
         f"{decode['test/decoder_accuracy']:.3f}, decoded policy on o_t "
@@ -613,6 +699,7 @@ def _decode_accuracy(rep, figures: Path, decode: dict) -> None:
 
 
 def _returns_section(rep, figures: Path, decode: dict, metrics: dict) -> None:
+    """The returns table and figure."""
     from lapo.eval import return_plots
 
     rep.heading("Returns")
@@ -645,10 +732,26 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
     run_dir, report_dir = Path(run_dir), Path(report_dir)
     figures = report_dir / "figures"
     metrics, raw = _collect_metrics(config, run_dir)
-    latent = _latent_figures(run_dir, figures, config.hide_noop)
+    own = getattr(config, "data", None)
+    latent = _latent_figures(
+        run_dir, figures, config.hide_noop, data_dir=Path(own) if own else None
+    )
     metrics["lam"] |= latent.get("codebook_metrics", {})
     codebook_size = stage_configs(config)["lam"].codebook_size
     data, game = metrics["data"], config.env
+    if own:
+        rep = Report(f"LAPO on {Path(own).name} (preset {config.preset})")
+        rep.banner(BANNER_HEADING, report_warnings(metrics))
+        rep.paragraph(
+            f"Generated by `lapo run --data` on {metrics['created']} from the dataset {own} "
+            f"({data['frames']:,} frames in {data['episodes']:,} episodes, manifest sha256 "
+            f"{data['manifest_sha256'][:16]}...; not copied). Nothing was played in a game."
+        )
+        _summary_section(rep, metrics, codebook_size)
+        _config_section(rep, config, decoded=bool(raw["decode"]))
+        _lam_section(rep, run_dir, figures, raw["quality"], latent, metrics, codebook_size)
+        _policy_sections(rep, run_dir, figures, raw["decode"], metrics)
+        return _write(rep, report_dir, metrics)
     rep = Report(f"LAPO on {game} (preset {config.preset})")
     rep.banner(BANNER_HEADING, report_warnings(metrics))
     ref = reference_returns(game)
@@ -676,6 +779,10 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
     _lam_section(rep, run_dir, figures, raw["quality"], latent, metrics, codebook_size)
     _policy_sections(rep, run_dir, figures, raw["decode"], metrics)
     _optional_sections(rep, run_dir, figures, metrics)
+    return _write(rep, report_dir, metrics)
+
+
+def _write(rep, report_dir: Path, metrics: dict) -> dict:
     report_dir.mkdir(parents=True, exist_ok=True)
     rep.write(report_dir)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
@@ -768,3 +875,68 @@ def _online_table(online: dict) -> tuple[list[str], list[list]]:
         rows.append([name, seeds, f"{mean:.3f}", f"{online['steps_per_second'][name]:,.0f}",
                      PAPER_ONLINE.get(name, "")])  # fmt: skip
     return header, rows
+
+
+def load_run_config(run_dir: str | Path):
+    """The ``RunConfig`` of the run in ``run_dir``, from its ``run_config.json``.
+
+    Runs written before that file existed are read from ``pipeline.json``: the game from the
+    recording's settings and the preset whose stage-1 settings match the recorded ones.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``pipeline.json`` (not a ``lapo run`` directory).
+        ValueError: an old run whose stage-1 settings match no preset.
+    """
+    from lapo.pipeline.plan import RUN_PRESETS, RunConfig, stage_configs
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "pipeline.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: no pipeline.json (expected a `lapo run` directory)")
+    saved = run_dir / "run_config.json"
+    if saved.is_file():
+        fields = json.loads(saved.read_text())
+        fields["sweep"] = tuple(fields.get("sweep") or ())
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        return RunConfig(**{k: v for k, v in fields.items() if k in known})
+    stages = json.loads((run_dir / "pipeline.json").read_text())["stages"]
+    collect = stages.get("collect", {}).get("settings", {})
+    lam = stages.get("lam", {}).get("settings", {})
+    for preset in RUN_PRESETS:
+        config = RunConfig(env=collect.get("env", "coinrun"), preset=preset, out=run_dir)
+        wanted = json.loads(
+            json.dumps(dataclasses.asdict(stage_configs(config)["lam"]), default=str)
+        )
+        if all(lam.get(k) == v for k, v in wanted.items() if k != "steps"):
+            return dataclasses.replace(config, lam_steps=lam.get("steps"))
+    raise ValueError(f"{run_dir}: no run_config.json and its stage-1 settings match no preset")
+
+
+def rebuild_report(run_dir: str | Path) -> dict:
+    """Write the report of the run in ``run_dir`` again (``lapo report RUN_DIR``), into
+    ``run_dir/report``, from what its stages left; stages 1 and 2 must have finished.
+
+    Returns: ``{"report": path of report.html}``.
+
+    Raises:
+        FileNotFoundError: not a ``lapo run`` directory.
+        ValueError: stage 1 or 2 has not finished in it.
+        lapo.safety.InUseError: another lapo process holds ``run_dir``.
+    """
+    from lapo.safety import exclusive
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    stages = json.loads((run_dir / "pipeline.json").read_text())["stages"]
+    missing = [s for s in ("collect", "lam", "bc") if s not in stages]
+    if missing:
+        raise ValueError(
+            f"{run_dir}: stage(s) {', '.join(missing)} not finished; a report needs stages 1 "
+            "and 2 (rerun the `lapo run` command to finish them)"
+        )
+    from lapo.pipeline.run_log import log_run
+
+    config = dataclasses.replace(config, out=run_dir, wandb=False)  # the run mirrored it
+    with exclusive(run_dir):
+        summary = build_report(config, run_dir, run_dir / "report")
+        log_run(config, run_dir, run_dir / "report")
+        return summary

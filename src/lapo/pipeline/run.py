@@ -35,6 +35,7 @@ from lapo.pipeline.plan import (
     stage_configs,
 )
 from lapo.pipeline.report import build_report
+from lapo.pipeline.run_log import log_run, require_wandb
 from lapo.safety import holds_lock
 from lapo.stages.bc import train_bc
 from lapo.stages.collect import collect as record
@@ -73,7 +74,61 @@ def _check_finished(metrics: dict, stage: str) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float) or v is None}
 
 
-@holds_lock(lambda a: a["config"].out, inputs=lambda a: [a["config"].expert])
+def _given_data(config: RunConfig) -> tuple[dict, dict | None]:
+    """Settings of the ``collect`` stage of a run on given data (``config.data``), and of the
+    labelled dataset stage 3 decodes with: ``labels_from``, else the data itself when it has
+    true actions, else None (no stage 3). Both are checked before any work.
+
+    Raises:
+        lapo.data.DatasetError: a dataset is missing or invalid.
+        ValueError: the labelled dataset has no actions, or another frame shape than ``data``.
+    """
+    from lapo.data import manifest_digest, open_dataset
+
+    with open_dataset(config.data) as data:
+        given = {
+            "data": str(Path(config.data).resolve()),
+            "manifest_sha256": manifest_digest(data),
+            "frames": data.num_frames,
+            "episodes": data.num_episodes,
+            "has_actions": data.has_actions,
+        }
+        frame_shape = tuple(data.frame_shape)
+    labels_from = config.labels_from
+    if labels_from is None and given["has_actions"]:
+        labels_from = Path(config.data)  # the data's own actions label stage 3, as in a recording
+    if labels_from is None:
+        return given, None
+    with open_dataset(labels_from) as labelled:
+        if not labelled.has_actions:
+            raise ValueError(
+                f"{labels_from}: --labels-from needs a dataset with true actions, this one has none"
+            )
+        if tuple(labelled.frame_shape) != frame_shape:
+            raise ValueError(
+                f"{labels_from}: frames of shape {tuple(labelled.frame_shape)}, expected "
+                f"{frame_shape} as in {config.data} (the same source, imported alike)"
+            )
+        return given, {
+            "labels_from": str(Path(labels_from).resolve()),
+            "labels_manifest_sha256": manifest_digest(labelled),
+        }
+
+
+def write_run_config(config: RunConfig) -> None:
+    """``run_config.json`` in the run directory: the resolved ``RunConfig`` (every field), read
+    back by ``lapo report RUN_DIR`` (``lapo.pipeline.report.load_run_config``)."""
+    fields = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()
+    }
+    write_json_atomic(Path(config.out) / "run_config.json", fields)
+
+
+def _inputs(config: RunConfig) -> list:
+    return [p for p in (config.expert, config.data, config.labels_from) if p is not None]
+
+
+@holds_lock(lambda a: a["config"].out, inputs=lambda a: _inputs(a["config"]))
 def run_pipeline(
     config: RunConfig, *, redo: tuple[str, ...] = (), progress: bool = True
 ) -> dict[str, dict]:
@@ -90,29 +145,44 @@ def run_pipeline(
         ValueError: ``config.out`` is, contains or lies inside the expert checkpoint given.
     """
     out = Path(config.out)
-    expert = _expert_path(config)
+    if config.wandb:  # before any work: fail now, not after the training stages
+        require_wandb()
     configs = stage_configs(config)
     d = {stage: out / name for stage, name in DIRS.items()}
-    trained = trains_expert(config)
-    settings: dict[str, dict] = {
-        "collect": {
-            "env": config.env,
-            "frames": config.frames,
-            "num_envs": config.num_envs,
-            "seed": config.seed,
-            # a trained expert is the expert stage's; redoing that stage redoes this one
-            "expert_sha256": "expert stage" if trained else _expert_digest(expert),
-            "expert_temperature": config.expert_temperature,
-        },
-        "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
-        "bc": {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes},
-        "decode": dataclasses.asdict(configs["decode"]),
-        "evaluate": {
-            "episodes": config.eval_episodes,
-            "expert_temperature": config.expert_temperature,
-        },
-        "report": {"hide_noop": config.hide_noop},
-    }
+    trained = not config.own_data and trains_expert(config)
+    if config.own_data:  # the given dataset stands for the recording; nothing is played
+        given, labelled = _given_data(config)
+        expert = None
+        d["collect"] = Path(config.data)
+        settings: dict[str, dict] = {
+            "collect": given,
+            "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
+            "bc": {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes},
+        }
+        if labelled is not None:
+            settings["decode"] = {**dataclasses.asdict(configs["decode"]), **labelled}
+        settings["report"] = {"hide_noop": config.hide_noop, "own_data": True}
+    else:
+        expert = _expert_path(config)
+        settings = {
+            "collect": {
+                "env": config.env,
+                "frames": config.frames,
+                "num_envs": config.num_envs,
+                "seed": config.seed,
+                # a trained expert is the expert stage's; redoing that stage redoes this one
+                "expert_sha256": "expert stage" if trained else _expert_digest(expert),
+                "expert_temperature": config.expert_temperature,
+            },
+            "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
+            "bc": {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes},
+            "decode": dataclasses.asdict(configs["decode"]),
+            "evaluate": {
+                "episodes": config.eval_episodes,
+                "expert_temperature": config.expert_temperature,
+            },
+            "report": {"hide_noop": config.hide_noop},
+        }
     if trained:
         ppo = dataclasses.asdict(expert_config(config))
         settings = {"expert": {**ppo, "minutes": config.expert_minutes}, **settings}
@@ -137,6 +207,8 @@ def run_pipeline(
 
     def collect(directory: Path) -> dict:
 
+        if config.own_data:  # recorded in pipeline.json only: the dataset is not copied
+            return dict(settings["collect"])
         cc = CollectConfig(
             env=config.env,
             frames=config.frames,
@@ -147,7 +219,7 @@ def run_pipeline(
             temperature=config.expert_temperature,
             overwrite=True,
         )
-        summary = record(cc, progress=progress)
+        summary = record(cc, progress=progress, device=config.device)
         return {
             "frames": summary.frames,
             "episodes": summary.episodes,
@@ -187,8 +259,11 @@ def run_pipeline(
         return _check_finished(metrics, "stage 2")
 
     def decode(directory: Path) -> dict:
-        facts = decode_offline(configs["decode"], d["bc"], d["lam"], d["collect"], directory,
-                               allow_unfinished=config.bc_minutes is not None)  # fmt: skip
+
+        labelled = Path(settings["decode"]["labels_from"]) if config.own_data else d["collect"]
+        facts = decode_offline(configs["decode"], d["bc"], d["lam"], labelled, directory,
+                               allow_unfinished=config.bc_minutes is not None,
+                               device=config.device)  # fmt: skip
         return {k: v for k, v in facts.items() if isinstance(v, float)}
 
     def evaluate(directory: Path) -> dict:
@@ -208,6 +283,7 @@ def run_pipeline(
             baseline=config.sweep_baseline,
             config=configs["decode"],
             progress=progress,
+            device=config.device,
         )
         return {f"{r['method']}/{r['labels']}": r["normalized"] for r in sweep_table(rows)}
 
@@ -217,7 +293,9 @@ def run_pipeline(
 
     def report(directory: Path) -> dict:
 
-        return build_report(config, out, directory)
+        summary = build_report(config, out, directory)
+        log_run(config, out, directory)  # TensorBoard images and config text; W&B if asked
+        return summary
 
     actions = {
         "expert": train_expert,
@@ -241,6 +319,8 @@ def run_pipeline(
         "online": 20,
         "report": 1,
     }
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(config)
     return run_stages(
         config, settings, actions, redo=redo, weights=weights, progress=progress,
         defaults=setting_defaults(),
@@ -278,7 +358,7 @@ def evaluate_all(
             act, on_env = actor.act, actor.bind
         else:  # the expert as it recorded the data; the learned policies as trained
             temperature = config.expert_temperature if name == "expert" else 1.0
-            net = load_policy(policies[name])[0]
+            net = load_policy(policies[name], config.device)[0]
             act = PolicyActor(net, seed=EVAL_SEED, temperature=temperature).act
         result = evaluate_policy(act, config.env, config.eval_episodes, seed=EVAL_SEED,
                                  on_env=on_env)  # fmt: skip

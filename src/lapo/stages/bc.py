@@ -31,19 +31,21 @@ from lapo.checkpoint import (
 from lapo.config import BCConfig
 from lapo.data import (
     DatasetError,
+    Prefetcher,
     WindowBatchSampler,
     WindowIndex,
     manifest_digest,
     open_dataset,
     split_episodes,
 )
+from lapo.data.prefetch import to_device
 from lapo.device import autocast, resolve_device
 from lapo.load import CHECKPOINT, check_finished, load_lam
 from lapo.models.build import build_latent_policy
-from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.models.lam import ACCELERATOR_LABEL_BATCH, LatentActionModel, frames_to_float
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
-from lapo.stages.lam import weights_digest
+from lapo.stages.lam import PREFETCH_DEPTH, weights_digest
 
 
 @torch.no_grad()
@@ -52,34 +54,42 @@ def label_windows(
     index: WindowIndex,
     target: str = "continuous",
     bf16: bool = True,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """The IDM's latent action for every window of ``index``.
+    """The IDM's latent action for every window of ``index``, computed on ``lam``'s device.
+
+    Windows are read as uint8 on a background thread (``lapo.data.Prefetcher``) while the IDM
+    labels the previous batch; only the frames of the batches in flight are in memory.
 
     Args:
         lam: a trained latent action model (eval mode).
         target: ``continuous`` (pre-quantization z_t) or ``quantized``.
+        bf16: autocast to bf16 where the device computes it natively (``lapo.device``).
+        batch_size: windows per IDM forward pass; None: 256 on the CPU,
+            ``lapo.models.lam.ACCELERATOR_LABEL_BATCH`` on an accelerator.
 
     Returns:
         ``(len(index), latent_dim) float32``, row w for window w.
     """
     device = next(lam.parameters()).device
+    if batch_size is None:
+        batch_size = 256 if device.type == "cpu" else ACCELERATOR_LABEL_BATCH
     out = np.empty((len(index), lam.latent_dim), dtype=np.float32)
-    for start in tqdm(
-        range(0, len(index), batch_size),
-        disable=not progress,
-        desc="labelling",
-        unit="batch",
-        mininterval=1.0,
-    ):
-        windows = np.arange(start, min(start + batch_size, len(index)))
-        frames = frames_to_float(torch.from_numpy(index.read(windows)).to(device))
-        with autocast(device, bf16):
-            latent = lam.idm(frames)  # (B, D)
-            if target == "quantized":
-                latent = lam.quantizer(latent).quantized
-        out[windows] = latent.float().cpu().numpy()
+    starts = range(0, len(index), batch_size)
+
+    def read(start: int) -> tuple[np.ndarray]:
+        return (index.read(np.arange(start, min(start + batch_size, len(index)))),)
+
+    with Prefetcher(read, starts, device, depth=2) as batches:
+        for start in tqdm(starts, disable=not progress, desc="labelling", unit="batch",
+                          mininterval=1.0):  # fmt: skip
+            (frames,) = batches.get(start)  # (B, k+2, H, W, C) uint8 on the device
+            with autocast(device, bf16):
+                latent = lam.idm(frames_to_float(frames))  # (B, D)
+                if target == "quantized":
+                    latent = lam.quantizer(latent).quantized
+            out[start : start + len(frames)] = latent.float().cpu().numpy()
     return out
 
 
@@ -122,7 +132,7 @@ def _cached_labels(
 
 def _observations(index: WindowIndex, windows: np.ndarray, device: torch.device) -> torch.Tensor:
     """o_t of the given windows: ``(B, H, W, C) uint8`` on ``device``."""
-    return torch.from_numpy(index.read(windows)[:, index.context]).to(device)
+    return to_device(index.read_current(windows), device)
 
 
 def _loss(policy, obs: torch.Tensor, target: torch.Tensor, bf16: bool) -> torch.Tensor:
@@ -250,6 +260,11 @@ def train_bc(
     sampler = WindowBatchSampler(
         len(train_index), config.batch_size, seed=config.seed, rank=0, world_size=1
     )
+    trained = torch.compile(policy) if config.compile else policy
+
+    def read(b: int) -> tuple[np.ndarray, np.ndarray]:
+        windows = np.asarray(sampler.batch(b))  # o_t (B, H, W, C) uint8, z_t (B, D) float32
+        return train_index.read_current(windows), np.asarray(train_latents[windows])
 
     def summarize(means: dict, count: int, seconds: float, done: int) -> dict:
         return {
@@ -266,18 +281,17 @@ def train_bc(
         evaluate=lambda done: evaluate_bc(policy, test_index, test_latents, config),
         time_budget_s=time_budget_s, progress=progress, desc="latent BC",
     )  # fmt: skip
-    for step in loop:
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate_at(step)
-        windows = np.asarray(sampler.batch(step))
-        obs = _observations(train_index, windows, device)  # (B, H, W, C) uint8
-        target = torch.from_numpy(train_latents[windows]).to(device)  # (B, D) IDM latents
-        loss = _loss(policy, obs, target, config.bf16)  # ||pi(o_t) - z_t||^2
-        loop.check_finite(loss, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loop.record({"mse": loss.detach()})
+    with Prefetcher(read, range(step, config.steps), device, depth=PREFETCH_DEPTH) as batches:
+        for step in loop:
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
+            obs, target = batches.get(step)  # (B, H, W, C) uint8, (B, D) IDM latents; on device
+            loss = _loss(trained, obs, target, config.bf16)  # ||pi(o_t) - z_t||^2
+            loop.check_finite(loss, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loop.record({"mse": loss.detach()})
     metrics = dict(loop.metrics)
     metrics["stop_reason"] = loop.stop_reason  # None: all steps done
     return metrics

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from lapo.config import CollectConfig
@@ -31,12 +32,17 @@ from lapo.safety import holds_lock
 
 
 def make_policy(
-    spec: str, seed: int = 0, temperature: float = 1.0, action_spec: ActionSpec | None = None
+    spec: str,
+    seed: int = 0,
+    temperature: float = 1.0,
+    device: str | torch.device | None = None,
+    action_spec: ActionSpec | None = None,
 ) -> Policy:
     """Build the policy named by ``spec``: ``random`` or a PPO expert checkpoint (``lapo expert
     train`` run directory or its ``checkpoint`` path); experts sample from
     ``softmax(logits / temperature)`` (a Gaussian policy with its std scaled by
-    ``temperature``). ``random`` is uniform over ``action_spec`` (default: Procgen's 15).
+    ``temperature``) and act on ``device`` (None: ``lapo.device.default_device``). ``random``
+    is uniform over ``action_spec`` (default: Procgen's 15).
 
     Raises:
         FileNotFoundError: ``spec`` is neither ``random`` nor an existing checkpoint.
@@ -47,7 +53,7 @@ def make_policy(
             return RandomPolicy(action_spec.dim, seed, bounds=(action_spec.low, action_spec.high))
         return RandomPolicy(15 if action_spec is None else action_spec.dim, seed)
     try:
-        net, config = load_expert(spec)
+        net, config = load_expert(spec, device)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"--policy must be 'random' or a policy checkpoint; {spec} not found"
@@ -101,7 +107,12 @@ class _EpisodeBuffer:
 
 
 @holds_lock(lambda args: args["config"].out, inside=False)
-def collect(config: CollectConfig, policy: Policy | None = None, progress: bool = True):
+def collect(
+    config: CollectConfig,
+    policy: Policy | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+):
     """Record ``config.frames`` frames into a new dataset at ``config.out``.
 
     Every env's frames are buffered until its episode ends, then written as one episode; at the
@@ -112,6 +123,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
         config: what to record.
         policy: overrides ``config.policy`` (e.g. an in-memory policy from the Python API).
         progress: show a tqdm bar with frames/s, episodes and mean return.
+        device: where an expert named by ``config.policy`` acts (None: the default device).
 
     Returns:
         ``CollectSummary``.
@@ -135,7 +147,7 @@ def collect(config: CollectConfig, policy: Policy | None = None, progress: bool 
     check_output_dir(config.out, config.overwrite, inputs=[source_policy])
     spec = env_action_spec(config.env)
     if policy is None and not scripted:
-        policy = make_policy(config.policy, config.seed, config.temperature, spec)
+        policy = make_policy(config.policy, config.seed, config.temperature, device, spec)
     env = make_env_from_config(config)
     if policy is None:
         policy = ScriptedActor(config.env).bind(env)

@@ -29,6 +29,7 @@ import torch
 
 from lapo.config import BCConfig, DecodeConfig
 from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.device import resolve_device
 from lapo.eval.actors import predict_actions
 from lapo.eval.probes import fit_classifier, r2_score
 from lapo.load import check_finished, load_lam, load_latent_policy, save_policy
@@ -77,7 +78,11 @@ def draw_labelled_set(
     """
     dataset = index.dataset
     if not dataset.has_actions:
-        raise ValueError(f"{dataset.path} has no true actions: offline decoding needs a few")
+        raise ValueError(
+            f"{dataset.path} has no true actions: offline decoding needs a few labelled "
+            "transitions of the same source (a dataset with actions, e.g. from lapo collect or "
+            "an import with actions; lapo run --data takes it as --labels-from)"
+        )
     windows = index.labelled_subset(n, seed=seed)
     frames = index.read(windows)  # (N, k+2, H, W, C)
     sub = WindowSubset(index, windows)
@@ -180,6 +185,7 @@ def decode_offline(
     baseline: bool = True,
     allow_unfinished: bool = False,
     test_samples: int = 2048,
+    device: str | torch.device | None = None,
     progress: bool = False,
 ) -> dict:
     """Train the decoder (and the label-only baseline) and save both as acting policies.
@@ -188,7 +194,9 @@ def decode_offline(
     (kind ``bc-policy``, when ``baseline``), ``pseudo-label/checkpoint`` (kind
     ``decoded-policy``, when ``config.pseudo_label_updates > 0``) and ``decode.json`` (the
     returned facts). Holds ``out_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
-    ``allow_unfinished`` accepts a stage-2 run that stopped before its last update.
+    ``allow_unfinished`` accepts a stage-2 run that stopped before its last update. The latent
+    policy, the IDM and the decoded policy compute on ``device`` (None: ``lapo.device.
+    default_device``); the small decoder and baseline fits run on the CPU.
 
     Returns:
         JSON-able facts: labels used, decoder/baseline validation accuracy, and on up to
@@ -206,8 +214,9 @@ def decode_offline(
     """
     out_dir = Path(out_dir)
     check_finished(policy_path, allow_unfinished=allow_unfinished, what="--policy")
-    latent_policy, bc_config = load_latent_policy(policy_path)
-    lam, lam_config = load_lam(lam_path)
+    device = resolve_device(device)
+    latent_policy, bc_config = load_latent_policy(policy_path, device)
+    lam, lam_config = load_lam(lam_path, device)
     dataset = open_dataset(data_dir)
     bounds = dataset.action_bounds  # None: discrete
     num_actions = len(bounds[0]) if bounds is not None else (dataset.num_actions or 15)
@@ -220,7 +229,10 @@ def decode_offline(
     test = draw_labelled_set(
         lam, test_index, min(test_samples, len(test_index)), 1, bc_config.target
     )
-    decoder, decoder_info = train_decoder(labelled, config, num_actions, bounds)
+    decoder, decoder_info = train_decoder(labelled, config, num_actions, bounds)  # on the CPU
+    with torch.no_grad():
+        decoder_test = decoder(torch.from_numpy(test.latents)).numpy()  # before the move
+    decoder = decoder.to(device)
     decoded = DecodedPolicy(latent_policy, decoder).eval()
     game = dataset.manifest.get("source", {}).get("game")
     common = {
@@ -241,10 +253,9 @@ def decode_offline(
         {**common, "hidden": list(config.hidden), "metrics": decoder_info},
     )
     if bounds is not None:
-        return _continuous_facts(config, game, labelled, test, decoder, decoded, decoder_info,
-                                 bc_config, common, out_dir, baseline)  # fmt: skip
-    with torch.no_grad():
-        decoder_test = decoder(torch.from_numpy(test.latents)).argmax(-1).numpy()
+        return _continuous_facts(config, game, labelled, test, decoder_test, decoded,
+                                 decoder_info, bc_config, common, out_dir, baseline)  # fmt: skip
+    decoder_test = decoder_test.argmax(-1)
     decoded_actions = predict_actions(decoded, test.observations)
     facts = {
         "env": game,
@@ -304,18 +315,17 @@ def decode_offline(
 @torch.no_grad()
 def _predict(net, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Unit-space actions ``(N, A) float32`` of a regressor on ``(N, H, W, C) uint8``."""
-    out = [net(torch.from_numpy(observations[i : i + batch_size])).float()
+    device = next(net.parameters()).device
+    out = [net(torch.from_numpy(observations[i : i + batch_size]).to(device)).float().cpu()
            for i in range(0, len(observations), batch_size)]  # fmt: skip
     return torch.cat(out).numpy()
 
 
-def _continuous_facts(config, game, labelled, test, decoder, decoded, decoder_info, bc_config,
-                      common, out_dir, baseline) -> dict:  # fmt: skip
+def _continuous_facts(config, game, labelled, test, decoder_test, decoded, decoder_info,
+                      bc_config, common, out_dir, baseline) -> dict:  # fmt: skip
     """``decode_offline``'s facts and label-only baseline for continuous actions: R^2 of the
     unit-space actions on the held-out windows (``test/decoder_r2`` from the IDM latents,
-    ``test/decoded_policy_r2`` and ``test/label_bc_r2`` from o_t)."""
-    with torch.no_grad():
-        decoder_test = decoder(torch.from_numpy(test.latents)).numpy()
+    ``decoder_test (N, A)``; ``test/decoded_policy_r2`` and ``test/label_bc_r2`` from o_t)."""
     facts = {
         "env": game,
         "labels": config.labels,
@@ -328,7 +338,8 @@ def _continuous_facts(config, game, labelled, test, decoder, decoded, decoder_in
     }
     if baseline:
         bounds = tuple(np.asarray(b, np.float32) for b in common["action_bounds"])
-        net, bc_info = train_label_bc(labelled, config, bc_config, decoder.num_actions, bounds)
+        dim = labelled.actions.shape[1]
+        net, bc_info = train_label_bc(labelled, config, bc_config, dim, bounds)
         save_policy(out_dir / LABEL_BC / "checkpoint", "bc-policy", {"policy": net},
                     {**common, "metrics": bc_info})  # fmt: skip
         facts["label_bc"] = bc_info

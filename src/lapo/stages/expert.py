@@ -130,7 +130,7 @@ def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = No
     out = Path(out)
     if checkpoint_exists(out / CHECKPOINT):
         raise FileExistsError(f"{out} already holds a checkpoint; remove it first")
-    net, config = load_expert(run)
+    net, config = load_expert(run, device="cpu")  # weights only: nothing computes
     meta = read_meta(checkpoint_path(run))
     keep = {k: meta[k] for k in ("config", "update", "env_steps", "metrics") if k in meta}
     save_checkpoint(

@@ -309,7 +309,7 @@ def train_finetune(
     if not config.from_scratch:
         latent_policy_network(config.latent_policy)  # kind and frame checks, clear errors
         check_finished(config.latent_policy, allow_unfinished=allow_unfinished, what="--policy")
-        latent_policy, bc = load_latent_policy(config.latent_policy)
+        latent_policy, bc = load_latent_policy(config.latent_policy, resolve_device(device))
         _check_network(config, bc)
         quantized = bc.target == "quantized"
         if config.hybrid:

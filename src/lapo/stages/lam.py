@@ -31,6 +31,7 @@ from lapo.checkpoint import (
 from lapo.config import LAMConfig
 from lapo.data import (
     LapoDataset,
+    Prefetcher,
     WindowBatchSampler,
     WindowIndex,
     manifest_digest,
@@ -39,9 +40,12 @@ from lapo.data import (
 )
 from lapo.device import autocast, resolve_device
 from lapo.eval.latent_quality import latent_quality, window_batch
-from lapo.models.lam import LatentActionModel
+from lapo.models.lam import LatentActionModel, frames_to_float
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
+
+#: Batches read ahead of the update that uses them (``lapo.data.Prefetcher``).
+PREFETCH_DEPTH = 2
 
 
 def _distributed() -> tuple[int, int]:
@@ -52,6 +56,25 @@ def _distributed() -> tuple[int, int]:
     if torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def distinct_rows(rows: torch.Tensor) -> int | torch.Tensor:
+    """How many different rows ``rows (B, N) int`` holds: an int on the CPU
+    (``torch.unique``); on an accelerator a 0-d int64 tensor computed there without reading
+    anything back (rows sorted lexicographically by N stable sorts, then adjacent rows compared),
+    so the update after it can be queued while it runs."""
+    if rows.device.type == "cpu":
+        return torch.unique(rows, dim=0).shape[0]
+    return _distinct_rows_sorting(rows)
+
+
+def _distinct_rows_sorting(rows: torch.Tensor) -> torch.Tensor:
+    """``distinct_rows`` by sorting, on ``rows``' device: a 0-d int64 tensor."""
+    order = torch.arange(len(rows), device=rows.device)
+    for column in reversed(range(rows.shape[1])):  # least significant column first
+        order = order[torch.argsort(rows[order, column], stable=True)]
+    ordered = rows[order]
+    return 1 + (ordered[1:] != ordered[:-1]).any(dim=1).sum()
 
 
 def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict]:
@@ -65,7 +88,7 @@ def _losses(model, frames: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict
             stats[f"perplexity/{g}"] = p.detach()
     if out.vq.indices is not None:  # windows of the batch with different joint codes
         joint = out.vq.indices.flatten(1)  # (B, G * L)
-        stats["distinct_codes"] = torch.unique(joint, dim=0).shape[0]
+        stats["distinct_codes"] = distinct_rows(joint)
     return loss, stats
 
 
@@ -222,9 +245,16 @@ def train_lam(
         if world > 1
         else model
     )
+    if config.compile:  # same weights and state dict; the first updates pay for compilation
+        trained = torch.compile(trained)
     sampler = WindowBatchSampler(
         len(train_index), config.batch_size // world, seed=config.seed, rank=rank, world_size=world
     )
+    # batch b read ahead on a background thread (uint8, pinned on CUDA), floats made on the device
+    batches = Prefetcher(
+        lambda b: (train_index.read(np.asarray(sampler.batch(b))),), range(step, config.steps),
+        device, depth=PREFETCH_DEPTH,
+    )  # fmt: skip
     warned = False
 
     def on_log(done: int, metrics: dict) -> None:
@@ -242,17 +272,21 @@ def train_lam(
         evaluate=lambda done: evaluate_loss(model, test_index, config, device),
         on_log=on_log, time_budget_s=time_budget_s, progress=progress, main=rank == 0,
     )  # fmt: skip
-    for step in loop:
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate_at(step)
-        frames = window_batch(train_index, sampler.batch(step), device)  # (B, k+2, H, W, C)
-        loss, stats = _losses(trained, frames, config.bf16)  # FDM next-frame MSE + commitment
-        loop.check_finite(loss, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        loop.record(stats)
+    with batches:
+        for step in loop:
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
+            (frames,) = batches.get(step)  # (B, k+2, H, W, C) uint8 on the device
+            frames = frames_to_float(frames)  # (B, k+2, C, H, W) float, channels_last
+            loss, stats = _losses(trained, frames, config.bf16)  # next-frame MSE + commitment
+            loop.check_finite(loss, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), config.grad_clip
+            )
+            optimizer.step()
+            loop.record(stats)
     step, metrics = loop.step, dict(loop.metrics)
     metrics["weights_sha256"] = weights_digest(model)
     metrics["stop_reason"] = loop.stop_reason  # None: all steps done

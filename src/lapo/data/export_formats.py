@@ -1,0 +1,259 @@
+"""Write a lapo dataset, with per-frame latent-action labels, as a LeRobotDataset (v2.1 layout)
+or a Minari dataset (HDF5 storage), so that tools of those ecosystems can train on the labels.
+
+Labels are per frame: ``latent (N, D) float32`` (NaN where the frame has no latent action: the
+first k frames of an episode and its last one, see ``lapo.models.lam.LatentActionModel.label``)
+and optionally ``codes (N, M) int64`` (-1 there). What each format gets:
+
+* LeRobot: ``action`` = the latent action (0 where undefined), ``latent_action.valid`` (bool),
+  ``latent_action.code`` (when codes), ``true_action`` (when the dataset has actions),
+  ``next.reward`` / ``next.done`` (when it has them); frames as ``observation.image`` mp4 video
+  (mpeg4, lossy: colours move by a few levels). Readable by ``import_lerobot``.
+* Minari: one episode per lapo episode with its N frames as the N observations and the N - 1
+  latent actions between them (0 where undefined) as the actions (Box); rewards, terminations
+  (the dataset's ``dones``, else False) and truncations (False); ``infos`` holds the per
+  observation ``latent_valid``, ``latent_code`` and ``true_action``. Readable by
+  ``import_minari`` (its actions are continuous: the latent vectors).
+
+The output directory must not exist (or ``overwrite`` replaces one that lapo made).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from tqdm.auto import tqdm
+
+from lapo.data.format import DatasetError, write_json_atomic
+from lapo.data.optional import require
+from lapo.data.reader import LapoDataset
+from lapo.safety import check_disjoint
+
+#: The LeRobot camera key of exported frames.
+CAMERA = "observation.image"
+#: Marker file of a lapo export (``overwrite`` replaces only directories that have it).
+MARKER = ".lapo-export.json"
+
+
+def _prepare(out: Path, overwrite: bool, dataset: LapoDataset, kind: str) -> Path:
+    out = Path(out)
+    check_disjoint(out, [dataset.path])
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace an earlier export")
+        if not (out / MARKER).is_file():
+            raise FileExistsError(f"{out} exists and is not a lapo export; not replacing it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text(json.dumps({"kind": kind, "dataset": str(dataset.path)}))
+    return out
+
+
+def _check_labels(dataset: LapoDataset, latent: np.ndarray, codes: np.ndarray | None) -> None:
+    if latent.ndim != 2 or len(latent) != dataset.num_frames:
+        raise ValueError(f"latent labels must be (N={dataset.num_frames}, D), got {latent.shape}")
+    if codes is not None and (codes.ndim != 2 or len(codes) != dataset.num_frames):
+        raise ValueError(f"codes must be (N={dataset.num_frames}, M), got {codes.shape}")
+
+
+def _encode_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 8_000_000
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def export_lerobot(
+    dataset: LapoDataset,
+    out: str | os.PathLike,
+    latent: np.ndarray,
+    codes: np.ndarray | None = None,
+    *,
+    fps: int = 15,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write ``dataset`` with its latent-action labels as a LeRobotDataset (v2.1 layout).
+
+    Args:
+        dataset: the lapo dataset.
+        out: directory to create.
+        latent: ``(N, D) float32`` latent action per frame (NaN: none).
+        codes: ``(N, M) int64`` code indices per frame (-1: none), or None.
+        fps: frame rate written to ``info.json`` and the videos (Procgen has none; 15 is the
+            rate its games render at).
+
+    Returns: ``out``.
+
+    Raises:
+        ImportError: pyarrow is missing (``pip install 'lapo[formats]'``).
+        ValueError: labels of another length than the dataset; ``out`` overlaps the dataset.
+        FileExistsError: ``out`` exists (and not ``overwrite`` of an earlier export).
+    """
+    pa = require("pyarrow", "writing a LeRobotDataset")
+    parquet = require("pyarrow.parquet", "writing a LeRobotDataset")
+    _check_labels(dataset, latent, codes)
+    out = _prepare(Path(out), overwrite, dataset, "lerobot")
+    h, w, c = dataset.frame_shape
+    dim = latent.shape[1]
+    features: dict[str, Any] = {
+        CAMERA: {"dtype": "video", "shape": [h, w, c], "names": ["height", "width", "channels"],
+                 "info": {"video.fps": fps, "video.codec": "mpeg4", "video.pix_fmt": "yuv420p"}},
+        "action": {"dtype": "float32", "shape": [dim], "names": [f"z{i}" for i in range(dim)]},
+        "latent_action.valid": {"dtype": "bool", "shape": [1], "names": None},
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+        "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+        "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+        "index": {"dtype": "int64", "shape": [1], "names": None},
+        "task_index": {"dtype": "int64", "shape": [1], "names": None},
+    }  # fmt: skip
+    if codes is not None:
+        features["latent_action.code"] = {"dtype": "int64", "shape": [codes.shape[1]],
+                                          "names": None}  # fmt: skip
+    extra = {"actions": "true_action", "rewards": "next.reward", "dones": "next.done"}
+    dtypes = {"actions": "int64", "rewards": "float32", "dones": "bool"}
+    for field in dataset.fields:
+        features[extra[field]] = {"dtype": dtypes[field], "shape": [1], "names": None}
+    chunks_size = 1000
+    lines = []
+    for e, (start, length) in enumerate(tqdm(dataset.episodes.tolist(), desc="episodes",
+                                             disable=not progress)):  # fmt: skip
+        chunk = e // chunks_size
+        rows = slice(start, start + length)
+        valid = np.isfinite(latent[rows]).all(axis=1)
+        z = np.where(valid[:, None], latent[rows], 0.0).astype(np.float32)
+        columns: dict[str, Any] = {
+            "action": pa.array(list(z), type=pa.list_(pa.float32(), dim)),
+            "latent_action.valid": pa.array(valid),
+            "timestamp": pa.array(np.arange(length, dtype=np.float32) / fps),
+            "frame_index": pa.array(np.arange(length, dtype=np.int64)),
+            "episode_index": pa.array(np.full(length, e, np.int64)),
+            "index": pa.array(np.arange(start, start + length, dtype=np.int64)),
+            "task_index": pa.array(np.zeros(length, np.int64)),
+        }
+        if codes is not None:
+            columns["latent_action.code"] = pa.array(
+                list(codes[rows].astype(np.int64)), type=pa.list_(pa.int64(), codes.shape[1])
+            )
+        for field in dataset.fields:
+            columns[extra[field]] = pa.array(np.asarray(getattr(dataset, field)[rows]))
+        data = out / f"data/chunk-{chunk:03d}/episode_{e:06d}.parquet"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        parquet.write_table(pa.table(columns), data)
+        video = out / f"videos/chunk-{chunk:03d}/{CAMERA}/episode_{e:06d}.mp4"
+        _encode_mp4(video, dataset.episode_frames(e), fps)
+        lines.append(json.dumps({"episode_index": e, "tasks": ["lapo"], "length": length}))
+    meta = out / "meta"
+    meta.mkdir()
+    (meta / "episodes.jsonl").write_text("\n".join(lines) + "\n")
+    (meta / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": "lapo"}) + "\n")
+    episodes = len(dataset.episodes)
+    write_json_atomic(meta / "info.json", {
+        "codebase_version": "v2.1", "robot_type": None, "total_episodes": episodes,
+        "total_frames": dataset.num_frames, "total_tasks": 1,
+        "total_videos": episodes, "total_chunks": -(-episodes // chunks_size),
+        "chunks_size": chunks_size, "fps": fps, "splits": {"train": f"0:{episodes}"},
+        "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+        "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/"
+                      "episode_{episode_index:06d}.mp4",
+        "features": features,
+    })  # fmt: skip
+    return out
+
+
+def export_minari(
+    dataset: LapoDataset,
+    out: str | os.PathLike,
+    latent: np.ndarray,
+    codes: np.ndarray | None = None,
+    *,
+    dataset_id: str = "lapo/latent-actions-v0",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write ``dataset`` with its latent-action labels as a Minari dataset (HDF5 storage):
+    ``out/data/main_data.hdf5`` and ``out/data/metadata.json``.
+
+    Args:
+        dataset, latent, codes: as ``export_lerobot``.
+        out: the dataset folder to create (Minari's ``<root>/<dataset_id>``).
+        dataset_id: written to the metadata.
+
+    Returns: ``out``.
+
+    Raises:
+        ImportError: h5py is missing (``pip install 'lapo[formats]'``).
+        DatasetError: an episode of one frame (Minari needs a step).
+        ValueError: labels of another length than the dataset; ``out`` overlaps the dataset.
+        FileExistsError: ``out`` exists (and not ``overwrite`` of an earlier export).
+    """
+    h5py = require("h5py", "writing a Minari dataset")
+    _check_labels(dataset, latent, codes)
+    if (dataset.episodes[:, 1] < 2).any():
+        raise DatasetError(f"{dataset.path}: an episode of one frame has no step for Minari")
+    out = _prepare(Path(out), overwrite, dataset, "minari")
+    folder = out / "data"
+    folder.mkdir()
+    h, w, c = dataset.frame_shape
+    dim = latent.shape[1]
+    steps_total = 0
+    with h5py.File(folder / "main_data.hdf5", "w", track_order=True) as file:
+        for e, (start, length) in enumerate(tqdm(dataset.episodes.tolist(), desc="episodes",
+                                                 disable=not progress)):  # fmt: skip
+            rows = slice(start, start + length)
+            steps = length - 1
+            valid = np.isfinite(latent[rows]).all(axis=1)
+            z = np.where(valid[:, None], latent[rows], 0.0).astype(np.float32)
+            group = file.create_group(f"episode_{e}")
+            group.attrs["id"] = e
+            group.attrs["total_steps"] = steps
+            group.create_dataset("observations", data=dataset.episode_frames(e))
+            group.create_dataset("actions", data=z[:steps])
+            rewards = (
+                np.asarray(dataset.rewards[rows])[:steps]
+                if "rewards" in dataset.fields
+                else np.zeros(steps, np.float32)
+            )
+            dones = (
+                np.asarray(dataset.dones[rows])[:steps] if "dones" in dataset.fields
+                else np.zeros(steps, bool)
+            )  # fmt: skip
+            group.create_dataset("rewards", data=rewards.astype(np.float64))
+            group.create_dataset("terminations", data=dones)
+            group.create_dataset("truncations", data=np.zeros(steps, bool))
+            infos = group.create_group("infos")
+            infos.create_dataset("latent_valid", data=valid)
+            if codes is not None:
+                infos.create_dataset("latent_code", data=codes[rows].astype(np.int64))
+            if "actions" in dataset.fields:
+                infos.create_dataset("true_action", data=np.asarray(dataset.actions[rows]))
+            steps_total += steps
+    box = {
+        "type": "Box",
+        "dtype": "uint8",
+        "shape": [h, w, c],
+        "low": np.zeros((h, w, c), int).tolist(),
+        "high": np.full((h, w, c), 255).tolist(),
+    }
+    action = {"type": "Box", "dtype": "float32", "shape": [dim],
+              "low": [-3.4e38] * dim, "high": [3.4e38] * dim}  # fmt: skip
+    write_json_atomic(folder / "metadata.json", {
+        "dataset_id": dataset_id, "total_episodes": len(dataset.episodes),
+        "total_steps": steps_total, "data_format": "hdf5",
+        "observation_space": json.dumps(box), "action_space": json.dumps(action),
+        "minari_version": "0.5.3", "author": "lapo export",
+        "description": "latent actions of a LAPO stage-1 model (actions); true actions, "
+                       "latent codes and validity in infos",
+    })  # fmt: skip
+    return out
