@@ -9,10 +9,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lapo.config import BCConfig, FinetuneConfig, PPOConfig
+from lapo.config import BCConfig, FinetuneConfig, ILPOConfig, PPOConfig
 from lapo.envs.games import NUM_ACTIONS, OBS_SHAPE
 from lapo.models.actor_critic import ActorCritic
 from lapo.models.encoders import make_encoder
+from lapo.models.ilpo import (
+    ILPO_SIZES,
+    ActionRemap,
+    ILPOLatentPolicy,
+    ILPOModel,
+    ILPOPolicy,
+    LatentForwardModel,
+)
 from lapo.models.online import HybridActorCritic, OnlineActorCritic
 from lapo.models.policy import LatentPolicy
 
@@ -63,3 +71,21 @@ def build_online_policy(
     if config.hybrid:
         return HybridActorCritic.from_latent_policy(latent_policy, NUM_ACTIONS, DECODER_HIDDEN)
     return OnlineActorCritic(latent_policy.encoder, NUM_ACTIONS, freeze_trunk=True)
+
+
+def build_ilpo_model(config: ILPOConfig, frame_shape: tuple[int, ...] = OBS_SHAPE) -> ILPOModel:
+    """ILPO's offline networks (forward model and latent policy) for frames ``(H, W, C)``."""
+    h, _, c = frame_shape
+    encoder = make_encoder(config.encoder, in_channels=c, multiplier=config.multiplier,
+                           features=config.features, image_size=h)  # fmt: skip
+    forward_model = LatentForwardModel(config.num_latents, channels=c, **ILPO_SIZES[config.size])
+    return ILPOModel(forward_model, ILPOLatentPolicy(encoder, config.num_latents))
+
+
+def build_ilpo_policy(
+    config: ILPOConfig, num_actions: int = NUM_ACTIONS, frame_shape: tuple[int, ...] = OBS_SHAPE
+) -> ILPOPolicy:
+    """ILPO's acting policy: a fresh latent policy and action-remapping network."""
+    latent_policy = build_ilpo_model(config, frame_shape).latent_policy
+    remap = ActionRemap(config.features, config.num_latents, num_actions, config.remap_hidden)
+    return ILPOPolicy(latent_policy, remap)
