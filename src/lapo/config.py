@@ -713,9 +713,11 @@ class ILPOConfig:
             raise ValueError(f"size must be one of paper, cpu, smoke; got {self.size!r}")
         if self.encoder not in ("impala", "nature"):
             raise ValueError(f"encoder must be impala or nature, got {self.encoder!r}")
-        for name in ("multiplier", "features", "batch_size", "steps", "log_every", "eval_every",
-                     "checkpoint_every", "diagnostic_samples", "num_envs", "num_steps",
-                     "remap_batch_size", "remap_updates", "buffer_size", "eval_episodes"):  # fmt: skip
+        positive = ("multiplier", "features", "batch_size", "steps", "log_every", "eval_every",
+                    "checkpoint_every", "diagnostic_samples", "num_envs", "num_steps",
+                    "remap_batch_size", "remap_updates", "buffer_size",
+                    "eval_episodes")  # fmt: skip
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.online_steps < 0 or self.eval_every_rollouts < 0:

@@ -11,6 +11,7 @@ pickle-free) whose ``meta["kind"]`` says how to rebuild the network (``lapo.mode
 | ``bc-policy`` | ``lapo decode-offline`` | ``policy`` | ``ActionClassifier`` |
 | ``ppo-expert`` | ``lapo expert train`` | ``policy`` | ``ActorCritic`` |
 | ``finetuned-policy`` | ``lapo finetune`` / ``lapo ppo`` | ``policy`` | ``OnlineActorCritic`` |
+| ``ilpo-policy`` | ``lapo ilpo`` (online phase) | ``policy`` | ``ILPOPolicy`` |
 
 Every ``path`` argument may be a run directory (its ``checkpoint`` is used) or a checkpoint path
 with or without ``.json``. Every loader takes ``device`` (a ``torch.device`` or a string such as
@@ -37,11 +38,16 @@ from lapo.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from lapo.config import BCConfig, FinetuneConfig, LAMConfig, PPOConfig
+from lapo.config import BCConfig, FinetuneConfig, ILPOConfig, LAMConfig, PPOConfig
 from lapo.device import resolve_device
 from lapo.envs.games import OBS_SHAPE
 from lapo.models.actor_critic import ActorCritic
-from lapo.models.build import build_encoder, build_expert_policy, build_latent_policy
+from lapo.models.build import (
+    build_encoder,
+    build_expert_policy,
+    build_ilpo_policy,
+    build_latent_policy,
+)
 from lapo.models.encoders import make_encoder
 from lapo.models.lam import LatentActionModel
 from lapo.models.online import HybridActorCritic, OnlineActorCritic
@@ -53,6 +59,7 @@ DECODED_KIND = "decoded-policy"
 BC_KIND = "bc-policy"
 EXPERT_KIND = "ppo-expert"
 FINETUNED_KIND = "finetuned-policy"
+ILPO_POLICY_KIND = "ilpo-policy"
 
 
 def expect_kind(path: str | Path, *kinds: str) -> dict:
@@ -269,6 +276,13 @@ def _load_bc(path: Path, meta: dict, device) -> nn.Module:
     return _loaded(path, {"policy": net}, net, device)
 
 
+def _load_ilpo(path: Path, meta: dict) -> nn.Module:
+    config = ILPOConfig(**meta["config"])
+    net = build_ilpo_policy(config, int(meta["num_actions"]), frame_shape(meta))
+    load_checkpoint(path, modules={"policy": net})
+    return net
+
+
 class LogitsOnly(nn.Module):
     """An actor-critic seen as a policy: ``obs -> logits`` (the value head is dropped)."""
 
@@ -286,6 +300,7 @@ LOADERS: dict[str, Callable[[Path, dict, torch.device | str | None], nn.Module]]
     FINETUNED_KIND: lambda path, meta, device: LogitsOnly(load_finetuned(path, device)[0]),
     DECODED_KIND: _load_decoded,
     BC_KIND: _load_bc,
+    ILPO_POLICY_KIND: _load_ilpo,
 }
 
 

@@ -153,8 +153,12 @@ def write_diagnostic_figures(
             {"held-out transitions": diagnostic["argmin_fraction"]}, directory / "collapse.png"
         ),
         "fdm_latents": plot_fdm_predictions(
-            frames[:, 0], frames[:, 1], images, labels, directory / "fdm_latents.png",
+            frames[:, 0],
+            frames[:, 1],
+            images,
+            labels,
+            directory / "fdm_latents.png",
             title="ILPO forward model: prediction of o_(t+1) under every latent "
             "(share of held-out argmins)",
-        ),  # fmt: skip
+        ),
     }

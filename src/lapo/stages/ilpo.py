@@ -26,8 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lapo.checkpoint import CHECKPOINT, checkpoint_exists, load_checkpoint, read_meta
-from lapo.checkpoint import set_rng_state
+from lapo.checkpoint import CHECKPOINT, checkpoint_exists, load_checkpoint, read_meta, set_rng_state
 from lapo.config import ILPOConfig
 from lapo.data import (
     WindowBatchSampler,
@@ -42,13 +41,13 @@ from lapo.envs.procgen import ProcgenVecEnv
 from lapo.eval.actors import PolicyActor
 from lapo.eval.ilpo_collapse import collapse_diagnostic, write_diagnostic_figures
 from lapo.eval.rollouts import evaluate_policy
+from lapo.load import ILPO_POLICY_KIND
 from lapo.models.build import build_ilpo_model, build_ilpo_policy
 from lapo.models.ilpo import ILPOModel, ILPOPolicy, ilpo_losses, transition_errors
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
 
 OFFLINE_KIND = "ilpo-model"
-POLICY_KIND = "ilpo-policy"
 #: Evaluation seed of the online phase's held-out evaluations (``lapo.eval.evaluate.EVAL_SEED``).
 EVAL_SEED = 12345
 
@@ -309,7 +308,7 @@ def train_ilpo_online(
         run_dir, total=config.num_rollouts, start=start, log_every=1, eval_every=every,
         checkpoint_every=every,
         save=lambda done, m: save_training_checkpoint(
-            ckpt, kind=POLICY_KIND, model=policy, module_name="policy", optimizer=optimizer,
+            ckpt, kind=ILPO_POLICY_KIND, model=policy, module_name="policy", optimizer=optimizer,
             config=config, step=done, metrics=m, info=info),
         summarize=summarize, evaluate=evaluate, time_budget_s=time_budget_s, progress=progress,
         desc="ILPO online",
