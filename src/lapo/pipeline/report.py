@@ -806,8 +806,10 @@ def _ilpo_section(rep, offline_dir: Path) -> None:
         + ". The paper (appendix A.4) finds one latent chosen almost always on the full level "
         "distribution.",
     )  # fmt: skip
-    rep.figure(offline_dir / "fdm_latents.png",
-               "ILPO's forward model: o_t, o_(t+1) and the prediction under every latent.")
+    rep.figure(
+        offline_dir / "fdm_latents.png",
+        "ILPO's forward model: o_t, o_(t+1) and the prediction under every latent.",
+    )
 
 
 def _sweep_section(rep, rows: list[dict], figures: Path) -> list[dict]:
