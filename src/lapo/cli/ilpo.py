@@ -22,7 +22,7 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "num_levels": (int, "training levels of the online phase, 0 = all"),
     "exploration": (float, "probability of a uniform random action online"),
     "eval_episodes": (int, "episodes per held-out evaluation"),
-    "seed": (int, "seed (default 0)"),
+    "seed": (int, "initialization, data-order and environment seed"),
 }
 
 
