@@ -351,14 +351,21 @@ def run_ilpo(
     progress: bool = True,
 ) -> dict:
     """``lapo ilpo``: the offline phase in ``out/offline``, then (``online_steps > 0``) the online
-    phase in ``out/online``. A finished offline phase is reused when resuming.
+    phase in ``out/online``. An offline phase that ran all its updates is reused when resuming
+    (one stopped by its time budget continues).
 
     Returns:
         ``{"offline": metrics, "online": metrics or None, "stop_reason": ...}``.
     """
     out = Path(out)
     offline_dir, online_dir = out / "offline", out / "online"
-    offline_done = resume and (offline_dir / "collapse.json").exists()
+    ckpt = offline_dir / CHECKPOINT
+    offline_done = (
+        resume
+        and (offline_dir / "collapse.json").exists()
+        and checkpoint_exists(ckpt)
+        and int(read_meta(ckpt)["step"]) >= config.steps
+    )
     offline = {} if offline_done else train_ilpo_offline(
         config, data_dir, offline_dir, resume=resume, time_budget_s=time_budget_s,
         progress=progress)  # fmt: skip
