@@ -1,6 +1,6 @@
 """``lapo ilpo``: the ILPO baseline (Edwards et al. 2019; LAPO paper section 6.1, appendix A.4).
 
-Options are ``ILPOConfig`` fields (their meaning is in its docstring); the preset fills the rest.
+Every ``ILPOConfig`` field is an option (``lapo.cli.options``); the preset fills the rest.
 """
 
 from __future__ import annotations
@@ -8,26 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter, budget_seconds
+from lapo.cli.common import HelpFormatter, add_training_options, budget_seconds
+from lapo.cli.options import add_config_options, config_from_args
 from lapo.envs.games import GAMES
-
-#: ``ILPOConfig`` fields offered as options: (flag type, help).
-_OPTIONS: dict[str, tuple[type, str]] = {
-    "steps": (int, "offline updates"),
-    "batch_size": (int, "transitions per offline update"),
-    "learning_rate": (float, "offline Adam step size"),
-    "num_latents": (int, "K, discrete latent actions (paper preset: 15)"),
-    "online_steps": (int, "environment steps of the online phase (0: offline only)"),
-    "num_envs": (int, "parallel environments of the online phase"),
-    "num_levels": (int, "training levels of the online phase, 0 = all"),
-    "exploration": (float, "probability of a uniform random action online"),
-    "eval_episodes": (int, "episodes per held-out evaluation"),
-    "seed": (int, "initialization, data-order and environment seed"),
-}
 
 
 def _add_ilpo(sub: argparse._SubParsersAction) -> None:
-    from lapo.config import ILPO_PRESETS
+    from lapo.config import ILPO_PRESETS, ILPOConfig
 
     p = sub.add_parser(
         "ilpo",
@@ -43,47 +30,26 @@ def _add_ilpo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, type=Path, help="dataset directory (lapo collect)")
     p.add_argument(
-        "--env", required=True, choices=GAMES, metavar="GAME",
-        help="Procgen game of the online phase (the dataset's game)",
-    )  # fmt: skip
-    p.add_argument(
         "--preset", choices=sorted(ILPO_PRESETS),
         help="paper (K=15, IMPALA x4, 70k updates, 1M online steps), cpu (2 CPU cores) or smoke "
         "(tests); default: paper with a GPU, cpu without",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("runs/ilpo"), help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument(
-        "--time-budget", type=float, metavar="MINUTES",
-        help="stop with a checkpoint after this many minutes (per phase; resume later)",
-    )  # fmt: skip
-    for name, (kind, text) in _OPTIONS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} (default: preset)")
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_training_options(p, " (each phase gets the budget; the device serves the offline phase)")
+    add_config_options(p, ILPOConfig, ILPO_PRESETS, choices={"env": GAMES}, required=("env",))
     p.set_defaults(func=_run_ilpo)
 
 
-def ilpo_config_from_args(args: argparse.Namespace):
-    """The ``ILPOConfig`` of parsed ``ilpo`` arguments: the preset, then the options given."""
-    import torch
-
-    from lapo.config import ILPO_PRESETS, ILPOConfig
-
-    preset = args.preset or ("paper" if torch.cuda.is_available() else "cpu")
-    given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
-    if args.no_bf16:
-        given["bf16"] = False
-    return ILPOConfig(**{**ILPO_PRESETS[preset], "env": args.env, **given}), preset
-
-
 def _run_ilpo(args: argparse.Namespace) -> str | None:
+    from lapo.config import ILPO_PRESETS, ILPOConfig
+    from lapo.device import default_preset
     from lapo.stages.ilpo import run_ilpo
 
-    config, preset = ilpo_config_from_args(args)
+    preset = args.preset or default_preset()
+    config = config_from_args(ILPOConfig, ILPO_PRESETS, preset, args)
     result = run_ilpo(config, args.data, args.out, resume=args.resume,
                       time_budget_s=budget_seconds(args.time_budget),
-                      progress=not args.no_progress)  # fmt: skip
+                      progress=not args.no_progress, device=args.device)  # fmt: skip
     offline, online = result["offline"], result["online"] or {}
     keys = ("argmin_max_fraction", "effective_latents", "argmin_action_accuracy",
             "majority_accuracy")  # fmt: skip

@@ -349,13 +349,15 @@ def run_ilpo(
     resume: bool = False,
     time_budget_s: float | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict:
     """``lapo ilpo``: the offline phase in ``out/offline``, then (``online_steps > 0``) the online
     phase in ``out/online``. An offline phase that ran all its updates is reused when resuming
     (one stopped by its time budget continues).
 
     Returns:
-        ``{"offline": metrics, "online": metrics or None, "stop_reason": ...}``.
+        ``{"offline": metrics, "online": metrics or None, "stop_reason": ...}``; ``device`` is
+        the offline phase's (the online phase acts on the CPU).
     """
     out = Path(out)
     offline_dir, online_dir = out / "offline", out / "online"
@@ -368,7 +370,7 @@ def run_ilpo(
     )
     offline = {} if offline_done else train_ilpo_offline(
         config, data_dir, offline_dir, resume=resume, time_budget_s=time_budget_s,
-        progress=progress)  # fmt: skip
+        progress=progress, device=device)  # fmt: skip
     if offline_done:
         offline = json.loads((offline_dir / "collapse.json").read_text())
     if offline.get("stop_reason") is not None or config.online_steps == 0:
