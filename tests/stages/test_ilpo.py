@@ -74,7 +74,10 @@ def test_collapse_plot_checks_its_input(tmp_path) -> None:
         plot_latent_collapse({}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="same number"):
         plot_latent_collapse({"a": [0.5, 0.5], "b": [1.0, 0.0, 0.0]}, tmp_path / "x.png")
-    path = plot_latent_collapse({"one level": [0.5, 0.5], "all": [1.0, 0.0]}, tmp_path / "c.png")
+    with pytest.raises(ValueError, match="expected 2"):
+        plot_latent_collapse({"a": [0.5, 0.5]}, tmp_path / "x.png", policy_mass={"a": [1.0]})
+    path = plot_latent_collapse({"one level": [0.5, 0.5], "all": [1.0, 0.0]}, tmp_path / "c.png",
+                                policy_mass={"all": [0.0, 1.0]})  # fmt: skip
     assert path.stat().st_size > 0
 
 

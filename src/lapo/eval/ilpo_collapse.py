@@ -103,13 +103,18 @@ def collapse_diagnostic(model: ILPOModel, index: WindowIndex, samples: int) -> d
 
 
 def plot_latent_collapse(
-    fractions: Mapping[str, Sequence[float]], path: str | Path, title: str | None = None
+    fractions: Mapping[str, Sequence[float]],
+    path: str | Path,
+    title: str | None = None,
+    policy_mass: Mapping[str, Sequence[float]] | None = None,
 ) -> Path:
     """Bar chart of how often each latent attains the minimum of L_min (appendix A.4).
 
     Args:
         fractions: ``{run label: (K,) fractions summing to 1}``, e.g. single level vs all levels;
             every run must have the same K.
+        policy_mass: optional ``{run label: (K,) mean pi(z | o_t)}`` drawn as markers over each
+            run's bars (a latent policy that collapsed puts all its mass on one latent).
 
     Returns: the PNG path. Raises: ValueError for no runs, an empty run or differing K.
     """
@@ -124,11 +129,17 @@ def plot_latent_collapse(
     ax = fig.add_subplot()
     width = 0.8 / len(arrays)
     for i, (name, frac) in enumerate(arrays.items()):
-        ax.bar(np.arange(k) + (i - (len(arrays) - 1) / 2) * width, frac, width,
-               color=f"C{i}", label=name)  # fmt: skip
+        x = np.arange(k) + (i - (len(arrays) - 1) / 2) * width
+        ax.bar(x, frac, width, color=f"C{i}", label=f"{name}: argmin share")
+        if policy_mass and name in policy_mass:
+            mass = _array(f"policy_mass[{name!r}]", policy_mass[name], 1, np.float64)
+            if len(mass) != k:
+                raise ValueError(f"policy_mass[{name!r}] has {len(mass)} latents, expected {k}")
+            ax.plot(x, mass, "v", color=f"C{i}", mec="black", ms=6,
+                    label=f"{name}: mean pi(z | o_t)")  # fmt: skip
     ax.axhline(1.0 / k, color="grey", ls=":", lw=1, label=f"uniform (1/{k})")
-    ax.set(xticks=np.arange(k), xlabel="latent z", ylim=(0, 1.02),
-           ylabel="fraction of transitions where z is the argmin",
+    ax.set(xticks=np.arange(k), xlabel="latent z", ylim=(0, 1.06),
+           ylabel="share of held-out transitions",
            title=title or "ILPO: which latent attains min_z ||o_(t+1) - G(o_t, z)||^2")  # fmt: skip
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3, axis="y")
@@ -150,7 +161,9 @@ def write_diagnostic_figures(
     labels = [f"z={z} ({100 * f:.0f}%)" for z, f in enumerate(diagnostic["argmin_fraction"])]
     return {
         "collapse": plot_latent_collapse(
-            {"held-out transitions": diagnostic["argmin_fraction"]}, directory / "collapse.png"
+            {"held-out transitions": diagnostic["argmin_fraction"]},
+            directory / "collapse.png",
+            policy_mass={"held-out transitions": diagnostic["policy_mass"]},
         ),
         "fdm_latents": plot_fdm_predictions(
             frames[:, 0],
