@@ -19,7 +19,6 @@ from lapo.pipeline.plan import RunConfig
 from lapo.pipeline.report import _ilpo_section
 
 
-@pytest.mark.slow  # 34 s on the shared 2-core machine: three online smoke runs + evaluations
 def test_online_comparison_with_ilpo_arm(tmp_path: Path) -> None:
     torch.manual_seed(0)
     bc = BCConfig(**BC_PRESETS["smoke"])
