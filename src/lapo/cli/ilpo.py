@@ -35,7 +35,7 @@ def _add_ilpo(sub: argparse._SubParsersAction) -> None:
         "(tests); default: paper with a GPU, cpu without",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("runs/ilpo"), help="run directory")
-    add_training_options(p, " (each phase gets the budget; the device serves the offline phase)")
+    add_training_options(p, " (each phase gets the budget)")
     add_config_options(p, ILPOConfig, ILPO_PRESETS, choices={"env": GAMES}, required=("env",))
     p.set_defaults(func=_run_ilpo)
 

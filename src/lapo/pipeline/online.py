@@ -79,7 +79,8 @@ def _ilpo_seed(config, data_dir: Path, run_dir: Path, seed: int, progress: bool)
     """ILPO (offline + online) for one seed in ``run_dir``; returns its online run directory."""
     cfg = ILPOConfig(**{**ILPO_PRESETS[config.preset], "env": config.env,
                         "online_steps": config.online_steps, "seed": seed})  # fmt: skip
-    result = run_ilpo(cfg, data_dir, run_dir, resume=True, progress=progress)
+    result = run_ilpo(cfg, data_dir, run_dir, resume=True, progress=progress,
+                      device=config.device)  # fmt: skip
     _stopped(run_dir, result["stop_reason"])
     return run_dir / "online"
 

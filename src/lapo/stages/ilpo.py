@@ -211,22 +211,25 @@ class RemapBuffer:
 def _act_and_label(model: ILPOModel, policy: ILPOPolicy, obs, env, config, rng, generator):
     """One vector step: sample actions (epsilon-greedy), step, and z* of each in-episode
     transition. Returns ``(step result, features, z*, actions, valid mask)``."""
-    obs_t = torch.from_numpy(obs)
-    with autocast(obs_t.device, config.bf16):
+    device = next(policy.parameters()).device
+    obs_t = torch.from_numpy(obs).to(device)
+    with autocast(device, config.bf16):
         logits = policy(obs_t)  # (N, A) log pi(a | o_t)
         features = policy.latent_policy.features(obs_t).float()  # (N, F)
-    actions = torch.multinomial(logits.float().exp(), 1, generator=generator)[:, 0].numpy()
+    probs = logits.float().exp().cpu()  # sampled on the CPU with the seeded generator
+    actions = torch.multinomial(probs, 1, generator=generator)[:, 0].numpy()
     explore = rng.random(len(actions)) < config.exploration
     actions = np.where(explore, rng.integers(0, NUM_ACTIONS, len(actions)), actions)
     step = env.step(actions)
     valid = ~step.done  # a done step's next observation starts a new episode
     latents = np.zeros(0, np.int64)
     if valid.any():
-        with autocast(obs_t.device, config.bf16):
-            predictions, _ = model(obs_t[valid])  # (n, K, C, H, W)
-        nxt = torch.from_numpy(step.obs[valid]).movedim(-1, -3).float().div(255.0).sub(0.5)
-        latents = transition_errors(predictions, nxt).argmin(1).numpy()  # z*
-    return step, features.numpy()[valid], latents, actions[valid], valid
+        with autocast(device, config.bf16):
+            predictions, _ = model(obs_t[torch.from_numpy(valid).to(device)])  # (n, K, C, H, W)
+        nxt = torch.from_numpy(step.obs[valid]).to(device)
+        nxt = nxt.movedim(-1, -3).float().div(255.0).sub(0.5)  # (n, C, H, W)
+        latents = transition_errors(predictions, nxt).argmin(1).cpu().numpy()  # z*
+    return step, features.cpu().numpy()[valid], latents, actions[valid], valid
 
 
 @holds_lock(lambda a: a["run_dir"], inputs=lambda a: [a["offline_dir"]])
@@ -238,13 +241,18 @@ def train_ilpo_online(
     resume: bool = False,
     time_budget_s: float | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict:
-    """ILPO's online phase: train the action-remapping network in ``config.env`` (CPU).
+    """ILPO's online phase: train the action-remapping network in ``config.env``.
 
     Files in ``run_dir``: ``checkpoint.json`` + ``.safetensors`` (kind ``ilpo-policy``, an
     acting policy for ``lapo evaluate``), ``metrics.jsonl`` with ``env_steps``,
     ``return/train_normalized``, ``remap/loss``, ``remap/accuracy`` per rollout and
     ``return/eval_normalized`` every ``eval_every_rollouts`` rollouts and at the end.
+
+    Args:
+        device: where the networks run (default: CUDA when available, else CPU); environments
+            and the buffer stay on the CPU.
 
     Returns:
         The last logged metrics and ``stop_reason``.
@@ -261,10 +269,11 @@ def train_ilpo_online(
     if config.num_rollouts < 1:
         raise ValueError(f"online_steps ({config.online_steps}) must be >= one rollout "
                          f"(num_envs * num_steps = {config.rollout_size})")  # fmt: skip
-    model, _, offline_meta = load_ilpo_model(offline_dir)
+    device = resolve_device(device)
+    model, _, offline_meta = load_ilpo_model(offline_dir, device)
     frame_shape = tuple(offline_meta["frame_shape"])
     torch.manual_seed(config.seed)
-    policy = build_ilpo_policy(config, NUM_ACTIONS, frame_shape)
+    policy = build_ilpo_policy(config, NUM_ACTIONS, frame_shape).to(device)
     policy.latent_policy.load_state_dict(model.latent_policy.state_dict())
     policy.eval()
     optimizer = torch.optim.Adam(policy.remap.parameters(), lr=config.remap_learning_rate)
@@ -274,7 +283,8 @@ def train_ilpo_online(
     if resume and checkpoint_exists(ckpt):
         meta = read_meta(ckpt)
         _check_resume(config, meta, ckpt)
-        load_checkpoint(ckpt, modules={"policy": policy}, optimizers={"optimizer": optimizer})
+        load_checkpoint(ckpt, modules={"policy": policy}, optimizers={"optimizer": optimizer},
+                        map_location=device)  # fmt: skip
         start = int(meta["step"])
     env = ProcgenVecEnv.from_config(config)
     obs = env.reset()
@@ -325,9 +335,9 @@ def train_ilpo_online(
             continue
         for _ in range(config.remap_updates):  # cross-entropy of a_t given (o_t, z*)
             idx = rng.integers(0, buffer.count, config.remap_batch_size)
-            logits = policy.remap(torch.from_numpy(buffer.features[idx]),
-                                  torch.from_numpy(buffer.latents[idx]))  # fmt: skip
-            target = torch.from_numpy(buffer.actions[idx])
+            logits = policy.remap(torch.from_numpy(buffer.features[idx]).to(device),
+                                  torch.from_numpy(buffer.latents[idx]).to(device))  # fmt: skip
+            target = torch.from_numpy(buffer.actions[idx]).to(device)
             loss = F.cross_entropy(logits, target)
             loop.check_finite(loss, loop.step)
             optimizer.zero_grad(set_to_none=True)
@@ -356,8 +366,7 @@ def run_ilpo(
     (one stopped by its time budget continues).
 
     Returns:
-        ``{"offline": metrics, "online": metrics or None, "stop_reason": ...}``; ``device`` is
-        the offline phase's (the online phase acts on the CPU).
+        ``{"offline": metrics, "online": metrics or None, "stop_reason": ...}``.
     """
     out = Path(out)
     offline_dir, online_dir = out / "offline", out / "online"
@@ -376,5 +385,6 @@ def run_ilpo(
     if offline.get("stop_reason") is not None or config.online_steps == 0:
         return {"offline": offline, "online": None, "stop_reason": offline.get("stop_reason")}
     online = train_ilpo_online(config, offline_dir, online_dir, resume=resume,
-                               time_budget_s=time_budget_s, progress=progress)  # fmt: skip
+                               time_budget_s=time_budget_s, progress=progress,
+                               device=device)  # fmt: skip
     return {"offline": offline, "online": online, "stop_reason": online.get("stop_reason")}
