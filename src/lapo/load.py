@@ -276,11 +276,10 @@ def _load_bc(path: Path, meta: dict, device) -> nn.Module:
     return _loaded(path, {"policy": net}, net, device)
 
 
-def _load_ilpo(path: Path, meta: dict) -> nn.Module:
+def _load_ilpo(path: Path, meta: dict, device) -> nn.Module:
     config = ILPOConfig(**meta["config"])
     net = build_ilpo_policy(config, int(meta["num_actions"]), frame_shape(meta))
-    load_checkpoint(path, modules={"policy": net})
-    return net
+    return _loaded(path, {"policy": net}, net, device)
 
 
 class LogitsOnly(nn.Module):
