@@ -64,6 +64,39 @@ class CollectConfig:
             )
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_ints(config: object, minimum: int, *names: str) -> None:
+    """Raise ValueError unless every field ``names`` of ``config`` is an integer >= ``minimum``."""
+    for name in names:
+        value = getattr(config, name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_reals(
+    config: object, low: float, high: float = float("inf"), *names: str, open_low: bool = False
+) -> None:
+    """Raise ValueError unless every field ``names`` is a finite number in ``[low, high]``
+    (``(low, high]`` when ``open_low``)."""
+    for name in names:
+        value = getattr(config, name)
+        fits = _is_number(value) and (low < value if open_low else low <= value) and value <= high
+        if not (fits and value < float("inf")):
+            bracket = "(" if open_low else "["
+            bound = "" if high == float("inf") else f", {high}]"
+            wanted = f"in {bracket}{low}{bound}" if bound else f"{'>' if open_low else '>='} {low}"
+            raise ValueError(f"{name} must be a finite number {wanted}, got {value!r}")
+
+
+def _check_seed(config: object) -> None:
+    seed = config.seed  # type: ignore[attr-defined]
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**31):
+        raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
+
+
 def check_temperature(temperature: float) -> None:
     """Raises ValueError unless ``temperature`` is a finite number > 0."""
     if not (isinstance(temperature, int | float) and 0 < temperature < float("inf")):
@@ -133,6 +166,17 @@ class PPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_ints(self, 1, "multiplier", "features", "num_envs", "num_steps", "epochs",
+                    "num_minibatches", "checkpoint_every", "eval_episodes")  # fmt: skip
+        _check_ints(self, 0, "total_steps", "num_levels", "start_level", "eval_start_level",
+                    "eval_num_levels", "eval_every")  # fmt: skip
+        _check_reals(self, 0.0, 1.0, "gamma", "gae_lambda", open_low=True)
+        _check_reals(self, 0.0, float("inf"), "value_coef", "entropy_coef")
+        _check_reals(self, 0.0, float("inf"), "learning_rate", "clip", "max_grad_norm",
+                     open_low=True)  # fmt: skip
+        if self.value_clip is not None:
+            _check_reals(self, 0.0, float("inf"), "value_clip", open_low=True)
+        _check_seed(self)
         batch = self.num_envs * self.num_steps
         if self.total_steps < batch:
             raise ValueError(
@@ -268,6 +312,12 @@ class LAMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        _check_ints(self, 0, "warmup_steps")
+        _check_ints(self, 1, "probe_samples")
+        _check_reals(self, 0.0, float("inf"), "learning_rate", "grad_clip", open_low=True)
+        _check_reals(self, 0.0, 1.0, "final_lr_fraction", "ema_decay")
+        _check_reals(self, 0.0, float("inf"), "commitment_cost")
+        _check_seed(self)
 
     @property
     def latent_dim(self) -> int:
@@ -368,6 +418,9 @@ class BCConfig:
                      "checkpoint_every"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_ints(self, 0, "warmup_steps")
+        _check_reals(self, 0.0, float("inf"), "learning_rate", open_low=True)
+        _check_seed(self)
 
     def learning_rate_at(self, step: int) -> float:
         """Warm-up from 0.01x over ``warmup_steps``, then linear decay to 0 at ``steps``."""
@@ -452,6 +505,12 @@ class DecodeConfig:
             raise ValueError(
                 f"pseudo_label_label_weight must be >= 0, got {self.pseudo_label_label_weight}"
             )
+        _check_reals(self, 0.0, float("inf"), "pseudo_label_label_weight")
+        _check_reals(self, 0.0, float("inf"), "learning_rate", "bc_learning_rate",
+                     "pseudo_label_learning_rate", open_low=True)  # fmt: skip
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be integers >= 1, got {self.hidden!r}")
+        _check_seed(self)
 
 
 @dataclass(frozen=True)
@@ -507,6 +566,7 @@ class FinetuneConfig(PPOConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hybrid_steps < 0 or self.hybrid_learning_rate <= 0:
             raise ValueError("hybrid_steps must be >= 0 and hybrid_learning_rate > 0")
+        _check_reals(self, 0.0, float("inf"), "hybrid_learning_rate", open_low=True)
         if not 0.0 <= self.hybrid_label_smoothing < 1.0:
             raise ValueError(
                 f"hybrid_label_smoothing must be in [0, 1), got {self.hybrid_label_smoothing}"

@@ -35,6 +35,7 @@ from lapo.checkpoint import (
     CheckpointError,
     checkpoint_path,
     load_checkpoint,
+    meta_errors,
     read_meta,
     save_checkpoint,
 )
@@ -151,11 +152,12 @@ def load_lam(
     """
     path = checkpoint_path(path)
     meta = expect_kind(path, LAM_KIND)
-    config = LAMConfig(**meta["config"])
-    h, _, c = meta["frame_shape"]
-    # channels_last, as it trained (stage 1): an NCHW copy labelled 1.6-1.8x slower in fp32 on a
-    # CPU (benchmarks/cpu_fp32.py), since every conv then reorders its input and weights
-    model = LatentActionModel(config, channels=c, image_size=h)
+    with meta_errors(path):
+        config = LAMConfig(**meta["config"])
+        h, _, c = (int(n) for n in meta["frame_shape"])
+        # channels_last, as it trained (stage 1): an NCHW copy labelled 1.6-1.8x slower in fp32
+        # on a CPU (benchmarks/cpu_fp32.py), since every conv then reorders its input and weights
+        model = LatentActionModel(config, channels=c, image_size=h)
     device = resolve_device(device)
     model = model.to(device, memory_format=torch.channels_last)
     load_checkpoint(path, modules={"lam": model}, map_location=device)
@@ -173,8 +175,9 @@ def load_latent_policy(
     """
     path = checkpoint_path(path)
     meta = expect_kind(path, LATENT_POLICY_KIND)
-    config = BCConfig(**meta["config"])
-    policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
+    with meta_errors(path):
+        config = BCConfig(**meta["config"])
+        policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
     return _loaded(path, {"policy": policy}, policy, device), config
 
 
@@ -193,11 +196,14 @@ def latent_policy_network(path: str | Path) -> dict:
             f"{path}: expected a latent-policy checkpoint (lapo train-bc), found a "
             f"{meta.get('kind')!r} checkpoint"
         )
-    shape = frame_shape(meta)
-    if shape != OBS_SHAPE:
-        raise CheckpointError(f"{path}: latent policy for {shape} frames; Procgen has {OBS_SHAPE}")
-    config = meta["config"]
-    return {k: config[k] for k in ("encoder", "multiplier", "features")}
+    with meta_errors(path):
+        shape = frame_shape(meta)
+        if shape != OBS_SHAPE:
+            raise CheckpointError(
+                f"{path}: latent policy for {shape} frames; Procgen has {OBS_SHAPE}"
+            )
+        config = meta["config"]
+        return {k: config[k] for k in ("encoder", "multiplier", "features")}
 
 
 def _loaded(path: Path, modules: dict[str, nn.Module], net: nn.Module, device) -> nn.Module:
@@ -227,8 +233,9 @@ def load_expert(
         raise CheckpointError(
             f"{path}: expected a PPO expert checkpoint, found {meta.get('kind')!r}"
         )
-    config = PPOConfig(**meta["config"])
-    net = build_expert_policy(config)
+    with meta_errors(path):
+        config = PPOConfig(**meta["config"])
+        net = build_expert_policy(config)
     return _loaded(path, {"policy": net}, net, device), config
 
 
@@ -246,15 +253,18 @@ def load_finetuned(
     """
     path = checkpoint_path(path)
     meta = expect_kind(path, FINETUNED_KIND)
-    config = FinetuneConfig(**meta["config"])
-    encoder = make_encoder(config.encoder, multiplier=config.multiplier, features=config.features)
-    num_actions = int(meta["num_actions"])
-    if config.hybrid:
-        latent_policy = LatentPolicy(encoder, int(meta["latent_dim"]))
-        hidden = tuple(meta["decoder_hidden"])
-        net = HybridActorCritic.from_latent_policy(latent_policy, num_actions, hidden)
-    else:
-        net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch)
+    with meta_errors(path):
+        config = FinetuneConfig(**meta["config"])
+        encoder = make_encoder(
+            config.encoder, multiplier=config.multiplier, features=config.features
+        )
+        num_actions = int(meta["num_actions"])
+        if config.hybrid:
+            latent_policy = LatentPolicy(encoder, int(meta["latent_dim"]))
+            hidden = tuple(meta["decoder_hidden"])
+            net = HybridActorCritic.from_latent_policy(latent_policy, num_actions, hidden)
+        else:
+            net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch)
     net = net.to(memory_format=torch.channels_last)
     return _loaded(path, {"policy": net}, net, device), config
 
@@ -322,4 +332,5 @@ def load_policy(
             f"{path}: a {kind!r} checkpoint does not act in the environment; expected one of "
             f"{', '.join(LOADERS)}"
         )
-    return LOADERS[kind](path, meta, device).eval(), meta
+    with meta_errors(path):
+        return LOADERS[kind](path, meta, device).eval(), meta

@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_reason = args.func(args)
     except (
         DatasetError, ValueError, FileExistsError, FileNotFoundError, ImportError, InUseError,
+        FloatingPointError,  # a non-finite loss or weights: the message says what is kept
     ) as exc:  # fmt: skip
         print(f"lapo: error: {exc}", file=sys.stderr)
         return 1

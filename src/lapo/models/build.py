@@ -41,6 +41,22 @@ def build_encoder(config: BCConfig, frame_shape: tuple[int, ...] = OBS_SHAPE) ->
     )
 
 
+def check_policy_frames(config: BCConfig, frame_shape: tuple[int, ...], where: str) -> None:
+    """Refuse frames the policy encoder of ``config`` cannot take, before any work.
+
+    Raises:
+        ValueError: not square ``(H, W, C)`` frames, or smaller than the Nature-CNN's 36 pixels;
+            the message says what is expected and what ``where`` holds.
+    """
+    shape = tuple(int(n) for n in frame_shape)
+    smallest = 36 if config.encoder == "nature" else 1
+    if len(shape) != 3 or shape[0] != shape[1] or shape[0] < smallest or shape[2] < 1:
+        raise ValueError(
+            f"{where}: the {config.encoder} policy encoder needs square frames (H, W, C) with "
+            f"H = W >= {smallest}, e.g. (64, 64, 3); got {shape}"
+        )
+
+
 def build_latent_policy(
     config: BCConfig, latent_dim: int, frame_shape: tuple[int, ...] = OBS_SHAPE
 ) -> LatentPolicy:

@@ -207,7 +207,7 @@ def _latent_figures(
     ``data_dir``: the dataset stage 1 trained on (default ``run_dir/data``). Without true
     actions the map is coloured by the most used codes instead.
     """
-    from lapo.data import WindowIndex, open_dataset, split_episodes
+    from lapo.data import open_dataset, split_windows
     from lapo.eval import plots
     from lapo.eval.fdm_samples import fdm_predictions, format_code, most_used_codes
     from lapo.load import load_lam
@@ -216,8 +216,7 @@ def _latent_figures(
 
     lam, cfg = load_lam(run_dir / "lam")
     dataset = open_dataset(run_dir / "data" if data_dir is None else data_dir)
-    _, test_eps = split_episodes(dataset, cfg.test_fraction, cfg.seed)
-    index = WindowIndex(dataset, cfg.context, test_eps)
+    index = split_windows(dataset, cfg.context, cfg.test_fraction, cfg.seed)[1]
     windows = np.sort(index.labelled_subset(min(samples, len(index)), seed=7))
     latents = label_windows(lam, WindowSubset(index, windows))
     import torch
