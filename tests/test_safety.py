@@ -554,17 +554,29 @@ BOUNDS_CASES = [
     ("DecodeConfig", "bc_learning_rate", float("nan")),
     ("DecodeConfig", "hidden", (128, 0)),
     ("FinetuneConfig", "hybrid_learning_rate", float("inf")),
+    ("AggregateConfig", "seed", -3),
+    ("VideoImportConfig", "fps", float("inf")),
+    ("RunConfig", "lam_minutes", float("nan")),
+    ("RunConfig", "bc_minutes", -1.0),
 ]
+#: Fields a config needs besides the one under test.
+_REQUIRED = {
+    "PPOConfig": {"env": "coinrun"},
+    "FinetuneConfig": {"env": "coinrun"},
+    "AggregateConfig": {"runs": ("a",), "out": "o"},
+    "RunConfig": {"preset": "smoke"},
+}
 
 
 @pytest.mark.parametrize(("cls", "field", "value"), BOUNDS_CASES,
                          ids=[f"{c}.{f}={v}" for c, f, v in BOUNDS_CASES])  # fmt: skip
 def test_numeric_setting_out_of_bounds_is_refused(cls, field, value) -> None:
     import lapo.config
+    import lapo.pipeline.plan
 
-    needs_env = cls in ("PPOConfig", "FinetuneConfig")
+    module = lapo.pipeline.plan if cls == "RunConfig" else lapo.config
     with pytest.raises(ValueError, match=field.split("_")[0]):
-        getattr(lapo.config, cls)(**({"env": "coinrun"} if needs_env else {}), **{field: value})
+        getattr(module, cls)(**_REQUIRED.get(cls, {}), **{field: value})
 
 
 @pytest.mark.parametrize(

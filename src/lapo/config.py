@@ -626,8 +626,8 @@ class AggregateConfig:
             raise ValueError("aggregate needs at least one run directory")
         if len(set(p.resolve() for p in self.runs)) != len(self.runs):
             raise ValueError("a run directory is listed twice; each run counts once")
-        if self.reps < 1:
-            raise ValueError(f"reps must be >= 1, got {self.reps}")
+        _check_ints(self, 1, "reps")
+        _check_seed(self)
 
 
 #: ``VideoImportConfig.resize`` modes.
@@ -678,8 +678,8 @@ class VideoImportConfig:
             raise ValueError(
                 f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}"
             )
-        if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"fps must be > 0 (None: every frame), got {self.fps}")
+        if self.fps is not None and not 0 < self.fps < float("inf"):
+            raise ValueError(f"fps must be a finite number > 0 (None: every frame), got {self.fps}")
         if isinstance(self.frame_stride, bool) or self.frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
         if self.fps is not None and self.frame_stride != 1:

@@ -199,10 +199,10 @@ class RunConfig:
             raise ValueError(f"pseudo_label_updates must be >= 0, got {self.pseudo_label_updates}")
         if self.labels < 2 or any(n < 2 for n in self.sweep):
             raise ValueError("label counts must be >= 2 (a training and a validation label)")
-        if self.expert_minutes is not None and not 0 < self.expert_minutes < float("inf"):
-            raise ValueError(
-                f"expert_minutes must be > 0 (None: no budget), got {self.expert_minutes}"
-            )
+        for name in ("expert_minutes", "lam_minutes", "bc_minutes"):
+            minutes = getattr(self, name)
+            if minutes is not None and not 0 < minutes < float("inf"):
+                raise ValueError(f"{name} must be > 0 (None: no budget), got {minutes}")
         if self.online_ilpo and not self.online:
             raise ValueError("online_ilpo adds an arm to the online comparison; pass online too")
         expert_config(self)  # expert_steps of at least one PPO update, before any work
