@@ -104,9 +104,11 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     }
 
 
-#: Files whose bytes hold wall-clock facts (timestamps, speeds, durations); compared by content.
+#: Files whose bytes hold wall-clock facts (timestamps, speeds, durations) or the run's own path;
+#: compared by what must not change.
 _TIMED = {"checkpoint.json", "manifest.json", "pipeline.json", "metrics.json", "report.html",
-          "report.md", "metrics.jsonl", "latents-train.json", "latents-test.json"}  # fmt: skip
+          "report.md", "metrics.jsonl", "latents-train.json", "latents-test.json",
+          "run_config.json"}  # fmt: skip
 
 
 def _fingerprint(run: Path) -> dict:
@@ -128,6 +130,8 @@ def _fingerprint(run: Path) -> dict:
         elif path.name == "manifest.json":
             doc = json.loads(path.read_text())
             prints[str(rel)] = (doc["files"], doc["shards"])
+        elif path.name == "run_config.json":  # the same settings but --out
+            prints[str(rel)] = {k: v for k, v in json.loads(path.read_text()).items() if k != "out"}
         elif path.name == "metrics.jsonl":
             prints[str(rel)] = [json.loads(line)["step"] for line in path.read_text().splitlines()]
     return prints
