@@ -558,6 +558,8 @@ BOUNDS_CASES = [
     ("VideoImportConfig", "fps", float("inf")),
     ("RunConfig", "lam_minutes", float("nan")),
     ("RunConfig", "bc_minutes", -1.0),
+    ("ILPOConfig", "learning_rate", float("inf")),
+    ("ILPOConfig", "num_levels", -1),
 ]
 #: Fields a config needs besides the one under test.
 _REQUIRED = {

@@ -791,6 +791,9 @@ class ILPOConfig:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.learning_rate <= 0 or self.remap_learning_rate <= 0 or self.grad_clip <= 0:
             raise ValueError("learning_rate, remap_learning_rate and grad_clip must be > 0")
+        _check_reals(self, 0.0, float("inf"), "learning_rate", "remap_learning_rate", "grad_clip",
+                     open_low=True)  # fmt: skip
+        _check_ints(self, 0, "num_levels", "start_level", "eval_start_level", "eval_num_levels")
         if not 0 <= self.seed < 2**31:
             raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
 
