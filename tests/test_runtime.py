@@ -98,3 +98,45 @@ def test_statistics_on_an_accelerator_are_read_at_the_log_not_per_update(tmp_pat
         assert _DeviceScalar.reads == before  # recording reads nothing
     assert _DeviceScalar.reads == 2  # one read per log of the one statistic
     assert [r["loss"] for r in _logged(tmp_path)] == [1.5, 5.5]
+
+
+def test_cut_metrics_keeps_records_through_the_checkpoint_and_drops_a_torn_line(tmp_path):
+    from lapo.runtime import cut_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    records = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2, 3, 4)]
+    path.write_text("\n".join(records) + '\n{"step": 5, "lo')  # killed mid-write
+    assert cut_metrics(path, 2) == 3
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+    assert cut_metrics(path, 2) == 0 and cut_metrics(tmp_path / "missing.jsonl", 0) == 0
+    assert cut_metrics(path, -1) == 2 and path.read_text() == ""  # a fresh run starts anew
+
+
+def test_a_resumed_loop_logs_the_means_an_uninterrupted_one_logs(tmp_path: Path) -> None:
+    # checkpoints every 3 updates, logs every 2: the run resumed at 3 must log at 4 the mean of
+    # updates 3 and 4, not of 4 alone
+    from lapo.checkpoint import save_checkpoint
+
+    def run(run_dir: Path, start: int, stop_after: int | None = None) -> list[dict]:
+        logged = []
+
+        def save(done: int, metrics: dict) -> None:
+            save_checkpoint(run_dir / "checkpoint", meta={"step": done, "metrics": metrics})
+
+        loop = TrainingLoop(
+            run_dir, total=6, start=start, log_every=2, eval_every=100, checkpoint_every=3,
+            save=save, summarize=lambda means, n, secs, done: dict(means),
+            on_log=lambda done, m: logged.append((done, m)), progress=False,
+        )  # fmt: skip
+        for step in loop:
+            loop.record({"loss": float(step + 1) ** 2})
+            if stop_after is not None and step + 1 == stop_after:
+                break
+        return logged
+
+    full = run(tmp_path / "full", 0)
+    assert full == [(2, {"loss": 2.5}), (4, {"loss": 12.5}), (6, {"loss": 30.5})]
+    run(tmp_path / "cut", 0, stop_after=4)  # killed after update 4; checkpoint at 3
+    assert run(tmp_path / "cut", 3) == full[1:]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").open()]
+    assert steps == [2, 4, 6]

@@ -388,3 +388,437 @@ def test_tampered_expert_checkpoint_is_one_error_line(tmp_path, capsys) -> None:
     (expert / "checkpoint.json").write_text(json.dumps({**doc, "tensors_file": "/dev/zero"}))
     assert main(["expert", "eval", str(expert), "--episodes", "1"]) == 1
     assert "must be a relative path" in _error(capsys)
+
+
+# ---------------------------------------------------------------------------- 4. inputs checked
+def _fake_lam(path: Path, size: int = 64, **meta) -> Path:
+    """A stage-1 checkpoint (untrained smoke latent action model) for frames size x size x 3."""
+    import dataclasses
+
+    from lapo.config import LAM_PRESETS, LAMConfig
+    from lapo.models.lam import LatentActionModel
+
+    config = LAMConfig(**LAM_PRESETS["smoke"])
+    model = LatentActionModel(config, channels=3, image_size=size)
+    info = {"kind": "latent-action-model", "config": dataclasses.asdict(config),
+            "frame_shape": [size, size, 3], "step": config.steps, **meta}  # fmt: skip
+    save_checkpoint(path / "checkpoint", modules={"lam": model}, meta=info)
+    return path
+
+
+def _edit_json(file: Path, edit) -> None:
+    doc = json.loads(file.read_text())
+    doc = edit(doc) or doc
+    file.write_text(json.dumps(doc))
+
+
+def _set(*keys, value=None, delete=False):
+    """An edit of a JSON document: set (or delete) the value at the key path ``keys``."""
+
+    def edit(doc):
+        target = doc
+        for key in keys[:-1]:
+            target = target[key]
+        if delete:
+            del target[keys[-1]]
+        else:
+            target[keys[-1]] = value
+
+    return edit
+
+
+#: Malformed manifests (each once a ZeroDivisionError, KeyError or TypeError traceback or worse).
+MANIFEST_CASES = {
+    "shard_frames_zero_divides": _set("shard_frames", value=0),
+    "shard_frames_a_string": _set("shard_frames", value="8192"),
+    "frame_shape_a_string": _set("frame_shape", value="64x64x3"),
+    "frame_shape_of_two_numbers": _set("frame_shape", value=[16, 16]),
+    "num_frames_negative": _set("num_frames", value=-3),
+    "shards_an_object": _set("shards", value={"file": "frames/shard-00000.npy"}),
+    "shard_entry_without_num_frames": _set("shards", 0, "num_frames", delete=True),
+    "files_a_list": _set("files", value=["episodes.npy"]),
+    "file_entry_bytes_a_string": _set("files", "episodes.npy", "bytes", value="many"),
+    "fields_a_string": _set("fields", value="actions"),
+    "episode_returns_a_string": _set("episode_returns", value="none"),
+    "action_space_n_zero": _set("action_space", "n", value=0),
+    "action_space_a_list": _set("action_space", value=[15]),
+    "manifest_a_list": lambda doc: [doc],
+    "manifest_truncated": None,  # the file cut in the middle
+}
+
+
+@pytest.mark.parametrize("case", MANIFEST_CASES)
+def test_malformed_manifest_is_one_error_line(case, tmp_path, capsys) -> None:
+    ds = tmp_path / "ds"
+    write_sprite_dataset(ds, episodes=2, length=5, size=16)
+    if MANIFEST_CASES[case] is None:
+        text = (ds / "manifest.json").read_text()
+        (ds / "manifest.json").write_text(text[: len(text) // 2])
+    else:
+        _edit_json(ds / "manifest.json", MANIFEST_CASES[case])
+    with pytest.raises(DatasetError):
+        open_dataset(ds)
+    for command in ("info", "verify"):
+        assert main(["data", command, str(ds)]) == 1
+        assert "manifest.json" in _error(capsys)
+
+
+def test_data_info_shows_descriptive_fields_of_any_shape(tmp_path, capsys) -> None:
+    ds = tmp_path / "ds"
+    write_sprite_dataset(ds, episodes=2, length=5, size=16)
+
+    def edit(doc):
+        doc["source"] = "my camera"  # descriptive only: shown as it is
+        del doc["created"], doc["num_transitions"]
+        doc["action_space"]["meanings"] = "left,right"
+
+    _edit_json(ds / "manifest.json", edit)
+    assert main(["data", "info", str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert "'my camera'" in out and "8 transitions" in out
+
+
+#: Tampered stage-1 checkpoint documents, fed to ``train-bc --lam``.
+CHECKPOINT_CASES = {
+    "document_a_list": lambda doc: [doc],
+    "tensors_sha256_a_number": _set("tensors_sha256", value=123),
+    "tensors_file_a_number": _set("tensors_file", value=5),
+    "modules_a_string": _set("modules", value="lam"),
+    "tensors_missing": _set("tensors", delete=True),
+    "meta_a_list": _set("meta", value=[]),
+    "optimizers_a_list": _set("optimizers", value=[]),
+    "optimizer_state_key_not_an_index": _set(
+        "optimizers", value={"o": {"type": "Adam", "param_groups": [], "state": {"x": {}}}}
+    ),
+    "scheduler_entry_a_number": _set("schedulers", value={"s": 1}),
+    "meta_config_a_list": _set("meta", "config", value=[1]),
+    "meta_config_unknown_field": _set("meta", "config", "bogus", value=1),
+    "meta_config_field_of_wrong_type": _set("meta", "config", "steps", value="many"),
+    "meta_config_field_out_of_bounds": _set("meta", "config", "learning_rate", value=-1.0),
+    "meta_frame_shape_missing": _set("meta", "frame_shape", delete=True),
+    "meta_frame_shape_a_string": _set("meta", "frame_shape", value="64x64x3"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+def test_tampered_checkpoint_metadata_is_one_error_line(case, sprites64, tmp_path, capsys):
+    lam = _fake_lam(tmp_path / "lam")
+    _edit_json(lam / "checkpoint.json", CHECKPOINT_CASES[case])
+    out = tmp_path / "bc"
+    argv = ["train-bc", "--lam", str(lam), "--data", str(sprites64), "--out", str(out),
+            "--preset", "smoke", "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    assert "checkpoint.json" in _error(capsys)
+    assert not out.exists()  # refused before the run directory was made
+
+
+def test_safetensors_header_error_is_a_checkpoint_error(sprites64, tmp_path, capsys) -> None:
+    lam = _fake_lam(tmp_path / "lam")
+    garbage = b"\xff" * 7 + b"{not a header" + b"\x00" * 16
+    sha = __import__("hashlib").sha256(garbage).hexdigest()
+    (lam / f"checkpoint.{sha[:8]}.safetensors").write_bytes(garbage)
+    _edit_json(lam / "checkpoint.json", lambda doc: doc.update(
+        tensors_file=f"checkpoint.{sha[:8]}.safetensors", tensors_sha256=sha))  # fmt: skip
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(lam / "checkpoint")
+    argv = ["train-bc", "--lam", str(lam), "--data", str(sprites64), "--out",
+            str(tmp_path / "bc"), "--preset", "smoke", "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    assert "not a readable safetensors file" in _error(capsys)
+
+
+#: Out-of-bounds settings (config field, value): each refused when the config is made.
+BOUNDS_CASES = [
+    ("LAMConfig", "learning_rate", float("nan")),
+    ("LAMConfig", "learning_rate", float("inf")),
+    ("LAMConfig", "learning_rate", 0.0),
+    ("LAMConfig", "warmup_steps", -1),
+    ("LAMConfig", "final_lr_fraction", 1.5),
+    ("LAMConfig", "grad_clip", -2.0),
+    ("LAMConfig", "ema_decay", 1.01),
+    ("LAMConfig", "commitment_cost", float("nan")),
+    ("LAMConfig", "probe_samples", 0),
+    ("LAMConfig", "seed", -1),
+    ("BCConfig", "learning_rate", -1e-3),
+    ("BCConfig", "warmup_steps", -5),
+    ("BCConfig", "seed", 2**40),
+    ("PPOConfig", "num_minibatches", 0),
+    ("PPOConfig", "gamma", 1.5),
+    ("PPOConfig", "gae_lambda", 0.0),
+    ("PPOConfig", "entropy_coef", -0.01),
+    ("PPOConfig", "value_coef", float("inf")),
+    ("PPOConfig", "eval_episodes", 0),
+    ("PPOConfig", "num_levels", -1),
+    ("PPOConfig", "value_clip", -0.2),
+    ("DecodeConfig", "learning_rate", 0.0),
+    ("DecodeConfig", "bc_learning_rate", float("nan")),
+    ("DecodeConfig", "hidden", (128, 0)),
+    ("FinetuneConfig", "hybrid_learning_rate", float("inf")),
+    ("AggregateConfig", "seed", -3),
+    ("VideoImportConfig", "fps", float("inf")),
+    ("RunConfig", "lam_minutes", float("nan")),
+    ("RunConfig", "bc_minutes", -1.0),
+    ("ILPOConfig", "learning_rate", float("inf")),
+    ("ILPOConfig", "num_levels", -1),
+]
+#: Fields a config needs besides the one under test.
+_REQUIRED = {
+    "PPOConfig": {"env": "coinrun"},
+    "FinetuneConfig": {"env": "coinrun"},
+    "AggregateConfig": {"runs": ("a",), "out": "o"},
+    "RunConfig": {"preset": "smoke"},
+}
+
+
+@pytest.mark.parametrize(("cls", "field", "value"), BOUNDS_CASES,
+                         ids=[f"{c}.{f}={v}" for c, f, v in BOUNDS_CASES])  # fmt: skip
+def test_numeric_setting_out_of_bounds_is_refused(cls, field, value) -> None:
+    import lapo.config
+    import lapo.pipeline.plan
+
+    module = lapo.pipeline.plan if cls == "RunConfig" else lapo.config
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        getattr(module, cls)(**_REQUIRED.get(cls, {}), **{field: value})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train-lam", "--data", "DATA", "--learning-rate", "nan"],
+        ["train-lam", "--data", "DATA", "--seed", "-1"],
+        ["train-lam", "--data", "DATA", "--batch-size", "0"],
+        ["train-bc", "--lam", "L", "--data", "DATA", "--steps", "0"],
+    ],
+    ids=["lam_lr_nan", "lam_seed_negative", "lam_batch_zero", "bc_steps_zero"],
+)
+def test_out_of_bounds_option_is_one_error_line_and_no_run(argv, sprites, tmp_path, capsys):
+    argv = [str(sprites) if a == "DATA" else a for a in argv] + ["--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    _error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def _arrays_dataset(tmp_path: Path, name: str, shape: tuple, frames: int = 40) -> Path:
+    """A one-episode dataset imported from a .npy of random frames of ``shape`` (H, W, C)."""
+    folder = tmp_path / f"{name}-arrays"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(folder / "x.npy", rng.integers(0, 256, size=(frames, *shape), dtype=np.uint8))
+    out = tmp_path / name
+    assert main(["data", "import", str(folder), "--out", str(out), "--format", "arrays",
+                 "--no-progress"]) == 0  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("shape", [(50, 70, 3), (36, 36, 3)], ids=["not_square", "not_mult_8"])
+def test_frames_the_lam_cannot_take_are_refused_before_the_run(shape, tmp_path, capsys):
+    data = _arrays_dataset(tmp_path, "d", shape)
+    capsys.readouterr()
+    out = tmp_path / "lam"
+    argv = ["train-lam", "--data", str(data), "--out", str(out), "--preset", "smoke",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    message = _error(capsys)
+    assert "needs square frames" in message and str(shape) in message
+    assert not out.exists()
+
+
+def test_train_bc_refuses_frames_of_another_size_than_stage1s(tmp_path, capsys) -> None:
+    data = _arrays_dataset(tmp_path, "d", (50, 70, 3))
+    small = _arrays_dataset(tmp_path, "small", (32, 32, 3))
+    capsys.readouterr()
+    for lam, dataset, expected in (
+        (_fake_lam(tmp_path / "lam64"), data, "but the latent action model was trained on (64"),
+        (_fake_lam(tmp_path / "lam32", size=32), small, "policy encoder needs square frames"),
+    ):
+        argv = ["train-bc", "--lam", str(lam), "--data", str(dataset), "--out",
+                str(tmp_path / "bc"), "--preset", "smoke", "--no-progress"]  # fmt: skip
+        assert main(argv) == 1
+        assert expected in _error(capsys)
+        assert not (tmp_path / "bc").exists()
+
+
+def test_label_refuses_frames_of_another_shape() -> None:
+    from lapo.config import LAM_PRESETS, LAMConfig
+    from lapo.models.lam import LatentActionModel
+
+    model = LatentActionModel(LAMConfig(**LAM_PRESETS["smoke"]), channels=3, image_size=32)
+    with pytest.raises(ValueError, match=r"\(T, 32, 32, 3\).*\(4, 50, 70, 3\)"):
+        model.label(np.zeros((4, 50, 70, 3), dtype=np.uint8))
+
+
+def test_one_episode_dataset_trains_both_stages_on_its_head(tmp_path, capsys) -> None:
+    data = _arrays_dataset(tmp_path, "video", (64, 64, 3), frames=48)  # as one imported video
+    lam, bc = tmp_path / "lam", tmp_path / "bc"
+    assert main(["train-lam", "--data", str(data), "--out", str(lam), "--preset", "smoke",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["train-bc", "--lam", str(lam), "--data", str(data), "--out", str(bc),
+                 "--preset", "smoke", "--no-progress"]) == 0  # fmt: skip
+    # the tail (5% of 48 frames, at least k + 2 = 3) is the test split: 1 test window
+    assert np.load(bc / "latents-test.npy").shape[0] == 1
+    assert np.load(bc / "latents-train.npy").shape[0] == 45 - 2
+    short = _arrays_dataset(tmp_path, "short", (64, 64, 3), frames=5)
+    capsys.readouterr()
+    argv = ["train-lam", "--data", str(short), "--out", str(tmp_path / "x"), "--preset", "smoke"]
+    assert main(argv) == 1
+    assert "one episode of 5 frames" in _error(capsys)
+
+
+def test_non_finite_loss_is_one_line_that_promises_no_checkpoint(sprites, tmp_path, monkeypatch,
+                                                                 capsys) -> None:  # fmt: skip
+    import lapo.stages.lam as stage
+
+    losses = stage._losses
+    monkeypatch.setattr(stage, "_losses", lambda *a: (losses(*a)[0] * float("nan"), {}))
+    argv = ["train-lam", "--data", str(sprites), "--out", str(tmp_path / "lam"), "--preset",
+            "smoke", "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    message = _error(capsys)
+    assert "non-finite loss" in message and "no checkpoint had been written yet" in message
+    assert "last good" not in message
+
+
+def test_verify_checks_actions_against_the_action_space(tmp_path, capsys) -> None:
+    from lapo.data.format import save_npy_hashed
+
+    ds = tmp_path / "ds"
+    write_sprite_dataset(ds, episodes=2, length=5, size=16)
+    actions = np.load(ds / "actions.npy")
+    actions[7] = 99  # the manifest says n = 4 (or so): out of range
+    entry = save_npy_hashed(ds / "actions.npy", actions)  # a consistent, hashed file
+    _edit_json(ds / "manifest.json", _set("files", "actions.npy", value=entry))
+    assert main(["data", "verify", str(ds), "--no-progress"]) == 1
+    message = _error(capsys)
+    assert "frame 7 has action 99" in message and "outside the action space" in message
+
+
+# ---------------------------------------------------------------------------- 6. logs, leftovers
+def _logged_steps(run: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _tensorboard_steps(run: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()  # applies purge_step (SessionLog START at the resumed step)
+    return [event.step for event in events.Scalars(tag)]
+
+
+def test_logs_match_the_checkpoint_after_a_crash_and_resume(sprites, tmp_path, monkeypatch):
+    import dataclasses
+
+    import lapo.stages.lam as stage
+    from lapo.config import LAM_PRESETS, LAMConfig
+
+    config = dataclasses.replace(LAMConfig(**LAM_PRESETS["smoke"]), steps=8, log_every=1,
+                                 eval_every=100, checkpoint_every=3)  # fmt: skip
+    stage.train_lam(config, sprites, tmp_path / "full", progress=False)
+    losses, calls = stage._losses, []
+
+    def crash_in_update_5(*args):
+        calls.append(1)
+        if len(calls) == 5:  # after logging updates 1..4 and checkpointing at 3
+            raise RuntimeError("power cut")
+        return losses(*args)
+
+    monkeypatch.setattr(stage, "_losses", crash_in_update_5)
+    with pytest.raises(RuntimeError, match="power cut"):
+        stage.train_lam(config, sprites, tmp_path / "run", progress=False)
+    assert _logged_steps(tmp_path / "run") == [1, 2, 3, 4]
+    assert read_meta(tmp_path / "run" / "checkpoint")["step"] == 3
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 5, "tra')  # and a line torn by kill -9
+    monkeypatch.setattr(stage, "_losses", losses)
+    stage.train_lam(config, sprites, tmp_path / "run", resume=True, progress=False)
+    assert _logged_steps(tmp_path / "run") == _logged_steps(tmp_path / "full") == list(range(1, 9))
+    tag = "train/fdm_mse"
+    assert _tensorboard_steps(tmp_path / "run", tag) == list(range(1, 9))  # 4 purged once
+
+
+def test_leftovers_of_killed_dataset_writers_are_cleaned_only_when_lapos_and_dead(tmp_path):
+    from lapo.data.writer import PARTIAL_MARKER, clean_leftovers
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    alive = os.getppid()
+    out = tmp_path / "ds"
+
+    def partial(pid: int, marked: bool) -> Path:
+        folder = tmp_path / f"ds.partial-{pid}"
+        (folder / "frames").mkdir(parents=True)
+        if marked:
+            (folder / PARTIAL_MARKER).write_text(f"{pid}\n")
+        return folder
+
+    ours_dead, ours_alive = partial(dead, True), partial(alive, True)
+    foreign = partial(dead + 1, False)  # no marker: not lapo's, whoever made it
+    parked = tmp_path / f"ds.old-{dead}"
+    write_sprite_dataset(parked, episodes=1, length=4, size=8)  # killed between the two renames
+    assert set(clean_leftovers(out)) == {ours_dead, parked}
+    assert not ours_dead.exists() and foreign.exists() and ours_alive.exists()
+    assert lapo_made(out) == "lapo dataset"  # the previous dataset is back under its name
+    write_sprite_dataset(parked, episodes=1, length=4, size=8)
+    assert clean_leftovers(out) == [parked] and not parked.exists() and out.exists()
+
+
+def test_kill_9_during_collect_leaves_a_partial_the_next_writer_removes(tmp_path, capsys):
+    out = tmp_path / "rec"
+    args = [sys.executable, "-m", "lapo", "collect", "--env", "coinrun", "--frames", "2000000",
+            "--num-envs", "2", "--out", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    partial = tmp_path / f"rec.partial-{proc.pid}"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (partial / "frames").is_dir():
+            time.sleep(0.5)
+            proc.kill()  # SIGKILL: no clean-up runs
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and partial.is_dir()
+    argv = ["data", "import", str(_arrays(tmp_path / "arrays")), "--out", str(out), "--format",
+            "arrays", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert not partial.exists() and lapo_made(out) == "lapo dataset"
+
+
+def test_stale_or_torn_label_cache_is_never_reused(tmp_path) -> None:
+    from lapo.stages.bc import cached_latents, label_stamp
+
+    lam = _fake_lam(tmp_path / "lam", size=16)
+    data = tmp_path / "ds"
+    write_sprite_dataset(data, episodes=2, length=5, size=16)
+    with open_dataset(data) as ds:
+        stamp = label_stamp(lam, "w" * 64, ds, "continuous", 6)
+    run = tmp_path / "bc"
+    run.mkdir()
+    np.save(run / "latents-train.npy", np.ones((6, 4), dtype=np.float32))
+    (run / "latents-train.json").write_text(json.dumps(stamp))
+    assert cached_latents(run, "train", stamp).shape == (6, 4)
+    _fake_lam(tmp_path / "lam", size=16)  # retrained: same weights digest given, new checkpoint
+    with open_dataset(data) as ds:
+        assert label_stamp(lam, "w" * 64, ds, "continuous", 6) != stamp
+    write_sprite_dataset(data, episodes=2, length=5, size=16, seed=1, overwrite=True)
+    with open_dataset(data) as ds:  # other data under the same path
+        other = label_stamp(lam, "w" * 64, ds, "continuous", 6)
+    assert other["data_manifest_sha256"] != stamp["data_manifest_sha256"]
+    raw = (run / "latents-train.npy").read_bytes()
+    (run / "latents-train.npy").write_bytes(raw[: len(raw) - 8])  # torn
+    assert cached_latents(run, "train", stamp) is None
+    (run / "latents-train.json").write_text('{"lam_weights')  # torn stamp
+    assert cached_latents(run, "train", stamp) is None
+
+
+def test_atomic_file_leaves_the_old_file_or_the_new_one(tmp_path) -> None:
+    from lapo.paths import atomic_file
+
+    target = tmp_path / "latent_quality.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(target, "w") as fh:
+        fh.write("half of the new")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    with atomic_file(target, "w") as fh:
+        fh.write("new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -25,6 +25,7 @@ unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -32,7 +33,8 @@ import re
 import secrets
 import stat
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ from safetensors.torch import load_file, save_file
 from torch.optim.lr_scheduler import LRScheduler
 
 from lapo.data.format import sha256_file
-from lapo.paths import confined_file
+from lapo.paths import confined_file, fsync_dir, pid_alive
 
 #: Base name of the checkpoint inside every run directory (``checkpoint.json`` + tensors).
 CHECKPOINT = "checkpoint"
@@ -169,14 +171,6 @@ def _collect(modules, optimizers, schedulers, tensors, meta) -> tuple[dict, dict
     return _storable(flat), {**doc, "tensors": list(tensors), "meta": meta}
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make renames in ``directory`` durable (POSIX only; a no-op elsewhere)."""
-    if os.name == "posix":
-        fd = os.open(directory, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-
-
 def save_checkpoint(
     path: str | os.PathLike,
     *,
@@ -233,26 +227,13 @@ def save_checkpoint(
         # has placed but not yet committed.
         with FileLock(directory / f".{name}.lock", timeout=_COMMIT_LOCK_S, thread_local=False):
             os.replace(tmp_tensors, directory / tensors_file)
-            _fsync_dir(directory)
+            fsync_dir(directory)
             os.replace(tmp_json, _json_path(path))  # the commit point
-            _fsync_dir(directory)
+            fsync_dir(directory)
             _remove_stale(directory, name)
     finally:
         tmp_tensors.unlink(missing_ok=True)
         tmp_json.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (on POSIX; elsewhere assume it does)."""
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _remove_stale(directory: Path, name: str) -> None:
@@ -273,8 +254,23 @@ def _remove_stale(directory: Path, name: str) -> None:
     for file in directory.iterdir():
         if stale.fullmatch(file.name) and file.name != committed:
             file.unlink(missing_ok=True)
-        elif (match := temporary.fullmatch(file.name)) and not _pid_alive(int(match[1])):
+        elif (match := temporary.fullmatch(file.name)) and not pid_alive(int(match[1])):
             file.unlink(missing_ok=True)
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """sha256 of the committed ``P.json`` of the checkpoint at ``path`` (a run directory or a
+    checkpoint path): the checkpoint's content identity, since ``P.json`` records the full sha256
+    of its tensor file besides everything else it holds.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+    """
+    json_path = _json_path(checkpoint_path(path))
+    try:
+        return hashlib.sha256(json_path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{json_path}: no checkpoint (its .json file is missing)") from None
 
 
 def checkpoint_exists(path: str | os.PathLike) -> bool:
@@ -299,7 +295,76 @@ def _read_doc(path: str | os.PathLike) -> dict:
             f"{json_path}: version {doc.get('version')!r} is not supported "
             f"(this lapo reads version {FORMAT_VERSION})"
         )
+    _check_doc(doc, str(json_path))
     return doc
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _check_doc(doc: dict, where: str) -> None:
+    """Refuse a checkpoint document whose entries have the wrong JSON type (a tampered or
+    truncated ``P.json``) before anything uses them.
+
+    Raises:
+        CheckpointError: naming the entry and what it must be.
+    """
+
+    def bad(key: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"{where}: {key!r} must be {expected}; the file was altered")
+
+    sha = doc.get("tensors_sha256")
+    if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise bad("tensors_sha256", "64 hex digits")
+    if not isinstance(doc.get("tensors_file"), str):
+        raise bad("tensors_file", "a file name")
+    for key in ("modules", "tensors"):
+        if not _is_str_list(doc.get(key)):
+            raise bad(key, "a list of names")
+    if not isinstance(doc.get("meta"), dict):
+        raise bad("meta", "an object")
+    optimizers = doc.get("optimizers")
+    if not isinstance(optimizers, dict):
+        raise bad("optimizers", "an object")
+    for name, opt in optimizers.items():
+        groups = opt.get("param_groups") if isinstance(opt, dict) else None
+        state = opt.get("state") if isinstance(opt, dict) else None
+        if not (
+            isinstance(opt, dict)
+            and isinstance(opt.get("type"), str)
+            and isinstance(groups, list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+            and isinstance(state, dict)
+            and all(k.isdigit() and isinstance(v, dict) for k, v in state.items())
+        ):
+            raise bad(f"optimizers[{name!r}]", '{"type", "param_groups", "state"} as saved')
+    schedulers = doc.get("schedulers")
+    if not isinstance(schedulers, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("type"), str) and isinstance(v.get("state"), dict)
+        for v in schedulers.values()
+    ):
+        raise bad("schedulers", 'an object of {"type", "state"} entries')
+
+
+@contextmanager
+def meta_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a lookup in a checkpoint's ``meta`` that fails because the metadata has another
+    shape than lapo wrote (a missing key, a wrong type, a value a config refuses) into one
+    CheckpointError.
+
+    Raises:
+        CheckpointError: naming ``path.json`` and the failed lookup.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise CheckpointError(
+            f"{_json_path(checkpoint_path(path))}: its metadata is not what lapo wrote "
+            f"({type(exc).__name__}: {exc}); the file was altered or comes from another version"
+        ) from None
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -333,7 +398,14 @@ def _read_tensors(path: Path, map_location: str | torch.device) -> tuple[dict, d
             f"{tensor_path}: sha256 {sha[:16]}... differs from {doc['tensors_sha256'][:16]}... "
             f"recorded in {_json_path(path)}: the tensor file does not belong to this checkpoint"
         )
-    return doc, load_file(tensor_path, device=str(map_location))
+    try:
+        flat = load_file(tensor_path, device=str(map_location))
+    except Exception as exc:  # safetensors' SafetensorError (bad header), or torch's
+        raise CheckpointError(f"{tensor_path}: not a readable safetensors file ({exc})") from None
+    missing = [key for key in (f"tensor/{name}" for name in doc["tensors"]) if key not in flat]
+    if missing:
+        raise CheckpointError(f"{tensor_path}: lacks the tensors {missing[:3]} {where} lists")
+    return doc, flat
 
 
 def _module_state(where: str, name: str, module: torch.nn.Module, flat: dict, strict: bool):

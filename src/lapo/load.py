@@ -11,6 +11,7 @@ pickle-free) whose ``meta["kind"]`` says how to rebuild the network (``lapo.mode
 | ``bc-policy`` | ``lapo decode-offline`` | ``policy`` | ``ActionClassifier`` |
 | ``ppo-expert`` | ``lapo expert train`` | ``policy`` | ``ActorCritic`` |
 | ``finetuned-policy`` | ``lapo finetune`` / ``lapo ppo`` | ``policy`` | ``OnlineActorCritic`` |
+| ``ilpo-policy`` | ``lapo ilpo`` (online phase) | ``policy`` | ``ILPOPolicy`` |
 
 Every ``path`` argument may be a run directory (its ``checkpoint`` is used) or a checkpoint path
 with or without ``.json``. Every loader takes ``device`` (a ``torch.device`` or a string such as
@@ -34,14 +35,20 @@ from lapo.checkpoint import (
     CheckpointError,
     checkpoint_path,
     load_checkpoint,
+    meta_errors,
     read_meta,
     save_checkpoint,
 )
-from lapo.config import BCConfig, FinetuneConfig, LAMConfig, PPOConfig
+from lapo.config import BCConfig, FinetuneConfig, ILPOConfig, LAMConfig, PPOConfig
 from lapo.device import resolve_device
 from lapo.envs.games import OBS_SHAPE
 from lapo.models.actor_critic import ActorCritic
-from lapo.models.build import build_encoder, build_expert_policy, build_latent_policy
+from lapo.models.build import (
+    build_encoder,
+    build_expert_policy,
+    build_ilpo_policy,
+    build_latent_policy,
+)
 from lapo.models.encoders import make_encoder
 from lapo.models.lam import LatentActionModel
 from lapo.models.online import HybridActorCritic, OnlineActorCritic
@@ -53,6 +60,7 @@ DECODED_KIND = "decoded-policy"
 BC_KIND = "bc-policy"
 EXPERT_KIND = "ppo-expert"
 FINETUNED_KIND = "finetuned-policy"
+ILPO_POLICY_KIND = "ilpo-policy"
 
 
 def expect_kind(path: str | Path, *kinds: str) -> dict:
@@ -144,11 +152,12 @@ def load_lam(
     """
     path = checkpoint_path(path)
     meta = expect_kind(path, LAM_KIND)
-    config = LAMConfig(**meta["config"])
-    h, _, c = meta["frame_shape"]
-    # channels_last, as it trained (stage 1): an NCHW copy labelled 1.6-1.8x slower in fp32 on a
-    # CPU (benchmarks/cpu_fp32.py), since every conv then reorders its input and weights
-    model = LatentActionModel(config, channels=c, image_size=h)
+    with meta_errors(path):
+        config = LAMConfig(**meta["config"])
+        h, _, c = (int(n) for n in meta["frame_shape"])
+        # channels_last, as it trained (stage 1): an NCHW copy labelled 1.6-1.8x slower in fp32
+        # on a CPU (benchmarks/cpu_fp32.py), since every conv then reorders its input and weights
+        model = LatentActionModel(config, channels=c, image_size=h)
     device = resolve_device(device)
     model = model.to(device, memory_format=torch.channels_last)
     load_checkpoint(path, modules={"lam": model}, map_location=device)
@@ -166,8 +175,9 @@ def load_latent_policy(
     """
     path = checkpoint_path(path)
     meta = expect_kind(path, LATENT_POLICY_KIND)
-    config = BCConfig(**meta["config"])
-    policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
+    with meta_errors(path):
+        config = BCConfig(**meta["config"])
+        policy = build_latent_policy(config, int(meta["latent_dim"]), frame_shape(meta))
     return _loaded(path, {"policy": policy}, policy, device), config
 
 
@@ -186,11 +196,14 @@ def latent_policy_network(path: str | Path) -> dict:
             f"{path}: expected a latent-policy checkpoint (lapo train-bc), found a "
             f"{meta.get('kind')!r} checkpoint"
         )
-    shape = frame_shape(meta)
-    if shape != OBS_SHAPE:
-        raise CheckpointError(f"{path}: latent policy for {shape} frames; Procgen has {OBS_SHAPE}")
-    config = meta["config"]
-    return {k: config[k] for k in ("encoder", "multiplier", "features")}
+    with meta_errors(path):
+        shape = frame_shape(meta)
+        if shape != OBS_SHAPE:
+            raise CheckpointError(
+                f"{path}: latent policy for {shape} frames; Procgen has {OBS_SHAPE}"
+            )
+        config = meta["config"]
+        return {k: config[k] for k in ("encoder", "multiplier", "features")}
 
 
 def _loaded(path: Path, modules: dict[str, nn.Module], net: nn.Module, device) -> nn.Module:
@@ -220,8 +233,9 @@ def load_expert(
         raise CheckpointError(
             f"{path}: expected a PPO expert checkpoint, found {meta.get('kind')!r}"
         )
-    config = PPOConfig(**meta["config"])
-    net = build_expert_policy(config)
+    with meta_errors(path):
+        config = PPOConfig(**meta["config"])
+        net = build_expert_policy(config)
     return _loaded(path, {"policy": net}, net, device), config
 
 
@@ -239,16 +253,19 @@ def load_finetuned(
     """
     path = checkpoint_path(path)
     meta = expect_kind(path, FINETUNED_KIND)
-    config = FinetuneConfig(**meta["config"])
-    encoder = make_encoder(config.encoder, multiplier=config.multiplier, features=config.features)
-    num_actions = int(meta["num_actions"])
-    if config.hybrid:
-        latent_policy = LatentPolicy(encoder, int(meta["latent_dim"]))
-        hidden = tuple(meta["decoder_hidden"])
-        net = HybridActorCritic.from_latent_policy(latent_policy, num_actions, hidden)
-    else:
-        net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch,
-                                bounds=_bounds(meta))  # fmt: skip
+    with meta_errors(path):
+        config = FinetuneConfig(**meta["config"])
+        encoder = make_encoder(
+            config.encoder, multiplier=config.multiplier, features=config.features
+        )
+        num_actions = int(meta["num_actions"])
+        if config.hybrid:
+            latent_policy = LatentPolicy(encoder, int(meta["latent_dim"]))
+            hidden = tuple(meta["decoder_hidden"])
+            net = HybridActorCritic.from_latent_policy(latent_policy, num_actions, hidden)
+        else:
+            net = OnlineActorCritic(encoder, num_actions, freeze_trunk=not config.from_scratch,
+                                    bounds=_bounds(meta))  # fmt: skip
     net = net.to(memory_format=torch.channels_last)
     return _loaded(path, {"policy": net}, net, device), config
 
@@ -279,6 +296,12 @@ def _load_bc(path: Path, meta: dict, device) -> nn.Module:
     return _loaded(path, {"policy": net}, net, device)
 
 
+def _load_ilpo(path: Path, meta: dict, device) -> nn.Module:
+    config = ILPOConfig(**meta["config"])
+    net = build_ilpo_policy(config, int(meta["num_actions"]), frame_shape(meta))
+    return _loaded(path, {"policy": net}, net, device)
+
+
 class LogitsOnly(nn.Module):
     """An actor-critic seen as a policy: ``obs -> logits`` (the value head is dropped)."""
 
@@ -306,6 +329,7 @@ LOADERS: dict[str, Callable[[Path, dict, torch.device | str | None], nn.Module]]
     FINETUNED_KIND: lambda path, meta, device: LogitsOnly(load_finetuned(path, device)[0]),
     DECODED_KIND: _load_decoded,
     BC_KIND: _load_bc,
+    ILPO_POLICY_KIND: _load_ilpo,
 }
 
 
@@ -328,4 +352,5 @@ def load_policy(
             f"{path}: a {kind!r} checkpoint does not act in the environment; expected one of "
             f"{', '.join(LOADERS)}"
         )
-    return LOADERS[kind](path, meta, device).eval(), meta
+    with meta_errors(path):
+        return LOADERS[kind](path, meta, device).eval(), meta

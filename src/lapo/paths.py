@@ -1,12 +1,70 @@
-"""Paths taken from metadata (a dataset manifest's file list, a checkpoint's tensor file name):
-confined to their directory and regular files, so that untrusted metadata can never make lapo read
-outside it (``../../etc/hostname``) or hang on a device (``/dev/zero``)."""
+"""File-system helpers below every other lapo module (they import nothing from lapo).
+
+- ``confined_file``: paths taken from metadata (a dataset manifest's file list, a checkpoint's
+  tensor file name) confined to their directory and regular files, so that untrusted metadata can
+  never make lapo read outside it (``../../etc/hostname``) or hang on a device (``/dev/zero``).
+- ``atomic_file``: the one way lapo writes a file that a later stage trusts (temporary name
+  unique to the writer, flush, fsync, rename, fsync of the directory), so that a crash leaves
+  either the old file or the new one, never a torn one.
+- ``pid_alive``, ``fsync_dir``: for clean-ups of killed writers and durable renames.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (on POSIX; elsewhere assume it does)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make renames in ``directory`` durable (POSIX only; a no-op elsewhere)."""
+    if os.name == "posix":
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; on a clean exit of the ``with`` block
+    flush and fsync it, rename it to ``path`` (atomic) and fsync the directory. On an exception
+    the temporary file is removed and ``path`` is untouched.
+
+    The temporary name, ``<name>.tmp-<pid>-<hex>``, is unique to the writer, so two writers never
+    write into one file; the last rename wins whole.
+
+    Args:
+        mode: ``"wb"`` (bytes) or ``"w"`` (text).
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def confined_file(

@@ -16,7 +16,35 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from lapo.checkpoint import rng_state, save_checkpoint
+from lapo.checkpoint import checkpoint_exists, read_meta, rng_state, save_checkpoint
+from lapo.paths import atomic_file
+
+
+def cut_metrics(path: Path, through_step: int) -> int:
+    """Cut a ``metrics.jsonl`` back to its records of ``step <= through_step`` (atomically), so
+    that a run resumed from a checkpoint at ``through_step`` logs no step twice. Records a
+    killed run wrote after its last checkpoint, and a torn last line, are dropped.
+
+    Returns:
+        The number of records dropped (0 when the file is missing).
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+            step = record["step"]
+        except (ValueError, TypeError, KeyError):
+            continue  # a torn line (kill -9 mid-write) or not a record
+        if isinstance(step, int | float) and step <= through_step:
+            kept.append(line)
+    if len(kept) != len(lines):
+        with atomic_file(path, "w") as fh:
+            fh.write("".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
 
 
 class RunLogger:
@@ -24,14 +52,26 @@ class RunLogger:
 
     Each ``log(step, metrics)`` call appends one JSON line ``{"step", "time", **metrics}``;
     ``step`` is in the unit the caller states (environment steps for PPO, updates for stage 1).
+
+    Args:
+        resume_step: the step of the checkpoint the run continues from (-1: a fresh run). The
+            logs are cut back to it first, so that they match the checkpoint: ``metrics.jsonl``
+            keeps its records of ``step <= resume_step`` (``cut_metrics``) and TensorBoard drops
+            its events of later steps (``SummaryWriter(purge_step=resume_step + 1)``). None
+            (default): append to what is there.
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None
+    ) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            cut_metrics(run_dir / "metrics.jsonl", resume_step)
         self._jsonl = open(run_dir / "metrics.jsonl", "a")
         self._tb = None
         if tensorboard:
-            self._tb = SummaryWriter(str(run_dir / "tb"))
+            purge = None if resume_step is None else max(resume_step + 1, 0)
+            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
 
     def image(self, tag: str, image: Any, step: int = 0) -> Any:
         """Log an image to TensorBoard's images tab: ``(H, W, 3|4)`` pixels (uint8, or float in
@@ -149,14 +189,20 @@ def check_finite_weights(model: Any, step: int, path: Path) -> None:
     """Refuse to checkpoint a model with non-finite weights (the last good checkpoint stays).
 
     Raises:
-        FloatingPointError: naming the update and up to three offending tensors.
+        FloatingPointError: naming the update, up to three offending tensors, and whether a
+            checkpoint is kept (only when one was written before).
     """
     bad = [n for n, p in model.state_dict().items() if p.is_floating_point()
            and not p.isfinite().all()]  # fmt: skip
     if bad:
+        kept = (
+            f"the last good checkpoint {path} is kept"
+            if checkpoint_exists(path)
+            else "no checkpoint had been written yet"
+        )
         raise FloatingPointError(
-            f"non-finite weights after update {step} ({', '.join(bad[:3])}); the last good "
-            f"checkpoint {path} is kept (lower the learning rate?)"
+            f"non-finite weights after update {step} ({', '.join(bad[:3])}); {kept} "
+            "(lower the learning rate?)"
         )
 
 
@@ -218,7 +264,11 @@ class TrainingLoop:
     ``metrics |= evaluate(done)``; the metrics go to ``metrics.jsonl`` and TensorBoard
     (``RunLogger``, main process only) and to ``on_log(done, metrics)``. Every
     ``checkpoint_every`` updates, at the last, and when stopped early, ``save(done, metrics)``
-    (main process only).
+    (main process only); the metrics saved also hold the sums and count of the statistics
+    recorded since the last log (keys ``pending/sum/<name>``, ``pending/count``), which a loop
+    resumed from that checkpoint (``<run_dir>/checkpoint``) takes up, so that its logs are the
+    ones an uninterrupted run writes (and ``metrics.jsonl`` and TensorBoard are first cut back
+    to the checkpoint's update, ``RunLogger``).
 
     Attributes (after the loop): ``step`` (updates done), ``metrics`` (the last logged),
     ``stop_reason`` (None: all updates ran; else ``time budget``, ``SIGINT`` or ``SIGTERM``).
@@ -291,8 +341,30 @@ class TrainingLoop:
     def _due(self, every: int, done: int) -> bool:
         return done % every == 0 or done == self.total
 
+    def _with_pending(self, metrics: dict) -> dict:
+        """``metrics`` plus the statistics recorded since the last log, for the checkpoint."""
+        if not self._count:
+            return metrics
+        pending = {f"pending/sum/{k}": float(v) for k, v in self._sums.items()}
+        return {**metrics, **pending, "pending/count": self._count}
+
+    def _take_up_pending(self) -> None:
+        """Restore the statistics since the last log from the checkpoint resumed from."""
+        path = self.run_dir / "checkpoint"
+        if self.step == 0 or not checkpoint_exists(path):
+            return
+        meta = read_meta(path)
+        saved = meta.get("metrics")
+        if meta.get("step") != self.step or not isinstance(saved, dict):
+            return
+        prefix = "pending/sum/"
+        self._sums = {k[len(prefix) :]: float(v) for k, v in saved.items()
+                      if k.startswith(prefix)}  # fmt: skip
+        self._count = int(saved.get("pending/count", 0))
+
     def __iter__(self) -> Iterator[int]:
-        logger = RunLogger(self.run_dir) if self.main else None
+        logger = RunLogger(self.run_dir, resume_step=self.step) if self.main else None
+        self._take_up_pending()
         bar = tqdm(total=self.total, initial=self.step, unit="upd", desc=self.desc,
                    disable=not self.progress or not self.main, mininterval=1.0)  # fmt: skip
         started = time.monotonic()
@@ -320,9 +392,9 @@ class TrainingLoop:
                             self.on_log(done, self.metrics)
                         self._sums, self._count, t0 = {}, 0, time.perf_counter()
                     if self._due(self.checkpoint_every, done) and self.main:
-                        self.save(done, self.metrics)
+                        self.save(done, self._with_pending(self.metrics))
                 if stop.requested is not None and self.main:
-                    self.save(self.step, self.metrics)
+                    self.save(self.step, self._with_pending(self.metrics))
                     print(f"{stop.requested}: saved checkpoint at update {self.step} in "
                           f"{self.run_dir}")  # fmt: skip
                 self.stop_reason = stop.requested

@@ -227,13 +227,17 @@ def holds_lock(
     *,
     inputs: Callable[[dict[str, Any]], Iterable[str | os.PathLike | None]] | None = None,
     inside: bool = True,
+    before: Callable[[dict[str, Any]], None] | None = None,
 ) -> Callable:
     """Decorator: call the function while holding ``exclusive(target(arguments))``.
 
     ``target`` maps the call's bound arguments (by parameter name, defaults applied) to the
     output path to lock; ``inputs``, if given, maps them to the input paths, and the output is
-    checked against them (``check_disjoint``, ValueError) before the lock is taken, so that a
-    refused call leaves nothing behind.
+    checked against them (``check_disjoint``, ValueError) before the lock is taken; ``before``,
+    if given, is called with the bound arguments (the function's own checks of its inputs: it
+    raises to refuse): before the lock when the output directory does not exist yet, so that a
+    refused call leaves nothing behind, not even the lock's directory; under the lock when it
+    exists, so that an output in use is refused as such whatever the inputs.
     """
 
     def decorate(fn: Callable) -> Callable:
@@ -246,7 +250,12 @@ def holds_lock(
             out = target(bound.arguments)
             if inputs is not None:
                 check_disjoint(out, inputs(bound.arguments))
+            fresh = not _lock_file(Path(out), inside).parent.exists()
+            if before is not None and fresh:
+                before(bound.arguments)
             with exclusive(out, inside=inside):
+                if before is not None and not fresh:
+                    before(bound.arguments)
                 return fn(*args, **kwargs)
 
         return locked

@@ -307,3 +307,28 @@ def test_batch_sampler_takes_rank_from_torch_distributed(tmp_path):
         assert sampler.batch(0) != other.batch(0)
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("context", [0, 1, 2])
+def test_one_episode_is_split_at_its_tail_and_no_window_crosses_the_cut(make_dataset, context):
+    from lapo.data import split_windows
+
+    w = make_dataset(lengths=(40,), name=f"one{context}")
+    ds = LapoDataset(w.path)
+    train, test = split_windows(ds, context, test_fraction=0.25, seed=0)
+    # 25% of 40 = 10 test frames [30, 40), 30 train frames [0, 30)
+    assert np.array_equal(train.frame_index(np.arange(len(train))), np.arange(context, 29))
+    assert np.array_equal(test.frame_index(np.arange(len(test))), np.arange(30 + context, 39))
+    # several episodes: exactly the episode split
+    many = LapoDataset(make_dataset(name=f"many{context}").path)
+    train_eps, test_eps = split_episodes(many, 0.25, 0)
+    train, test = split_windows(many, context, 0.25, 0)
+    assert list(train.episode_ids) == list(train_eps) and list(test.episode_ids) == list(test_eps)
+
+
+def test_one_episode_too_short_for_two_parts_names_what_it_needs(make_dataset) -> None:
+    from lapo.data import DatasetError, split_windows
+
+    ds = LapoDataset(make_dataset(lengths=(5,)).path)
+    with pytest.raises(DatasetError, match="one episode of 5 frames.*at least 6 frames"):
+        split_windows(ds, 1, 0.5, 0)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from lapo.cli import main
 from lapo.config import PPO_PRESETS, PPOConfig
@@ -94,3 +102,66 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     assert {(r["method"], r["labels"]) for r in sweep} == {
         (m, n) for m in ("lapo", "label-bc") for n in (8, 16)
     }
+
+
+#: Files whose bytes hold wall-clock facts (timestamps, speeds, durations) or the run's own path;
+#: compared by what must not change.
+_TIMED = {"checkpoint.json", "manifest.json", "pipeline.json", "metrics.json", "report.html",
+          "report.md", "metrics.jsonl", "latents-train.json", "latents-test.json",
+          "run_config.json"}  # fmt: skip
+
+
+def _fingerprint(run: Path) -> dict:
+    """Everything a run produced that must not depend on where it was killed: the bytes of every
+    file but the timed ones; of those, the checkpoints' tensor hashes and steps, the datasets'
+    file hashes and the logged steps."""
+    import hashlib
+
+    prints: dict = {}
+    for path in sorted(run.rglob("*")):
+        rel = path.relative_to(run)
+        if not path.is_file() or path.name.startswith(".") or "tb" in rel.parts:
+            continue
+        if path.name not in _TIMED:
+            prints[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif path.name == "checkpoint.json":
+            doc = json.loads(path.read_text())
+            prints[str(rel)] = (doc["tensors_sha256"], doc["meta"].get("step"))
+        elif path.name == "manifest.json":
+            doc = json.loads(path.read_text())
+            prints[str(rel)] = (doc["files"], doc["shards"])
+        elif path.name == "run_config.json":  # the same settings but --out
+            prints[str(rel)] = {k: v for k, v in json.loads(path.read_text()).items() if k != "out"}
+        elif path.name == "metrics.jsonl":
+            prints[str(rel)] = [json.loads(line)["step"] for line in path.read_text().splitlines()]
+    return prints
+
+
+@pytest.mark.slow  # four smoke pipelines (about 25 s each on 2 shared cores) and three reruns
+def test_lapo_run_killed_at_random_points_reruns_to_bitwise_the_same_outputs(tmp_path: Path):
+    expert = tmp_path / "expert"
+    config = dataclasses.replace(PPOConfig(env="bigfish", **PPO_PRESETS["smoke"]), eval_every=0)
+    train_expert(config, expert, progress=False)
+    src = Path(__file__).resolve().parents[2] / "src"
+    path = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    args = [sys.executable, "-m", "lapo", "run", "--preset", "smoke", "--env", "bigfish",
+            "--expert", str(expert), "--no-progress"]  # fmt: skip
+    started = time.monotonic()
+    subprocess.run([*args, "--out", str(tmp_path / "full")], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    duration = time.monotonic() - started
+    expected = _fingerprint(tmp_path / "full")
+    fractions = sorted(np.random.default_rng(32).uniform(0.1, 0.8, size=3))
+    for i, fraction in enumerate(fractions):  # kill -9 somewhere in collect, stages, report
+        out = tmp_path / f"killed{i}"
+        proc = subprocess.Popen([*args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(fraction * duration)
+        proc.kill()
+        assert proc.wait() == -signal.SIGKILL, f"the run ended before {fraction:.2f} of its time"
+        rerun = subprocess.run([*args, "--out", str(out)], env=env, capture_output=True,
+                               text=True)  # fmt: skip
+        assert rerun.returncode == 0, f"killed at {fraction:.2f}: {rerun.stderr}"
+        assert _fingerprint(out) == expected, f"killed at {fraction:.2f} of the run"
+        assert not list(tmp_path.glob(f"killed{i}/*.partial-*"))  # leftovers cleaned

@@ -99,24 +99,29 @@ def test_resume_after_sigkill_is_bitwise(sprites: Path, tmp_path: Path) -> None:
     assert _digest(tmp_path / "killed") == _digest(tmp_path / "full")
 
 
-def test_nan_stops_with_step_and_keeps_last_good_checkpoint(sprites, tmp_path) -> None:
+def test_nan_stops_with_step_and_keeps_last_good_checkpoint(sprites, tmp_path, monkeypatch):
     good = smoke(steps=2, checkpoint_every=1)
     train_lam(good, sprites, tmp_path / "run", progress=False)
     before = _digest(tmp_path / "run")
-    bad = dataclasses.replace(good, steps=5, learning_rate=float("inf"))
-    with pytest.raises(FloatingPointError, match="update [0-9]+"):
+    bad = dataclasses.replace(good, steps=5)
+    import lapo.stages.lam as stage
+
+    losses = stage._losses  # a diverged loss (config bounds refuse an infinite learning rate)
+    monkeypatch.setattr(stage, "_losses", lambda *a: (losses(*a)[0] * float("nan"), {}))
+    with pytest.raises(FloatingPointError, match="update [0-9]+.*last good checkpoint"):
         # resuming under another config is refused, so run the bad config in a fresh directory
         # seeded with the good checkpoint's files
         import shutil
 
         shutil.copytree(tmp_path / "run", tmp_path / "bad")
         meta = json.loads((tmp_path / "bad" / "checkpoint.json").read_text())
-        meta["meta"]["config"]["learning_rate"] = float("inf")
         meta["meta"]["config"]["steps"] = 5
         (tmp_path / "bad" / "checkpoint.json").write_text(json.dumps(meta))
         train_lam(bad, sprites, tmp_path / "bad", resume=True, progress=False)
     assert read_meta(tmp_path / "bad" / "checkpoint")["step"] == 2
     assert _digest(tmp_path / "bad") == before
+    with pytest.raises(FloatingPointError, match="no checkpoint had been written yet"):
+        train_lam(good, sprites, tmp_path / "fresh", progress=False)  # no false promise
 
 
 def test_existing_run_and_changed_config_are_refused(sprites, tmp_path) -> None:

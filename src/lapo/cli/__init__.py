@@ -2,7 +2,7 @@
 
 Each module registers one group of subcommands (``register(sub)``): ``data`` (collect, data
 import/info/verify), ``expert`` (expert train/eval), ``lam`` (train-lam, probe-lam), ``aggregate``
-(a report over several runs).
+(a report over several runs), ``ilpo`` (the ILPO baseline).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from types import FrameType
 
 from lapo import __version__
-from lapo.cli import aggregate, data, expert, lam, online, policy, run
+from lapo.cli import aggregate, data, expert, ilpo, lam, online, policy, run
 from lapo.cli.common import EXIT_STATUS_HELP, STOP_EXIT
 
-GROUPS = (data, expert, lam, online, policy, run, aggregate)
+GROUPS = (data, expert, lam, online, policy, run, aggregate, ilpo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_reason = args.func(args)
     except (
         DatasetError, ValueError, FileExistsError, FileNotFoundError, ImportError, InUseError,
+        FloatingPointError,  # a non-finite loss or weights: the message says what is kept
     ) as exc:  # fmt: skip
         print(f"lapo: error: {exc}", file=sys.stderr)
         return 1

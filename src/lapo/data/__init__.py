@@ -9,6 +9,7 @@ from lapo.data.windows import (
     WindowIndex,
     collate_windows,
     split_episodes,
+    split_windows,
 )
 from lapo.data.writer import DatasetWriter, check_output_dir
 
@@ -26,4 +27,5 @@ __all__ = [
     "manifest_digest",
     "open_dataset",
     "split_episodes",
+    "split_windows",
 ]

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lapo.paths import atomic_file
 
 FORMAT_NAME = "lapo-dataset"
 SCHEMA_VERSION = 1
@@ -104,14 +105,10 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and an atomic rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
+    """Write JSON to ``path`` atomically and durably (``lapo.paths.atomic_file``)."""
+    with atomic_file(path, "w") as fh:
         json.dump(obj, fh, indent=2)
         fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class HashingWriter:
@@ -133,16 +130,13 @@ class HashingWriter:
 
 
 def save_npy_hashed(path: Path, array: np.ndarray) -> dict[str, Any]:
-    """Save ``array`` as .npy at ``path`` via a temporary name and rename; return its file entry.
+    """Save ``array`` as .npy at ``path`` atomically and durably (``lapo.paths.atomic_file``);
+    return its file entry.
 
     Returns:
         ``{"bytes": int, "sha256": str}`` for the manifest.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_file(path) as fh:
         writer = HashingWriter(fh)
         np.lib.format.write_array(writer, np.ascontiguousarray(array), allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return {"bytes": writer.bytes_written, "sha256": writer.hexdigest()}

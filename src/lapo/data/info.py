@@ -13,15 +13,22 @@ def describe(dataset: LapoDataset) -> str:
     m = dataset.manifest
     lengths = dataset.episodes[:, 1]
     nbytes = sum(s["bytes"] for s in m["shards"]) + sum(f["bytes"] for f in m["files"].values())
-    source = ", ".join(f"{k}={v}" for k, v in m["source"].items() if k != "files")
+    given = m.get("source")  # descriptive only: any shape is shown as it is
+    source = (
+        ", ".join(f"{k}={v}" for k, v in given.items() if k != "files")
+        if isinstance(given, dict)
+        else repr(given)
+    )
     lines = [
         f"dataset     {dataset.path}",
         f"source      {source}",
-        f"created     {m['created']} (lapo {m['lapo_version']}, schema {m['schema_version']})",
+        f"created     {m.get('created')} (lapo {m.get('lapo_version')}, "
+        f"schema {m['schema_version']})",
         f"frames      {dataset.num_frames} x {tuple(dataset.frame_shape)} uint8 "
         f"in {len(m['shards'])} shard(s), {nbytes / 1e6:.1f} MB on disk",
         f"episodes    {dataset.num_episodes} (length min {lengths.min()}, "
-        f"mean {lengths.mean():.1f}, max {lengths.max()}), {m['num_transitions']} transitions",
+        f"mean {lengths.mean():.1f}, max {lengths.max()}), "
+        f"{m.get('num_transitions', dataset.num_frames - dataset.num_episodes)} transitions",
         f"fields      {', '.join(dataset.fields) or 'none (action-free video)'}",
     ]
     returns = dataset.episode_returns
@@ -31,7 +38,7 @@ def describe(dataset: LapoDataset) -> str:
             f"returns     mean {known.mean():.3f} +- {known.std():.3f} over {len(known)} "
             "complete episodes"
         )
-        game = m["source"].get("game")
+        game = given.get("game") if isinstance(given, dict) else None
         if game:
             if reference_returns(game) is not None:
                 line += f" (normalized {normalized_return(game, known.mean()):.3f})"
@@ -48,7 +55,9 @@ def describe(dataset: LapoDataset) -> str:
     elif dataset.has_actions:
         n = dataset.num_actions or int(dataset.actions.max()) + 1
         counts = np.bincount(np.asarray(dataset.actions), minlength=n)
-        meanings = (m.get("action_space") or {}).get("meanings") or [str(i) for i in range(n)]
+        meanings = (m.get("action_space") or {}).get("meanings")
+        if not (isinstance(meanings, list) and len(meanings) >= n):
+            meanings = [str(i) for i in range(n)]
         freq = ", ".join(f"{meanings[i]} {c / counts.sum():.1%}" for i, c in enumerate(counts))
         lines.append(f"actions     {n} discrete: {freq}")
     return "\n".join(lines)

@@ -60,7 +60,69 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     missing = [key for key in _REQUIRED_KEYS if key not in manifest]
     if missing:
         raise DatasetError(f"{file}: manifest lacks required keys {missing}")
+    _check_manifest_types(manifest, file)
     return manifest
+
+
+def _is_count(value: Any, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _file_entry_ok(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and _is_count(entry.get("bytes"))
+        and isinstance(entry.get("sha256"), str)
+    )
+
+
+def _check_manifest_types(m: dict[str, Any], file: Path) -> None:
+    """Refuse a manifest whose values have the wrong JSON type, before anything uses them.
+
+    Raises:
+        DatasetError: naming the key, what was expected and what was found.
+    """
+
+    def bad(key: str, expected: str) -> DatasetError:
+        value = repr(m.get(key))
+        value = value if len(value) <= 60 else value[:57] + "..."
+        return DatasetError(f"{file}: {key!r} must be {expected}, found {value}")
+
+    shape = m["frame_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(s, 1) for s in shape)):
+        raise bad("frame_shape", "a list of 3 positive integers [H, W, C]")
+    for key in ("num_frames", "num_episodes"):
+        if not _is_count(m[key]):
+            raise bad(key, "an integer >= 0")
+    if not _is_count(m["shard_frames"], 1):
+        raise bad("shard_frames", "an integer >= 1")
+    shards = m["shards"]
+    if not isinstance(shards, list) or not all(
+        _file_entry_ok(s) and _is_count(s.get("num_frames")) for s in shards
+    ):
+        raise bad("shards", 'a list of {"file", "num_frames", "bytes", "sha256"} objects')
+    files = m["files"]
+    if not isinstance(files, dict) or not all(_file_entry_ok(e) for e in files.values()):
+        raise bad("files", 'an object of {"bytes", "sha256"} entries')
+    fields = m["fields"]
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise bad("fields", "a list of names")
+    returns = m["episode_returns"]
+    if not isinstance(returns, list) or not all(
+        r is None or (isinstance(r, int | float) and not isinstance(r, bool)) for r in returns
+    ):
+        raise bad("episode_returns", "a list of numbers or nulls")
+    space = m.get("action_space")
+    if space is not None:
+        if not isinstance(space, dict):
+            raise bad("action_space", "an object or null")
+        if space.get("type", "discrete") == "discrete" and not _is_count(space.get("n"), 1):
+            raise DatasetError(
+                f"{file}: a discrete action_space needs 'n', an integer >= 1, found "
+                f"{space.get('n')!r}"
+            )
+    if "actions" in fields and space is None:
+        raise DatasetError(f"{file}: the dataset stores actions but has no action_space")
 
 
 def _check_array_file(path: Path, entry: dict[str, Any], shape: tuple, dtype: np.dtype) -> int:
@@ -102,7 +164,7 @@ class LapoDataset:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.manifest = m = _load_manifest(self.path)
+        self.manifest = m = _load_manifest(self.path)  # every value's JSON type is checked
         self.frame_shape = tuple(int(s) for s in m["frame_shape"])
         self.num_frames = int(m["num_frames"])
         self.num_episodes = int(m["num_episodes"])
@@ -199,9 +261,12 @@ class LapoDataset:
 
     @property
     def num_actions(self) -> int | None:
-        """Number of discrete actions; None without actions or for a continuous space."""
+        """Number of discrete actions (``action_space["n"]``); None without a discrete space
+        (no actions, or a continuous one)."""
         space = self.manifest.get("action_space")
-        return int(space["n"]) if space and not self.continuous_actions else None
+        if not space or space.get("type", "discrete") != "discrete":
+            return None
+        return int(space["n"])
 
     @property
     def continuous_actions(self) -> bool:
@@ -315,7 +380,8 @@ class LapoDataset:
 
         Raises:
             DatasetError: the first file whose hash differs, naming it; a listed file that lies
-                outside the dataset directory or is not a regular file.
+                outside the dataset directory or is not a regular file; a true action outside
+                the manifest's discrete action space ``[0, n)``.
         """
         entries = [(s["file"], s) for s in self.manifest["shards"]]
         entries += list(self.manifest["files"].items())
@@ -333,6 +399,28 @@ class LapoDataset:
                 )
             if progress is not None:
                 progress(name, entry["bytes"])
+        self._check_actions()
+
+    def _check_actions(self) -> None:
+        """Refuse true actions outside the discrete action space ``[0, n)`` (read in chunks).
+
+        Raises:
+            DatasetError: naming the first offending frame, its action and ``n``.
+        """
+        n = self.num_actions
+        if not self.has_actions or n is None:
+            return
+        actions = self.actions
+        for start in range(0, len(actions), 1 << 20):
+            chunk = np.asarray(actions[start : start + (1 << 20)])
+            bad = np.flatnonzero((chunk < 0) | (chunk >= n))
+            if bad.size:
+                t = start + int(bad[0])
+                raise DatasetError(
+                    f"{self.path / 'actions.npy'}: frame {t} has action {int(actions[t])}, "
+                    f"outside the action space [0, {n}) of the manifest ({bad.size} such "
+                    f"frame(s) in frames {start}..{start + len(chunk) - 1})"
+                )
 
     def close(self) -> None:
         """Close open file descriptors (reopened on demand)."""

@@ -43,6 +43,44 @@ def split_episodes(
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
+def split_windows(
+    dataset: LapoDataset, context: int = 1, test_fraction: float = 0.1, seed: int = 0
+) -> tuple[WindowIndex, WindowIndex]:
+    """Train and test windows: whole episodes held out (``split_episodes``), or, for a dataset
+    of one episode (any single imported video), the tail of that episode.
+
+    With one episode of T frames the first ``T - round(T * test_fraction)`` frames are the train
+    part and the rest the test part (each at least ``k + 2`` frames, so both hold a window); no
+    window crosses the cut. With several episodes it is exactly ``split_episodes``.
+
+    Returns:
+        ``(train_index, test_index)``.
+
+    Raises:
+        ValueError: ``test_fraction`` outside ``[0, 1)``.
+        DatasetError: no window fits in a part; for one episode, the message says how many
+            frames it has and how many a train and a test part need.
+    """
+    if dataset.num_episodes >= 2 or test_fraction == 0:
+        train_eps, test_eps = split_episodes(dataset, test_fraction, seed)
+        return WindowIndex(dataset, context, train_eps), WindowIndex(dataset, context, test_eps)
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    length = int(dataset.episodes[0, 1])
+    need = context + 2
+    n_test = min(max(round(length * test_fraction), need), length - need)
+    if n_test < need:
+        raise DatasetError(
+            f"{dataset.path}: one episode of {length} frames; holding out its tail for testing "
+            f"needs at least {2 * need} frames ({need} to train on and {need} to test on, "
+            f"context k={context}); record or import more frames"
+        )
+    cut = length - n_test
+    train = WindowIndex(dataset, context, spans=[(0, cut)])
+    test = WindowIndex(dataset, context, spans=[(cut, n_test)])
+    return train, test
+
+
 class WindowIndex:
     """All valid window positions t in a set of episodes, for ``context`` past frames k.
 
@@ -50,6 +88,8 @@ class WindowIndex:
         dataset: an open dataset.
         context: k, frames before o_t (the window holds ``k + 2`` frames).
         episodes: episode ids to draw from (default: all).
+        spans: instead of ``episodes``, ``(start, length)`` rows of frames, each inside one
+            episode (a part of it, as ``split_windows`` makes of a one-episode dataset).
 
     Raises:
         DatasetError: no selected episode has the ``k + 2`` frames one window needs.
@@ -57,13 +97,21 @@ class WindowIndex:
     """
 
     def __init__(
-        self, dataset: LapoDataset, context: int = 1, episodes: Sequence[int] | None = None
+        self,
+        dataset: LapoDataset,
+        context: int = 1,
+        episodes: Sequence[int] | None = None,
+        *,
+        spans: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         if context < 0:
             raise ValueError(f"context must be >= 0, got {context}")
         self.dataset = dataset
         self.context = context
         self.window_len = context + 2
+        if spans is not None:
+            self._from_spans(np.asarray(spans, dtype=np.int64).reshape(-1, 2))
+            return
         ids = np.arange(dataset.num_episodes) if episodes is None else np.asarray(episodes)
         if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
             raise ValueError(f"episodes must be a 1-D sequence of integer ids, got {ids.dtype}")
@@ -74,16 +122,36 @@ class WindowIndex:
                 f"got range [{ids.min()}, {ids.max()}]"
             )
         self.episode_ids = ids.astype(np.int64)
-        starts, lengths = dataset.episodes[self.episode_ids].T
+        self._index(*dataset.episodes[self.episode_ids].T, what="episode(s)")
+
+    def _from_spans(self, spans: np.ndarray) -> None:
+        ends = np.cumsum(self.dataset.episodes[:, 1])
+        starts, lengths = spans.T
+        episode = np.searchsorted(ends, starts, side="right")
+        inside = (
+            (lengths >= 1)
+            & (starts >= 0)
+            & (episode < len(ends))
+            & (starts + lengths <= ends[np.minimum(episode, len(ends) - 1)])
+        )
+        if not inside.all():
+            raise ValueError("spans must be (start, length >= 1) rows inside one episode each")
+        self.episode_ids = episode.astype(np.int64)
+        self._index(starts, lengths, what="span(s)")
+
+    def _index(self, starts: np.ndarray, lengths: np.ndarray, what: str) -> None:
+        context = self.context
         counts = np.maximum(lengths - context - 1, 0)
         self._first_t = starts + context  # first valid t of each episode
         self._cum = np.cumsum(counts)
         self.num_windows = int(self._cum[-1]) if len(counts) else 0
         if self.num_windows == 0:
+            held = len(lengths) == 0 and self.dataset.num_episodes == 1
+            hint = " (one episode: use split_windows, which holds out its tail)" if held else ""
             raise DatasetError(
-                f"{dataset.path}: no window of {self.window_len} frames (context k={context}) "
-                f"fits in the {len(self.episode_ids)} selected episode(s); the longest has "
-                f"{int(lengths.max()) if len(lengths) else 0} frames"
+                f"{self.dataset.path}: no window of {self.window_len} frames (context "
+                f"k={context}) fits in the {len(lengths)} selected {what}; the longest has "
+                f"{int(lengths.max()) if len(lengths) else 0} frames{hint}"
             )
 
     def __len__(self) -> int:

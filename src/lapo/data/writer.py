@@ -1,9 +1,14 @@
 """Write lapo datasets episode by episode, without holding the dataset in memory.
 
-Everything is written into a temporary sibling directory (``<out>.partial-<pid>``); frame shards
-are written under temporary names and renamed when complete. Only ``close()`` moves the finished
-dataset to its final path, so a crash never leaves a half-written dataset under the final name
-and never touches an existing dataset that was not explicitly to be overwritten.
+Everything is written into a temporary sibling directory (``<out>.partial-<pid>``, marked as
+lapo's by a ``.lapo-partial`` file); frame shards, the per-transition arrays, the episode index
+and the manifest are written under temporary names, fsynced and renamed when complete
+(``lapo.paths.atomic_file``). Only ``close()`` moves the finished dataset to its final path, so a
+crash never leaves a half-written dataset under the final name and never touches an existing
+dataset that was not explicitly to be overwritten. What a writer killed by SIGKILL leaves (its
+``<out>.partial-<pid>``, or the previous dataset parked at ``<out>.old-<pid>`` while being
+replaced) is cleaned up by the next writer of ``<out>`` once that pid no longer runs
+(``clean_leftovers``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,9 +37,52 @@ from lapo.data.format import (
     transition_array_layout,
     write_json_atomic,
 )
-from lapo.safety import check_replaceable, exclusive, prepare_output
+from lapo.paths import atomic_file, fsync_dir, pid_alive
+from lapo.safety import check_replaceable, exclusive, lapo_made, prepare_output
 
 DEFAULT_SHARD_FRAMES = 8192  # 96 MiB per shard at 64x64x3
+#: Marker file inside a writer's temporary directory: it is lapo's and may be deleted when dead.
+PARTIAL_MARKER = ".lapo-partial"
+
+
+def clean_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers of the dataset ``path`` left beside it; call it holding the
+    dataset's lock (``exclusive(path, inside=False)``), as ``DatasetWriter`` does.
+
+    Only entries of dead processes (``pid_alive``) that are lapo's own are touched:
+
+    - ``<name>.partial-<pid>``: a directory holding the ``.lapo-partial`` marker; deleted.
+    - ``<name>.old-<pid>``: a lapo dataset parked while being replaced; deleted when ``path``
+      exists (the replacement finished), else renamed back to ``path`` (killed between the two
+      renames: the previous dataset is restored).
+
+    Returns:
+        The entries removed or restored.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(path.name) + r"\.(partial|old)-(\d+)")
+    touched = []
+    for entry in sorted(parent.iterdir()):
+        match = pattern.fullmatch(entry.name)
+        if not match or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(match[2])
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        if match[1] == "partial" and (entry / PARTIAL_MARKER).is_file():
+            shutil.rmtree(entry)
+        elif match[1] == "old" and lapo_made(entry) == "lapo dataset":
+            if path.exists() or path.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                os.replace(entry, path)
+        else:
+            continue
+        touched.append(entry)
+    return touched
 
 
 def check_output_dir(
@@ -114,6 +163,7 @@ class DatasetWriter:
             raise
 
     def _setup(self, path, frame_shape, fields, source, action_space, shard_frames, overwrite):
+        clean_leftovers(path)  # of killed writers (we hold the lock): before the checks
         self.path = check_output_dir(path, overwrite)
         frame_shape = tuple(int(s) for s in frame_shape)
         if len(frame_shape) != 3 or min(frame_shape) < 1:
@@ -145,6 +195,7 @@ class DatasetWriter:
         if self._tmp.exists():
             shutil.rmtree(self._tmp)
         (self._tmp / FRAMES_DIR).mkdir(parents=True)
+        (self._tmp / PARTIAL_MARKER).write_text(f"{os.getpid()}\n")
         self._buffer = np.empty((shard_frames, *frame_shape), dtype=np.uint8)
         self._buffered = 0
         self._shards: list[dict[str, Any]] = []
@@ -269,7 +320,7 @@ class DatasetWriter:
         raw = self._tmp / f"{name}.raw"
         tail, dtype = transition_array_layout(name, self.action_space)
         out = self._tmp / f"{name}.npy"
-        with open(out, "wb") as fh, open(raw, "rb") as src:
+        with atomic_file(out) as fh, open(raw, "rb") as src:
             writer = HashingWriter(fh)
             header = {
                 "descr": np.lib.format.dtype_to_descr(dtype),
@@ -342,6 +393,9 @@ class DatasetWriter:
         }
 
     def _move_into_place(self) -> None:
+        (self._tmp / PARTIAL_MARKER).unlink()
+        fsync_dir(self._tmp / FRAMES_DIR)
+        fsync_dir(self._tmp)
         old = None
         if self.path.exists() or self.path.is_symlink():
             if not self.overwrite:  # created by someone else since __init__ checked
@@ -354,6 +408,7 @@ class DatasetWriter:
             os.replace(self.path, old)
         try:
             os.replace(self._tmp, self.path)
+            fsync_dir(self.path.parent)
         except BaseException:
             if old is not None:
                 os.replace(old, self.path)  # put the previous dataset back

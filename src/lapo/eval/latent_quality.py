@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from lapo.checkpoint import read_meta
 from lapo.config import LAMConfig
-from lapo.data import WindowIndex, manifest_digest, open_dataset, split_episodes
+from lapo.data import WindowIndex, manifest_digest, open_dataset, split_windows
 from lapo.data.format import write_json_atomic
 from lapo.device import autocast
 from lapo.eval.probes import (
@@ -166,8 +166,11 @@ def probe_lam(
         )
     model, config = load_lam(lam, device)  # latent_quality refuses data without true actions
     held_out = meta.get("data_manifest_sha256") == manifest_digest(dataset)
-    episodes = split_episodes(dataset, config.test_fraction, config.seed)[1] if held_out else None
-    index = WindowIndex(dataset, config.context, episodes)
+    index = (
+        split_windows(dataset, config.context, config.test_fraction, config.seed)[1]
+        if held_out
+        else WindowIndex(dataset, config.context)
+    )
     result = latent_quality(model, index, config, samples=samples)
     result |= {"data": str(dataset.path), "held_out_split": held_out}
     if out is not None:

@@ -9,11 +9,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lapo.config import BCConfig, FinetuneConfig, PPOConfig
+from lapo.config import BCConfig, FinetuneConfig, ILPOConfig, PPOConfig
 from lapo.envs import ActionSpec, env_action_spec
-from lapo.envs.games import OBS_SHAPE
+from lapo.envs.games import NUM_ACTIONS, OBS_SHAPE
 from lapo.models.actor_critic import ActorCritic
 from lapo.models.encoders import make_encoder
+from lapo.models.ilpo import (
+    ILPO_SIZES,
+    ActionRemap,
+    ILPOLatentPolicy,
+    ILPOModel,
+    ILPOPolicy,
+    LatentForwardModel,
+)
 from lapo.models.online import HybridActorCritic, OnlineActorCritic
 from lapo.models.policy import LatentPolicy
 
@@ -32,6 +40,22 @@ def build_encoder(config: BCConfig, frame_shape: tuple[int, ...] = OBS_SHAPE) ->
         features=config.features,
         image_size=h,
     )
+
+
+def check_policy_frames(config: BCConfig, frame_shape: tuple[int, ...], where: str) -> None:
+    """Refuse frames the policy encoder of ``config`` cannot take, before any work.
+
+    Raises:
+        ValueError: not square ``(H, W, C)`` frames, or smaller than the Nature-CNN's 36 pixels;
+            the message says what is expected and what ``where`` holds.
+    """
+    shape = tuple(int(n) for n in frame_shape)
+    smallest = 36 if config.encoder == "nature" else 1
+    if len(shape) != 3 or shape[0] != shape[1] or shape[0] < smallest or shape[2] < 1:
+        raise ValueError(
+            f"{where}: the {config.encoder} policy encoder needs square frames (H, W, C) with "
+            f"H = W >= {smallest}, e.g. (64, 64, 3); got {shape}"
+        )
 
 
 def build_latent_policy(
@@ -81,3 +105,21 @@ def build_online_policy(
                              "is continuous")  # fmt: skip
         return HybridActorCritic.from_latent_policy(latent_policy, width, DECODER_HIDDEN)
     return OnlineActorCritic(latent_policy.encoder, width, freeze_trunk=True, bounds=bounds)
+
+
+def build_ilpo_model(config: ILPOConfig, frame_shape: tuple[int, ...] = OBS_SHAPE) -> ILPOModel:
+    """ILPO's offline networks (forward model and latent policy) for frames ``(H, W, C)``."""
+    h, _, c = frame_shape
+    encoder = make_encoder(config.encoder, in_channels=c, multiplier=config.multiplier,
+                           features=config.features, image_size=h)  # fmt: skip
+    forward_model = LatentForwardModel(config.num_latents, channels=c, **ILPO_SIZES[config.size])
+    return ILPOModel(forward_model, ILPOLatentPolicy(encoder, config.num_latents))
+
+
+def build_ilpo_policy(
+    config: ILPOConfig, num_actions: int = NUM_ACTIONS, frame_shape: tuple[int, ...] = OBS_SHAPE
+) -> ILPOPolicy:
+    """ILPO's acting policy: a fresh latent policy and action-remapping network."""
+    latent_policy = build_ilpo_model(config, frame_shape).latent_policy
+    remap = ActionRemap(config.features, config.num_latents, num_actions, config.remap_hidden)
+    return ILPOPolicy(latent_policy, remap)

@@ -15,7 +15,7 @@ from torch import nn
 
 from lapo.device import autocast
 from lapo.models.frames import check_frames
-from lapo.models.lam_sizes import make_lam_nets
+from lapo.models.lam_sizes import LAM_SIZES, make_lam_nets
 from lapo.models.quantizers import VQOutput, make_quantizer
 
 
@@ -27,6 +27,31 @@ def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
 #: IDM windows per forward pass when labelling on an accelerator (CUDA, MPS): large enough to
 #: keep a GPU busy, small enough for the paper-size IDM's activations (no gradients) to fit.
 ACCELERATOR_LABEL_BATCH = 2048
+
+
+def check_lam_frames(config, frame_shape: tuple[int, ...], where: str = "frames") -> None:
+    """Refuse frames the latent action model of ``config`` cannot take, before any work.
+
+    The IDM and FDM are built for square frames (H = W) and the FDM's U-Net halves H and W once
+    per level, so H must be a multiple of ``2 ** (levels - 1)`` (8 for every size preset).
+
+    Args:
+        config: ``lapo.config.LAMConfig``.
+        frame_shape: ``(H, W, C)`` of the data.
+        where: what holds the frames, for the message (e.g. the dataset path).
+
+    Raises:
+        ValueError: saying the shape expected and the shape found.
+    """
+    stride = 2 ** (len(LAM_SIZES[config.size]["fdm"]["mults"]) - 1)
+    shape = tuple(int(n) for n in frame_shape)
+    h, w, c = shape if len(shape) == 3 else (0, -1, 0)
+    if h != w or h < stride or h % stride or c < 1:
+        raise ValueError(
+            f"{where}: the latent action model (size {config.size!r}) needs square frames "
+            f"(H, W, C) with H = W a multiple of {stride}, e.g. (64, 64, 3); got {shape}. "
+            "Import them at such a size (videos: lapo data import --resolution 64 64)"
+        )
 
 
 class LAMOutput(NamedTuple):

@@ -37,6 +37,7 @@ PAPER = {
     "uniform random": "0 (reference)",
     "LAPO fine-tuned": "about 1.0 (4M steps)",
     "PPO from scratch": "about 0.44 (4M steps)",
+    "ILPO": "about 0.3",
 }
 
 

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from lapo.config import DecodeConfig
-from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.data import open_dataset, split_windows
 from lapo.eval.actors import PolicyActor
 from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import EvalResult, evaluate_policy
@@ -63,8 +63,8 @@ def label_sweep(
     game = dataset.manifest.get("source", {}).get("game")
     if not game:
         raise ValueError(f"{data_dir} does not come from a Procgen recording; cannot evaluate")
-    train_eps, _ = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
-    index = WindowIndex(dataset, lam_config.context, train_eps)
+    index = split_windows(dataset, lam_config.context, lam_config.test_fraction,
+                          lam_config.seed)[0]  # fmt: skip
     counts = [n for n in labels if n <= len(index)]
     num_actions = dataset.num_actions or 15
     rows: list[dict] = []

@@ -1,4 +1,5 @@
-"""The online stage of ``lapo run``: LAPO fine-tuning vs PPO from scratch (paper Figure 3).
+"""The online stage of ``lapo run``: LAPO fine-tuning vs PPO from scratch (paper Figure 3),
+and with ``online_ilpo`` the ILPO baseline beside them.
 
 For each seed, ``train_finetune`` runs twice with the same network and budget: from the latent
 policy (frozen conv trunk, lr 0.01) and from scratch (everything trained, lr 5e-4). Both resume
@@ -6,6 +7,11 @@ from their checkpoints when the command is rerun. Each finished policy is then e
 offline policies are (``lapo.eval.evaluate.evaluate_checkpoint``, ``eval_episodes`` episodes).
 ``online.json`` holds the curves of normalized return against environment steps (the periodic
 held-out evaluations during training), those final evaluations and the training speed.
+
+The ILPO arm (``RunConfig.online_ilpo``) runs ``lapo.stages.ilpo.run_ilpo`` per seed in
+``ilpo-seed<N>/`` on the recorded data (offline phase, collapse diagnostic, then the online
+remapping for the same number of environment steps); its acting policy is evaluated like the
+others.
 """
 
 from __future__ import annotations
@@ -16,14 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
-from lapo.config import FINETUNE_PRESETS, SCRATCH_LEARNING_RATE, FinetuneConfig
+from lapo.config import (
+    FINETUNE_PRESETS,
+    ILPO_PRESETS,
+    SCRATCH_LEARNING_RATE,
+    FinetuneConfig,
+    ILPOConfig,
+)
 from lapo.data.format import write_json_atomic
 from lapo.eval.evaluate import evaluate_checkpoint, result_dict
 from lapo.load import latent_policy_network
 from lapo.pipeline.plan import StageInterrupted
 from lapo.stages.finetune import train_finetune
+from lapo.stages.ilpo import run_ilpo
 
 METHODS = {"LAPO fine-tuned": "lapo", "PPO from scratch": "ppo"}
+ILPO_METHOD = "ILPO"
 
 
 def _read_metrics(run_dir: Path) -> list[dict]:
@@ -53,13 +67,39 @@ def _final_evaluation(run_dir: Path, episodes: int) -> dict:
     return result
 
 
+def _stopped(run_dir: Path, reason: str | None) -> None:
+    if reason is not None:
+        raise StageInterrupted(
+            f"{run_dir} stopped ({reason}) with a checkpoint; rerun the same command to resume",
+            reason=reason,
+        )
+
+
+def _ilpo_seed(config, data_dir: Path, run_dir: Path, seed: int, progress: bool) -> Path:
+    """ILPO (offline + online) for one seed in ``run_dir``; returns its online run directory."""
+    cfg = ILPOConfig(**{**ILPO_PRESETS[config.preset], "env": config.env,
+                        "online_steps": config.online_steps, "seed": seed})  # fmt: skip
+    result = run_ilpo(cfg, data_dir, run_dir, resume=True, progress=progress,
+                      device=config.device)  # fmt: skip
+    _stopped(run_dir, result["stop_reason"])
+    return run_dir / "online"
+
+
 def run_online_comparison(
-    config, bc_dir: Path, lam_dir: Path, directory: Path, progress: bool = True
+    config,
+    bc_dir: Path,
+    lam_dir: Path,
+    directory: Path,
+    progress: bool = True,
+    data_dir: Path | None = None,
 ) -> dict:
-    """Fine-tune the latent policy of ``bc_dir`` and train PPO from scratch, ``online_seeds`` each.
+    """Fine-tune the latent policy of ``bc_dir`` and train PPO from scratch, ``online_seeds`` each
+    (and ILPO on ``data_dir`` when ``config.online_ilpo``).
 
     Args:
-        config: the ``RunConfig`` (env, preset, online_steps, online_seeds, eval_episodes).
+        config: the ``RunConfig`` (env, preset, online_steps, online_seeds, eval_episodes,
+            online_ilpo).
+        data_dir: the recorded dataset (needed by the ILPO arm).
 
     Returns:
         ``{method: normalized return of the finished policies, mean over seeds}`` (each policy
@@ -69,13 +109,25 @@ def run_online_comparison(
         ``steps_per_second`` (``{method: median over every update of every seed}``).
     """
 
+    ilpo = getattr(config, "online_ilpo", False)
+    if ilpo and data_dir is None:
+        raise ValueError("the ILPO arm needs the recorded dataset (data_dir)")
     network = latent_policy_network(bc_dir)
     base = {**FINETUNE_PRESETS[config.preset], **network, "total_steps": config.online_steps}
-    curves: dict[str, list[dict]] = {name: [] for name in METHODS}
-    evaluation: dict[str, list[dict]] = {name: [] for name in METHODS}
-    speed: dict[str, list[float]] = {name: [] for name in METHODS}
+    methods = {**METHODS, **({ILPO_METHOD: "ilpo"} if ilpo else {})}
+    curves: dict[str, list[dict]] = {name: [] for name in methods}
+    evaluation: dict[str, list[dict]] = {name: [] for name in methods}
+    speed: dict[str, list[float]] = {name: [] for name in methods}
     for seed in range(config.online_seeds):
-        for name, short in METHODS.items():
+        for name, short in methods.items():
+            if short == "ilpo":
+                run_dir = _ilpo_seed(config, data_dir, directory / f"ilpo-seed{seed}", seed,
+                                     progress)  # fmt: skip
+                rows = [{**r, "step": r["env_steps"]} for r in _read_metrics(run_dir)]
+                curves[name].append(_curve(rows))
+                speed[name] += [r["steps_per_second"] for r in rows if "steps_per_second" in r]
+                evaluation[name].append(_final_evaluation(run_dir, config.eval_episodes))
+                continue
             if short == "lapo":
                 cfg = FinetuneConfig(
                     env=config.env, **base, latent_policy=str(bc_dir.resolve()), seed=seed
@@ -87,12 +139,7 @@ def run_online_comparison(
             metrics = train_finetune(cfg, run_dir, resume=True, progress=progress,
                                      device=config.device,
                                      allow_unfinished=config.bc_minutes is not None)  # fmt: skip
-            if metrics.get("stop_reason") is not None:
-                raise StageInterrupted(
-                    f"{run_dir} stopped ({metrics['stop_reason']}) with a checkpoint; rerun the "
-                    "same command to resume",
-                    reason=metrics["stop_reason"],
-                )
+            _stopped(run_dir, metrics.get("stop_reason"))
             rows = _read_metrics(run_dir)
             curves[name].append(_curve(rows))
             speed[name] += [r["steps_per_second"] for r in rows if "steps_per_second" in r]

@@ -93,6 +93,9 @@ class RunConfig:
         online: run online fine-tuning vs PPO from scratch.
         online_steps: environment steps per online run.
         online_seeds: seeds per online method.
+        online_ilpo: add the ILPO baseline (Edwards et al. 2019; ``lapo ilpo`` on the recorded
+            data, the preset's ``ILPO_PRESETS``, the same online steps and seeds) to the online
+            comparison; needs ``online``.
         lam_steps: stage-1 updates (None: the preset's; the learning rate decays over them).
         lam_minutes: optional wall-clock budget of stage 1 in minutes (None: all its steps).
         bc_minutes: optional wall-clock budget of stage 2 in minutes (None: all its steps).
@@ -145,6 +148,7 @@ class RunConfig:
     online: bool = None  # type: ignore[assignment]
     online_steps: int = None  # type: ignore[assignment]
     online_seeds: int = None  # type: ignore[assignment]
+    online_ilpo: bool = False
     lam_steps: int | None = None
     lam_minutes: float | None = None
     bc_minutes: float | None = None
@@ -198,10 +202,12 @@ class RunConfig:
             raise ValueError(f"pseudo_label_updates must be >= 0, got {self.pseudo_label_updates}")
         if self.labels < 2 or any(n < 2 for n in self.sweep):
             raise ValueError("label counts must be >= 2 (a training and a validation label)")
-        if self.expert_minutes is not None and not 0 < self.expert_minutes < float("inf"):
-            raise ValueError(
-                f"expert_minutes must be > 0 (None: no budget), got {self.expert_minutes}"
-            )
+        for name in ("expert_minutes", "lam_minutes", "bc_minutes"):
+            minutes = getattr(self, name)
+            if minutes is not None and not 0 < minutes < float("inf"):
+                raise ValueError(f"{name} must be > 0 (None: no budget), got {minutes}")
+        if self.online_ilpo and not self.online:
+            raise ValueError("online_ilpo adds an arm to the online comparison; pass online too")
         expert_config(self)  # expert_steps of at least one PPO update, before any work
         if self.lam_steps is not None and self.lam_steps < 1:
             raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")

@@ -207,7 +207,7 @@ def _latent_figures(
     ``data_dir``: the dataset stage 1 trained on (default ``run_dir/data``). Without true
     actions the map is coloured by the most used codes instead.
     """
-    from lapo.data import WindowIndex, open_dataset, split_episodes
+    from lapo.data import open_dataset, split_windows
     from lapo.eval import plots
     from lapo.eval.fdm_samples import fdm_predictions, format_code, most_used_codes
     from lapo.load import load_lam
@@ -216,8 +216,7 @@ def _latent_figures(
 
     lam, cfg = load_lam(run_dir / "lam")
     dataset = open_dataset(run_dir / "data" if data_dir is None else data_dir)
-    _, test_eps = split_episodes(dataset, cfg.test_fraction, cfg.seed)
-    index = WindowIndex(dataset, cfg.context, test_eps)
+    index = split_windows(dataset, cfg.context, cfg.test_fraction, cfg.seed)[1]
     windows = np.sort(index.labelled_subset(min(samples, len(index)), seed=7))
     latents = label_windows(lam, WindowSubset(index, windows))
     import torch
@@ -810,6 +809,32 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
             "Normalized return against environment steps (mean and spread over seeds).",
         )
         rep.table(*_online_table(online))
+        _ilpo_section(rep, run_dir / "online" / "ilpo-seed0" / "offline")
+
+
+def _ilpo_section(rep, offline_dir: Path) -> None:
+    """ILPO's collapse diagnostic (appendix A.4) of the online comparison's seed 0, if it ran."""
+    if not (offline_dir / "collapse.json").exists():
+        return
+    diagnostic = json.loads((offline_dir / "collapse.json").read_text())
+    rep.heading("ILPO collapse diagnostic")
+    accuracy = diagnostic.get("argmin_action_accuracy")
+    rep.figure(
+        offline_dir / "collapse.png",
+        f"How often each of ILPO's {diagnostic['num_latents']} latents attains the minimum of "
+        f"its forward model's error on {diagnostic['samples']} held-out transitions (seed 0): "
+        f"the most frequent takes {diagnostic['argmin_max_fraction']:.0%}, effective number "
+        f"{diagnostic['effective_latents']:.1f}"
+        + (f"; the argmin latent predicts the true action with accuracy {accuracy:.3f} "
+           f"(majority action {diagnostic['majority_accuracy']:.3f})" if accuracy is not None
+           else "")
+        + ". The paper (appendix A.4) finds one latent chosen almost always on the full level "
+        "distribution.",
+    )  # fmt: skip
+    rep.figure(
+        offline_dir / "fdm_latents.png",
+        "ILPO's forward model: o_t, o_(t+1) and the prediction under every latent.",
+    )
 
 
 def _sweep_section(rep, rows: list[dict], figures: Path) -> list[dict]:
@@ -858,7 +883,8 @@ def _sweep_section(rep, rows: list[dict], figures: Path) -> list[dict]:
 
 
 #: Paper section 6.1, Figure 3: mean normalized return over the 16 games after 4M steps.
-PAPER_ONLINE = {"LAPO fine-tuned": "about 1.0", "PPO from scratch": "about 0.44"}
+PAPER_ONLINE = {"LAPO fine-tuned": "about 1.0", "PPO from scratch": "about 0.44",
+                "ILPO": "about 0.3"}  # fmt: skip
 
 
 def _online_table(online: dict) -> tuple[list[str], list[list]]:

@@ -199,6 +199,7 @@ def run_pipeline(
             "seeds": config.online_seeds,
             "preset": config.preset,
             "episodes": config.eval_episodes,
+            **({"ilpo": True} if config.online_ilpo else {}),  # absent in runs without ILPO
         }
 
     def train_expert(directory: Path) -> dict:
@@ -289,7 +290,8 @@ def run_pipeline(
 
     def online(directory: Path) -> dict:
 
-        return run_online_comparison(config, d["bc"], d["lam"], directory, progress=progress)
+        return run_online_comparison(config, d["bc"], d["lam"], directory, progress=progress,
+                                     data_dir=d["collect"])  # fmt: skip
 
     def report(directory: Path) -> dict:
 

@@ -347,7 +347,8 @@ def run_ppo(
             prefix = "hook/"
             hook.load_state({k[len(prefix) :]: v for k, v in ckpt.tensors.items()
                              if k.startswith(prefix)})  # fmt: skip
-    logger = RunLogger(run_dir)
+    # logs cut back to the checkpoint (x-axis: environment steps); a fresh run starts them anew
+    logger = RunLogger(run_dir, resume_step=trainer.env_steps if restore else -1)
     metrics: dict = {}
 
     def save() -> None:

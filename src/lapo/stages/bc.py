@@ -5,7 +5,9 @@ used. z_t is the IDM's continuous, pre-quantization output (as the release) or, 
 quantizer's output.
 
 Latents are computed once before training and cached in the run directory (``latents-train.npy``,
-``latents-test.npy``, stamped with the IDM's weight digest) rather than on the fly: on 2 CPU
+``latents-test.npy``, each written atomically with a stamp ``latents-<split>.json`` holding the
+IDM's weight digest, the sha256 of the stage-1 checkpoint and of the dataset manifest, the target
+and the window count, so a stale cache is never reused) rather than on the fly: on 2 CPU
 cores the IDM forward costs about as much as a policy update, and caching labels each window once
 (``benchmarks/bc_labelling.py`` prints both costs). The train/test episode split is stage 1's.
 Checkpoints hold weights, optimizer, RNG and the update count (the whole data-order state), so a
@@ -23,12 +25,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lapo.checkpoint import (
+    checkpoint_digest,
     checkpoint_exists,
     load_checkpoint,
+    meta_errors,
     read_meta,
     set_rng_state,
 )
-from lapo.config import BCConfig
+from lapo.config import BCConfig, LAMConfig
 from lapo.data import (
     DatasetError,
     Prefetcher,
@@ -36,13 +40,15 @@ from lapo.data import (
     WindowIndex,
     manifest_digest,
     open_dataset,
-    split_episodes,
+    split_windows,
 )
+from lapo.data.format import write_json_atomic
 from lapo.data.prefetch import to_device
 from lapo.device import autocast, resolve_device
-from lapo.load import CHECKPOINT, check_finished, load_lam
-from lapo.models.build import build_latent_policy
+from lapo.load import CHECKPOINT, LAM_KIND, check_finished, expect_kind, load_lam
+from lapo.models.build import build_latent_policy, check_policy_frames
 from lapo.models.lam import ACCELERATOR_LABEL_BATCH, LatentActionModel, frames_to_float
+from lapo.paths import atomic_file
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
 from lapo.stages.lam import PREFETCH_DEPTH, weights_digest
@@ -93,40 +99,58 @@ def label_windows(
     return out
 
 
-def cached_latents(
-    run_dir: Path, split: str, lam_digest: str, target: str, windows: int
-) -> np.ndarray | None:
+def label_stamp(lam_path: str | Path, lam_digest: str, dataset, target: str, windows: int) -> dict:
+    """What identifies stage 2's cached labels of one split: the IDM's weight digest
+    (``weights_digest``), the content hashes of the stage-1 checkpoint (``checkpoint_digest``)
+    and of the dataset's manifest (``manifest_digest``, which holds every file's sha256), the
+    target and the number of windows."""
+    return {
+        "lam_weights_sha256": lam_digest,
+        "lam_checkpoint_sha256": checkpoint_digest(lam_path),
+        "data_manifest_sha256": manifest_digest(dataset),
+        "target": target,
+        "windows": windows,
+    }
+
+
+def cached_latents(run_dir: Path, split: str, stamp: dict) -> np.ndarray | None:
     """Stage 2's cached IDM labels ``<run_dir>/latents-<split>.npy`` (``(windows, D) float32``,
-    memory-mapped) if the IDM of weight digest ``lam_digest`` made them for ``target`` and an
-    index of ``windows`` windows, else None."""
+    memory-mapped) if its stamp ``latents-<split>.json`` equals ``stamp`` (``label_stamp``) and
+    the array has ``stamp["windows"]`` float32 rows, else None (missing, stale or unreadable: the
+    caller labels again)."""
     path, stamp_path = run_dir / f"latents-{split}.npy", run_dir / f"latents-{split}.json"
-    stamp = {"lam_weights_sha256": lam_digest, "target": target, "windows": windows}
-    if path.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
-        return np.load(path, mmap_mode="r")
-    return None
+    try:
+        if json.loads(stamp_path.read_text()) != stamp:
+            return None
+        cached = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):  # missing, torn by an older lapo, or not JSON / .npy
+        return None
+    if cached.ndim != 2 or len(cached) != stamp["windows"] or cached.dtype != np.float32:
+        return None
+    return cached
 
 
 def _cached_labels(
     run_dir: Path,
     split: str,
     lam,
-    lam_digest: str,
+    stamp: dict,
     index: WindowIndex,
     config: BCConfig,
     progress: bool,
 ) -> np.ndarray:
-    """``latents-<split>.npy`` if these IDM weights made it, else compute and save it."""
-    cached = cached_latents(run_dir, split, lam_digest, config.target, len(index))
+    """``latents-<split>.npy`` if ``stamp`` matches its stamp, else compute and save both
+    atomically (array first, then the stamp that vouches for it)."""
+    cached = cached_latents(run_dir, split, stamp)
     if cached is not None:
         return np.asarray(cached)
     path, stamp_path = run_dir / f"latents-{split}.npy", run_dir / f"latents-{split}.json"
-    stamp = {"lam_weights_sha256": lam_digest, "target": config.target, "windows": len(index)}
+    stamp_path.unlink(missing_ok=True)  # no stamp vouches for an array being replaced
     latents = label_windows(lam, index, config.target, config.bf16, progress=progress)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, latents)
-    tmp.replace(path)
-    stamp_path.write_text(json.dumps(stamp))
+    with atomic_file(path) as fh:
+        np.save(fh, latents)
+    write_json_atomic(stamp_path, stamp)
     return latents
 
 
@@ -171,7 +195,43 @@ def _save(path: Path, policy, optimizer, config: BCConfig, step: int, info: dict
     )  # fmt: skip
 
 
-@holds_lock(lambda a: a["run_dir"], inputs=lambda a: [a["lam_path"], a["data_dir"]])
+def check_inputs(
+    config: BCConfig, lam_path: str | Path, data_dir: str | Path, allow_unfinished: bool = False
+) -> None:
+    """Check stage 2's inputs before any work (nothing is created): a finished (or allowed
+    unfinished) stage-1 run, a dataset whose frames are the ones it was trained on and fit the
+    policy encoder, and a train and a test split that each hold a window.
+
+    Raises:
+        lapo.load.UnfinishedRunError: the stage-1 run is unfinished and not allowed.
+        lapo.checkpoint.CheckpointError: ``lam_path`` is not a latent action model, or its
+            metadata is malformed.
+        lapo.data.DatasetError: invalid data, frames of another shape than stage 1's, or no
+            window in a split.
+        ValueError: frames the policy encoder cannot take.
+    """
+    check_finished(lam_path, allow_unfinished=allow_unfinished, what="--lam")
+    meta = expect_kind(lam_path, LAM_KIND)
+    with meta_errors(lam_path):
+        lam_config = LAMConfig(**meta["config"])
+        lam_shape = tuple(int(n) for n in meta["frame_shape"])
+    with open_dataset(data_dir) as dataset:
+        if tuple(dataset.frame_shape) != lam_shape:
+            raise DatasetError(
+                f"{data_dir}: frames are {tuple(dataset.frame_shape)}, but the latent action "
+                f"model was trained on {lam_shape}"
+            )
+        check_policy_frames(config, dataset.frame_shape, str(dataset.path))
+        split_windows(dataset, lam_config.context, lam_config.test_fraction, lam_config.seed)
+
+
+@holds_lock(
+    lambda a: a["run_dir"],
+    inputs=lambda a: [a["lam_path"], a["data_dir"]],
+    before=lambda a: check_inputs(
+        a["config"], a["lam_path"], a["data_dir"], a["allow_unfinished"]
+    ),  # fmt: skip
+)
 def train_bc(
     config: BCConfig,
     lam_path: str | Path,
@@ -215,7 +275,6 @@ def train_bc(
     ckpt = run_dir / CHECKPOINT
     if checkpoint_exists(ckpt) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
-    check_finished(lam_path, allow_unfinished=allow_unfinished, what="--lam")
     device = resolve_device(device)
     lam, lam_config = load_lam(lam_path, device=str(device))
     dataset = open_dataset(data_dir)
@@ -224,9 +283,8 @@ def train_bc(
             f"{data_dir}: frames are {tuple(dataset.frame_shape)}, but the latent action model "
             f"was trained on {lam.frame_shape}"
         )
-    train_eps, test_eps = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
-    train_index = WindowIndex(dataset, lam_config.context, train_eps)
-    test_index = WindowIndex(dataset, lam_config.context, test_eps)
+    train_index, test_index = split_windows(dataset, lam_config.context,
+                                            lam_config.test_fraction, lam_config.seed)  # fmt: skip
     info = {
         "latent_dim": lam_config.latent_dim,
         "frame_shape": list(dataset.frame_shape),
@@ -254,8 +312,14 @@ def train_bc(
         set_rng_state(restored.tensors, meta["rng"])
         step = int(meta["step"])
     digest = info["lam_weights_sha256"]
-    train_latents = _cached_labels(run_dir, "train", lam, digest, train_index, config, progress)
-    test_latents = _cached_labels(run_dir, "test", lam, digest, test_index, config, progress)
+    stamps = {
+        split: label_stamp(lam_path, digest, dataset, config.target, len(index))
+        for split, index in (("train", train_index), ("test", test_index))
+    }
+    train_latents = _cached_labels(run_dir, "train", lam, stamps["train"], train_index, config,
+                                   progress)  # fmt: skip
+    test_latents = _cached_labels(run_dir, "test", lam, stamps["test"], test_index, config,
+                                  progress)  # fmt: skip
     del lam
     sampler = WindowBatchSampler(
         len(train_index), config.batch_size, seed=config.seed, rank=0, world_size=1

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from lapo.config import BCConfig, DecodeConfig
-from lapo.data import WindowIndex, open_dataset, split_episodes
+from lapo.data import DatasetError, WindowIndex, open_dataset, split_windows
 from lapo.device import resolve_device
 from lapo.eval.actors import predict_actions
 from lapo.eval.probes import fit_classifier, r2_score
@@ -36,7 +36,7 @@ from lapo.load import check_finished, load_lam, load_latent_policy, save_policy
 from lapo.models.build import build_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
 from lapo.safety import holds_lock
-from lapo.stages.bc import cached_latents, label_windows
+from lapo.stages.bc import cached_latents, label_stamp, label_windows
 from lapo.stages.lam import weights_digest
 from lapo.stages.pseudo_label import pseudo_label_finetune
 
@@ -218,13 +218,17 @@ def decode_offline(
     latent_policy, bc_config = load_latent_policy(policy_path, device)
     lam, lam_config = load_lam(lam_path, device)
     dataset = open_dataset(data_dir)
+    if tuple(dataset.frame_shape) != lam.frame_shape:
+        raise DatasetError(
+            f"{data_dir}: frames are {tuple(dataset.frame_shape)}, but the latent action model "
+            f"was trained on {lam.frame_shape}"
+        )
     bounds = dataset.action_bounds  # None: discrete
     num_actions = len(bounds[0]) if bounds is not None else (dataset.num_actions or 15)
     if bounds is not None and config.pseudo_label_updates:
         raise ValueError("pseudo-label fine-tuning supports discrete actions only")
-    train_eps, test_eps = split_episodes(dataset, lam_config.test_fraction, lam_config.seed)
-    train_index = WindowIndex(dataset, lam_config.context, train_eps)
-    test_index = WindowIndex(dataset, lam_config.context, test_eps)
+    train_index, test_index = split_windows(dataset, lam_config.context,
+                                            lam_config.test_fraction, lam_config.seed)  # fmt: skip
     labelled = draw_labelled_set(lam, train_index, config.labels, config.seed, bc_config.target)
     test = draw_labelled_set(
         lam, test_index, min(test_samples, len(test_index)), 1, bc_config.target
@@ -273,8 +277,9 @@ def decode_offline(
         count = min(config.pseudo_label_frames, len(train_index))
         windows = np.sort(rng.choice(len(train_index), size=count, replace=False))
         bc_dir = Path(policy_path) if Path(policy_path).is_dir() else Path(policy_path).parent
-        cached = cached_latents(bc_dir, "train", weights_digest(lam), bc_config.target,
-                                len(train_index))  # fmt: skip
+        stamp = label_stamp(lam_path, weights_digest(lam), dataset, bc_config.target,
+                            len(train_index))  # fmt: skip
+        cached = cached_latents(bc_dir, "train", stamp)
         latents = (
             np.asarray(cached[windows])
             if cached is not None  # stage 2 labelled every training window with this IDM

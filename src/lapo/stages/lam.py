@@ -11,7 +11,6 @@ ends with bitwise the weights of an uninterrupted one.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -36,11 +35,12 @@ from lapo.data import (
     WindowIndex,
     manifest_digest,
     open_dataset,
-    split_episodes,
+    split_windows,
 )
+from lapo.data.format import write_json_atomic
 from lapo.device import autocast, resolve_device
 from lapo.eval.latent_quality import latent_quality, window_batch
-from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.models.lam import LatentActionModel, check_lam_frames, frames_to_float
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
 
@@ -189,7 +189,25 @@ def _summarize(
     return metrics
 
 
-@holds_lock(lambda a: a["run_dir"], inputs=lambda a: [a["data_dir"]])
+def check_inputs(config: LAMConfig, data_dir: str | Path) -> None:
+    """Check stage 1's inputs before any work (nothing is created): the dataset opens, its
+    frames fit the model (``check_lam_frames``) and both the train and the test split hold a
+    window (``split_windows``; one episode: its tail is held out).
+
+    Raises:
+        lapo.data.DatasetError: invalid data, or no window in a split (the reason is named).
+        ValueError: frames of a shape the model cannot take (expected and found are named).
+    """
+    with open_dataset(data_dir) as dataset:
+        check_lam_frames(config, dataset.frame_shape, str(dataset.path))
+        split_windows(dataset, config.context, config.test_fraction, config.seed)
+
+
+@holds_lock(
+    lambda a: a["run_dir"],
+    inputs=lambda a: [a["data_dir"]],
+    before=lambda a: check_inputs(a["config"], a["data_dir"]),
+)
 def train_lam(
     config: LAMConfig,
     data_dir: str | Path,
@@ -220,7 +238,8 @@ def train_lam(
     Raises:
         FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
         ValueError: resuming with another config or dataset; batch size not divisible by ranks;
-            a negative ``time_budget_s``; ``run_dir`` is, contains or lies inside ``data_dir``.
+            a negative ``time_budget_s``; ``run_dir`` is, contains or lies inside ``data_dir``;
+            frames the model cannot take (``check_inputs``, before ``run_dir`` is created).
         lapo.safety.InUseError: another lapo process holds ``run_dir``.
         FloatingPointError: a non-finite loss; names the update, keeps the last good checkpoint.
         lapo.data.DatasetError: invalid data or no window of k + 2 frames.
@@ -233,9 +252,8 @@ def train_lam(
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
     device = resolve_device(device)  # CUDA (the local rank's under torchrun), MPS, CPU
     dataset = open_dataset(data_dir)
-    train_eps, test_eps = split_episodes(dataset, config.test_fraction, config.seed)
-    train_index = WindowIndex(dataset, config.context, train_eps)
-    test_index = WindowIndex(dataset, config.context, test_eps)
+    train_index, test_index = split_windows(dataset, config.context, config.test_fraction,
+                                            config.seed)  # fmt: skip
     model, optimizer = _build(config, dataset, device)
     step = 0
     if resume and checkpoint_exists(ckpt_path):
@@ -293,6 +311,6 @@ def train_lam(
     finished = step == config.steps or loop.stop_reason == "time budget"
     if finished and rank == 0 and dataset.has_actions:
         quality = latent_quality(model, test_index, config)
-        (run_dir / "latent_quality.json").write_text(json.dumps(quality, indent=2))
+        write_json_atomic(run_dir / "latent_quality.json", quality)
         metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
     return metrics
