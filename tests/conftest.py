@@ -156,3 +156,29 @@ def make_dataset(tmp_path):
 def small_dataset(make_dataset) -> Written:
     """The default ``make_dataset()`` dataset."""
     return make_dataset()
+
+
+@pytest.fixture
+def write_video():
+    """Factory: ``write_video(path, frames, rate=10, codec="mpeg4") -> path``.
+
+    Encodes ``frames``, ``(T, H, W, 3) uint8``, with PyAV at ``rate`` frames per second
+    (yuv420p, 4 Mbit/s), creating missing parent folders; with no frames it still writes the
+    container's header (an empty, readable video). The one video writer of the tests.
+    """
+    import av
+
+    def write(path: Path, frames: np.ndarray, rate: int = 10, codec: str = "mpeg4") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream(codec, rate=rate)
+            stream.height, stream.width = frames.shape[1:3]
+            stream.pix_fmt = "yuv420p"
+            stream.bit_rate = 4_000_000
+            container.start_encoding()  # writes the header even when there are no frames
+            for image in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode())
+        return path
+
+    return write

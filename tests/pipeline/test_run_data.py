@@ -26,18 +26,6 @@ def _video_like(path: Path, episodes: int = 12, length: int = 16) -> None:
         writer.close()
 
 
-def _write_mp4(path: Path, frames: np.ndarray) -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=15)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
 def _run(data: Path, out: Path, *extra: str) -> int:
     args = ["run", "--preset", "smoke", "--data", str(data), "--out", str(out), "--no-progress"]
     return main([*args, *extra])
@@ -45,13 +33,15 @@ def _run(data: Path, out: Path, *extra: str) -> int:
 
 def test_run_on_action_free_data_writes_latent_figures_and_says_why_no_decoding(
     tmp_path: Path,
+    write_video,
 ) -> None:
     videos = tmp_path / "videos"  # imported as a user would: wide mp4s cut into clips
     videos.mkdir()
     rng = np.random.default_rng(5)
     for name in ("a.mp4", "b.mp4"):
         frames = np.concatenate([sprite_episode(rng, 32)[0] for _ in range(3)])  # (96, 64, 64, 3)
-        _write_mp4(videos / name, np.concatenate([frames, frames[:, :, :32]], axis=2))  # 64x96
+        wide = np.concatenate([frames, frames[:, :, :32]], axis=2)  # 64x96
+        write_video(videos / name, wide, rate=15)
     data, out = tmp_path / "video", tmp_path / "run"
     args = ["data", "import", str(videos), "--out", str(data), "--clip-frames", "16"]
     assert main([*args, "--no-progress"]) == 0

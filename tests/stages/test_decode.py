@@ -1,4 +1,5 @@
-"""Stages 2 and 3 offline: latent BC, decoder, decoded policy, baseline, evaluation, sweep."""
+"""Stage 3 offline (``lapo.stages.decode``): decoder, decoded policy, baseline, evaluation,
+sweep."""
 
 from __future__ import annotations
 
@@ -10,34 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from lapo.checkpoint import CheckpointError, read_meta
+from lapo.checkpoint import CheckpointError
 from lapo.cli import main
-from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, CollectConfig, DecodeConfig, LAMConfig
-from lapo.data.synthetic import write_sprite_dataset
+from lapo.config import CollectConfig, DecodeConfig
 from lapo.eval.actors import PolicyActor
-from lapo.load import load_latent_policy, load_policy
+from lapo.load import load_policy
 from lapo.models import make_encoder
 from lapo.models.policy import ActionDecoder, DecodedPolicy, LatentPolicy
-from lapo.stages.bc import train_bc
 from lapo.stages.decode import LabelledSet, decode_offline, train_decoder
-from lapo.stages.lam import train_lam, weights_digest
-
-
-def bc_smoke(**changes) -> BCConfig:
-    return dataclasses.replace(BCConfig(**BC_PRESETS["smoke"]), **changes)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
-    """A 64x64 sprite dataset, a smoke latent action model and a smoke latent policy."""
-    root = tmp_path_factory.mktemp("bc")
-    data = root / "sprites"
-    write_sprite_dataset(data, episodes=16, length=24, size=64, seed=0)
-    lam = root / "lam"
-    train_lam(LAMConfig(**LAM_PRESETS["smoke"]), data, lam, progress=False)
-    bc = root / "bc"
-    train_bc(bc_smoke(), lam, data, bc, progress=False)
-    return {"data": data, "lam": lam, "bc": bc, "root": root}
 
 
 def test_decoder_learns_a_known_latent_to_action_mapping() -> None:
@@ -73,39 +54,6 @@ def test_decoded_policy_is_its_parts_and_samples_their_distribution() -> None:
     assert np.abs(counts - probs).max() < 0.03
     with pytest.raises(ValueError, match="latent policy outputs 8 dims"):
         DecodedPolicy(latent_policy, ActionDecoder(16, 15))
-
-
-def test_bc_writes_latent_policy_and_resumes_bitwise(trained, tmp_path: Path) -> None:
-    policy, config = load_latent_policy(trained["bc"])
-    assert config == bc_smoke() and policy.latent_dim == 128
-    meta = read_meta(trained["bc"] / "checkpoint")
-    assert meta["kind"] == "latent-policy" and meta["step"] == 6
-    lines = [json.loads(x) for x in (trained["bc"] / "metrics.jsonl").read_text().splitlines()]
-    assert "test/relative_mse" in lines[-1] and np.isfinite(lines[-1]["train/mse"])
-    # 3 + 3 updates with a resume in between == 6 straight
-    half = tmp_path / "half"
-    train_bc(
-        bc_smoke(steps=6), trained["lam"], trained["data"], half, progress=False, time_budget_s=0.0
-    )
-    assert read_meta(half / "checkpoint")["step"] == 0
-    train_bc(bc_smoke(), trained["lam"], trained["data"], half, progress=False, resume=True)
-    assert weights_digest(load_latent_policy(half)[0]) == weights_digest(policy)
-    with pytest.raises(FileExistsError, match="--resume"):
-        train_bc(bc_smoke(), trained["lam"], trained["data"], half, progress=False)
-    with pytest.raises(ValueError, match="config differs"):
-        train_bc(
-            bc_smoke(learning_rate=1.0),
-            trained["lam"],
-            trained["data"],
-            half,
-            progress=False,
-            resume=True,
-        )
-
-
-def test_bc_refuses_a_checkpoint_that_is_not_a_latent_action_model(trained, tmp_path) -> None:
-    with pytest.raises(CheckpointError, match="expected a latent-action-model checkpoint"):
-        train_bc(bc_smoke(), trained["bc"], trained["data"], tmp_path / "x", progress=False)
 
 
 def test_decode_offline_saves_loadable_policies(trained) -> None:

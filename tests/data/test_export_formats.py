@@ -1,0 +1,79 @@
+"""Latent-action export to LeRobot and Minari (``lapo.data.export_formats``), round-tripped
+through the importers, and ``lapo data export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pq = pytest.importorskip("pyarrow.parquet")
+h5py = pytest.importorskip("h5py")
+
+from lapo.cli import main  # noqa: E402
+from lapo.config import LAM_PRESETS, LAMConfig, VideoImportConfig  # noqa: E402
+from lapo.data import DatasetWriter, open_dataset  # noqa: E402
+from lapo.data.export_formats import export_lerobot, export_minari  # noqa: E402
+from lapo.data.import_lerobot import import_lerobot  # noqa: E402
+from lapo.data.import_minari import import_minari  # noqa: E402
+from lapo.data.synthetic import sprite_episode, write_sprite_dataset  # noqa: E402
+from lapo.models.lam import LatentActionModel  # noqa: E402
+from lapo.pipeline.export import latent_labels  # noqa: E402
+
+
+def _labelled(tmp_path: Path):
+    data = tmp_path / "sprites"
+    write_sprite_dataset(data, episodes=3, length=7, size=32)
+    lam = LatentActionModel(LAMConfig(**LAM_PRESETS["smoke"]), image_size=32).eval()
+    dataset = open_dataset(data)
+    return dataset, *latent_labels(lam, dataset)
+
+
+def test_export_round_trips(tmp_path: Path) -> None:
+    dataset, latent, codes = _labelled(tmp_path)
+    valid = np.isfinite(latent).all(1)
+    zeroed = np.where(valid[:, None], latent, 0).astype(np.float32)
+    lerobot = export_lerobot(dataset, tmp_path / "lr", latent, codes, progress=False)
+    table = pq.read_table(lerobot / "data/chunk-000/episode_000001.parquet")
+    assert table.column("latent_action.valid").to_pylist() == valid[7:14].tolist()
+    assert table.column("true_action").to_pylist() == dataset.actions[7:14].tolist()
+    assert np.array(table.column("latent_action.code").to_pylist()).tolist() == codes[7:14].tolist()
+    back = tmp_path / "lr-back"
+    import_lerobot(lerobot, back, config=VideoImportConfig(resolution=(32, 32)), progress=False)
+    with open_dataset(back) as ds:
+        assert ds.episodes.tolist() == dataset.episodes.tolist()
+        np.testing.assert_array_equal(np.load(back / "continuous_actions.npy"), zeroed)
+        diff = np.abs(ds.read_frames(0, 21).astype(int) - dataset.read_frames(0, 21)).mean()
+        assert diff < 12  # mpeg4 is lossy; a wrong frame order would differ by far more
+    minari = export_minari(dataset, tmp_path / "mi", latent, codes, progress=False)
+    with h5py.File(minari / "data/main_data.hdf5") as f:
+        assert f["episode_2/actions"].shape == (6, latent.shape[1])
+        assert f["episode_2/infos/true_action"][()].tolist() == dataset.actions[14:21].tolist()
+    back = tmp_path / "mi-back"
+    import_minari(minari, back, config=VideoImportConfig(resolution=(32, 32)), progress=False)
+    with open_dataset(back) as ds:
+        assert ds.episodes.tolist() == dataset.episodes.tolist()
+        assert (ds.read_frames(0, 21) == dataset.read_frames(0, 21)).all()  # lossless
+        kept = np.load(back / "continuous_actions.npy").reshape(3, 7, -1)
+        np.testing.assert_array_equal(kept[:, :6], zeroed.reshape(3, 7, -1)[:, :6])
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        export_minari(dataset, minari, latent, codes, progress=False)
+    export_minari(dataset, minari, latent, codes, overwrite=True, progress=False)
+
+
+def test_cli_export_with_a_trained_stage_1(tmp_path: Path) -> None:
+    from lapo.stages.lam import train_lam
+
+    data = tmp_path / "video"  # no actions: stage 1 skips its (slow) action probes
+    rng = np.random.default_rng(0)
+    with DatasetWriter(data, frame_shape=(64, 64, 3)) as writer:
+        for _ in range(6):
+            writer.add_episode(sprite_episode(rng, 8)[0])
+        writer.close()
+    train_lam(LAMConfig(**LAM_PRESETS["smoke"]), data, tmp_path / "lam", progress=False)
+    out = tmp_path / "export"
+    args = ["data", "export", str(data), "--lam", str(tmp_path / "lam"), "--out", str(out)]
+    assert main([*args, "--format", "minari", "--no-progress"]) == 0
+    assert json.loads((out / "data/metadata.json").read_text())["total_episodes"] == 6

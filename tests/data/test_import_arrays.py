@@ -1,0 +1,132 @@
+"""Numpy array import (``lapo.data.import_arrays``): npy and npz round trips and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lapo.data import DatasetError, open_dataset
+from lapo.data.import_arrays import import_arrays
+
+
+def no_output(out: Path) -> bool:
+    """Nothing at ``out``, and no partial directory beside it."""
+    return not out.exists() and not list(out.parent.glob(f"{out.name}.partial-*"))
+
+
+def random_frames(rng: np.random.Generator, n: int, shape=(8, 8, 3)) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def test_npy_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a, b = random_frames(rng, 5), random_frames(rng, 3)
+    src = tmp_path / "src"  # the output may not lie inside an input folder
+    src.mkdir()
+    np.save(src / "b.npy", b)
+    np.save(src / "a.npy", a)
+    out = tmp_path / "ds"
+    manifest = import_arrays(src, out, shard_frames=4, progress=False)  # folder: sorted
+    assert manifest["source"]["files"] == [str((src / n).resolve()) for n in ("a.npy", "b.npy")]
+    with open_dataset(out) as ds:
+        assert ds.episodes.tolist() == [[0, 5], [5, 3]]
+        np.testing.assert_array_equal(ds.read_frames(0, 8), np.concatenate([a, b]))
+        assert ds.fields == () and ds.manifest["action_space"] is None
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
+def test_npz_round_trip(tmp_path: Path, form: str) -> None:
+    rng = np.random.default_rng(1)
+    frames, actions = random_frames(rng, 10), rng.integers(0, 6, size=10)
+    actions[0] = 5  # max action 5 -> n = 6
+    rewards = np.arange(10, dtype=np.float32)
+    dones = np.zeros(10, dtype=bool)
+    dones[[3, 6]] = True  # episodes [0, 4), [4, 7), [7, 10) (the last one cut)
+    starts = np.array([0, 4, 7]) if form == "indices" else np.isin(np.arange(10), [0, 4, 7])
+    path = tmp_path / "data.npz"
+    np.savez(
+        path, frames=frames, actions=actions, rewards=rewards, dones=dones, episode_starts=starts
+    )
+    frames2 = random_frames(rng, 2)
+    more = {"frames": frames2, "actions": [1, 2], "rewards": [1.0, 2.0], "dones": [0, 1]}
+    np.savez_compressed(tmp_path / "more.npz", **more)
+    out = tmp_path / "ds"
+    manifest = import_arrays([path, tmp_path / "more.npz"], out, progress=False)
+    assert manifest["action_space"] == {"type": "discrete", "n": 6}
+    with open_dataset(out) as ds:
+        assert ds.episodes[:, 1].tolist() == [4, 3, 3, 2]
+        np.testing.assert_array_equal(ds.read_frames(0, 12), np.concatenate([frames, frames2]))
+        np.testing.assert_array_equal(ds.actions, np.r_[actions, 1, 2])
+        np.testing.assert_array_equal(ds.rewards, np.r_[rewards, 1, 2])
+        np.testing.assert_array_equal(ds.dones, np.r_[dones, False, True])
+        np.testing.assert_array_equal(ds.episode_returns, [0 + 1 + 2 + 3, 4 + 5 + 6, np.nan, 3])
+
+
+def test_num_actions_argument(tmp_path: Path) -> None:
+    np.savez(tmp_path / "x.npz", frames=np.zeros((3, 4, 4, 1), np.uint8), actions=[0, 1, 2])
+    manifest = import_arrays(tmp_path / "x.npz", tmp_path / "ds", num_actions=15, progress=False)
+    assert manifest["action_space"]["n"] == 15
+    with pytest.raises(DatasetError, match=r"actions must lie in \[0, 2\)"):
+        import_arrays(tmp_path / "x.npz", tmp_path / "ds2", num_actions=2, progress=False)
+
+
+FRAMES = np.zeros((6, 8, 8, 3), np.uint8)
+
+
+def test_frame_zero_always_starts_an_episode(tmp_path: Path) -> None:
+    np.savez(tmp_path / "x.npz", frames=FRAMES, episode_starts=[2, 5])
+    import_arrays(tmp_path / "x.npz", tmp_path / "ds", progress=True)
+    assert open_dataset(tmp_path / "ds").episodes.tolist() == [[0, 2], [2, 3], [5, 1]]
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"frames": FRAMES.astype(np.float32)}, r"must be uint8.*got float32"),
+        ({"frames": np.zeros((6, 3, 8, 8), np.uint8)}, r"channel-first.*transpose\(0, 2, 3, 1\)"),
+        ({"frames": FRAMES[..., 0]}, r"\(N, H, W, C\).*channel axis"),
+        ({"frames": FRAMES, "actions": np.zeros(5, int)}, r"actions must have shape \(6,\)"),
+        ({"frames": FRAMES, "actions": np.zeros(6)}, "actions must be signed int or unsigned"),
+        ({"frames": FRAMES, "actions": -np.ones(6, int)}, r"actions must lie in \[0\)"),
+        ({"frames": FRAMES, "episode_starts": [0, 4, 2]}, "strictly increasing"),
+        ({"frames": FRAMES, "episode_starts": [0, 6]}, r"in \[0, 6\)"),
+        ({"frames": FRAMES, "episode_starts": np.ones(5, bool)}, "mask must have length 6"),
+        ({"frames": FRAMES, "dones": np.eye(6, dtype=bool)[2]}, r"dones\[2\] is True"),
+        ({"frames": FRAMES, "action": np.zeros(6, int)}, r"unexpected arrays \['action'\]"),
+        ({"obs": FRAMES}, "use import_lapo_release"),
+    ],
+)
+def test_array_errors(tmp_path: Path, arrays: dict, message: str) -> None:
+    np.savez(tmp_path / "bad.npz", **arrays)
+    out = tmp_path / "ds"
+    with pytest.raises(DatasetError, match=message) as info:
+        import_arrays(tmp_path / "bad.npz", out, progress=False)
+    assert "bad.npz" in str(info.value)
+    assert no_output(out)
+
+
+def test_files_must_agree(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", FRAMES)
+    np.save(tmp_path / "b.npy", np.zeros((2, 8, 4, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"b\.npy: frames \(8, 4, 3\).*same frame shape"):
+        import_arrays([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "ds", progress=False)
+    np.savez(tmp_path / "c.npz", frames=FRAMES, actions=np.zeros(6, int))
+    with pytest.raises(DatasetError, match=r"c\.npz.*\['actions'\].*same optional arrays"):
+        import_arrays([tmp_path / "a.npy", tmp_path / "c.npz"], tmp_path / "ds", progress=False)
+    with pytest.raises(DatasetError, match="no such file"):
+        import_arrays(tmp_path / "missing.npy", tmp_path / "ds", progress=False)
+    assert no_output(tmp_path / "ds")
+
+
+def test_arrays_overwrite(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", FRAMES)
+    out = tmp_path / "ds"
+    import_arrays(tmp_path / "a.npy", out, progress=False)
+    with pytest.raises(FileExistsError):
+        import_arrays(tmp_path / "a.npy", out, progress=False)
+    np.save(tmp_path / "bad.npy", FRAMES.astype(np.float64))
+    with pytest.raises(DatasetError, match="uint8"):
+        import_arrays(tmp_path / "bad.npy", out, overwrite=True, progress=False)
+    assert open_dataset(out).num_frames == 6
