@@ -730,6 +730,11 @@ def test_logs_match_the_checkpoint_after_a_crash_and_resume(sprites, tmp_path, m
     with open(tmp_path / "run" / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 5, "tra')  # and a line torn by kill -9
     monkeypatch.setattr(stage, "_losses", losses)
+    # TensorBoard reads event files in name order, events.out.tfevents.<seconds>.<host>.<pid>.<n>:
+    # a resume in another process (as after a real crash) sorts after the crashed run's file by
+    # its later time; here, in the same process and second, the counter n decides, and "10" sorts
+    # before "9". A new second gives the real order.
+    time.sleep(1.1)
     stage.train_lam(config, sprites, tmp_path / "run", resume=True, progress=False)
     assert _logged_steps(tmp_path / "run") == _logged_steps(tmp_path / "full") == list(range(1, 9))
     tag = "train/fdm_mse"
