@@ -1,4 +1,5 @@
-"""The shared PPO trainer: named buffer inputs, and caching a frozen trunk changes nothing."""
+"""The shared PPO trainer: named buffer inputs, caching a frozen trunk changes nothing, and the
+sampling generator across devices."""
 
 from __future__ import annotations
 
@@ -91,3 +92,38 @@ def test_cached_trunk_features_train_like_the_full_forward_pass() -> None:
     assert torch.allclose(trainer.buffer.inputs["trunk"].flatten(0, 1), recomputed, atol=1e-5)
     for name in cached:
         assert torch.allclose(cached[name], full[name], atol=1e-5), name
+
+
+def _trainer(seed: int = 3) -> PPOTrainer:
+    config = dataclasses.replace(PPOConfig(**PPO_PRESETS["smoke"]), bf16=False, seed=seed)
+    net = OnlineActorCritic(make_encoder("nature", features=32), 15)
+    return PPOTrainer(config, net, StripeEnv(config.num_envs), device="cpu")
+
+
+def test_generator_of_another_device_is_reseeded_with_a_warning() -> None:
+    # A CUDA generator's state is 16 bytes; a CPU generator cannot take it (a checkpoint trained
+    # on a GPU and resumed on a laptop). The resume re-seeds from (seed, update), deterministically.
+    cuda_state = torch.arange(16, dtype=torch.uint8)
+    draws = []
+    for _ in range(2):
+        trainer = _trainer()
+        trainer.update = 7
+        with pytest.warns(UserWarning, match="comes from cuda, this run is on cpu: re-seeded"):
+            trainer._restore_generator(cuda_state, "cuda")
+        draws.append(torch.rand(4, generator=trainer.generator))
+    assert torch.equal(draws[0], draws[1])
+    later = _trainer()
+    later.update = 8  # another update, another stream
+    with pytest.warns(UserWarning):
+        later._restore_generator(cuda_state, None)  # old checkpoints: known by the state's size
+    assert not torch.equal(torch.rand(4, generator=later.generator), draws[0])
+
+
+def test_generator_of_the_same_device_resumes_exactly() -> None:
+    trainer = _trainer()
+    torch.rand(5, generator=trainer.generator)
+    state = trainer.generator.get_state()
+    expected = torch.rand(4, generator=trainer.generator)
+    other = _trainer(seed=11)
+    other._restore_generator(state, "cpu")
+    assert torch.equal(torch.rand(4, generator=other.generator), expected)

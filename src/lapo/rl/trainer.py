@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -228,6 +229,7 @@ class PPOTrainer:
             "config": dataclasses.asdict(self.config),
             "update": self.update,
             "env_steps": self.env_steps,
+            "generator_device": self.device.type,
             "env_returns": env_state["returns"].tolist(),
             "env_lengths": env_state["lengths"].tolist(),
             "normalizer": self.normalizer.state(),
@@ -251,15 +253,35 @@ class PPOTrainer:
             map_location=self.device,
         )
         meta = ckpt.meta
-        self.generator.set_state(ckpt.tensors["generator"].cpu())
+        self.update = meta["update"]
+        self._restore_generator(ckpt.tensors["generator"].cpu(), meta.get("generator_device"))
         envs = [ckpt.tensors[f"env/{i}"].cpu().numpy().tobytes() for i in range(self.env.num_envs)]
         self.obs = self.env.set_state(
             {"envs": envs, "returns": meta["env_returns"], "lengths": meta["env_lengths"]}
         )
         self.normalizer.load_state(meta["normalizer"])
-        self.update = meta["update"]
         self.recent_returns.extend(meta["recent_returns"])
         return ckpt
+
+    def _restore_generator(self, state: torch.Tensor, saved_on: str | None) -> None:
+        """Restore the sampling generator, or re-seed it when the checkpoint comes from another
+        device type (a CUDA generator's state cannot drive a CPU one, and back).
+
+        The re-seeded generator draws from ``(config.seed, update)``, so a resume on a new device
+        is deterministic, but no longer bitwise equal to an uninterrupted run on the old one.
+        """
+        current = self.generator.get_state()
+        moved = saved_on is not None and saved_on != self.device.type
+        if not moved and state.numel() == current.numel():
+            self.generator.set_state(state)
+            return
+        warnings.warn(
+            f"checkpoint's sampling generator comes from {saved_on or 'another device'}, this run "
+            f"is on {self.device.type}: re-seeded from (seed, update); the weights, optimizer "
+            "and environments resume exactly, the action samples differ from an uninterrupted run",
+            stacklevel=3,
+        )
+        self.generator.manual_seed(self.config.seed * 1_000_003 + self.update)
 
 
 def check_run_dir(run_dir: Path, config: Any, resume: bool) -> bool:
