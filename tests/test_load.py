@@ -113,8 +113,12 @@ def test_latent_models_load_and_refuse_to_act(tmp_path: Path) -> None:
     assert config == lam_config and not loaded.training
     bc = BCConfig(**BC_PRESETS["smoke"])
     policy = build_latent_policy(bc, lam_config.latent_dim)
-    save_policy(tmp_path / "pi", "latent-policy", {"policy": policy},
-                {"config": bc_config_meta(bc), "latent_dim": lam_config.latent_dim})
+    save_policy(
+        tmp_path / "pi",
+        "latent-policy",
+        {"policy": policy},
+        {"config": bc_config_meta(bc), "latent_dim": lam_config.latent_dim},
+    )
     loaded_policy, bc_loaded = load_latent_policy(tmp_path / "pi")
     assert bc_loaded == bc and _same_output(loaded_policy, policy)
     with pytest.raises(CheckpointError, match="does not act in the environment; expected one of"):

@@ -223,8 +223,12 @@ for i in range(40):
 def test_two_processes_saving_one_checkpoint_both_leave_it_loadable(tmp_path) -> None:
     path, go = tmp_path / "run" / "checkpoint", tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", SAVER, str(path), str(w), str(go)], env=_env(),
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(path), str(w), str(go)],
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         for w in (1, 2)
     ]
     deadline = time.time() + 240

@@ -46,7 +46,8 @@ def test_duration_estimate_from_the_measured_speed(tmp_path: Path) -> None:
     text = duration_estimate(config, tmp_path / "expert", "cpu")
     assert "7,995,392 of 7,995,392 env steps" in text
     assert "71 min at 1,900 steps/s" in text and "an estimate" in text  # 7,995,392 / 1900 / 60
-    assert "no measured speed" in duration_estimate(config, tmp_path / "expert", "cuda")
+    assert "31 min at 4,300 steps/s" in duration_estimate(config, tmp_path / "expert", "cuda")
+    assert "no measured speed" in duration_estimate(config, tmp_path / "expert", "mps")
     # a run that logged updates is estimated from its own speed and its steps left
     run = tmp_path / "own"
     run.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import threading
@@ -169,3 +170,35 @@ def test_export_writes_a_loadable_weights_only_expert(tmp_path: Path) -> None:
     assert slim < full / 2  # no optimizer or environment state
     with pytest.raises(FileExistsError):
         export_expert(tmp_path / "run", out)
+
+
+def test_init_from_starts_a_new_run_from_an_experts_weights(tmp_path: Path) -> None:
+    config = _smoke(total_steps=4 * 16 * 2, eval_every=0)
+    train_expert(config, tmp_path / "first", progress=False)
+    first = _weights(tmp_path / "first")
+    # max_updates=0: the run starts, checkpoints its initial network and stops
+    train_expert(config, tmp_path / "second", progress=False, max_updates=0,
+                 init_from=tmp_path / "first")  # fmt: skip
+    second = _weights(tmp_path / "second")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    fresh = _weights_of_new_run(tmp_path / "fresh", config)
+    assert not all(torch.equal(first[k], fresh[k]) for k in first)
+    record = json.loads((tmp_path / "second" / "init_from.json").read_text())
+    assert record["init_from"] == str(tmp_path / "first") and record["env_steps"] == 128
+
+
+def _weights_of_new_run(run_dir: Path, config: PPOConfig) -> dict[str, torch.Tensor]:
+    train_expert(config, run_dir, progress=False, max_updates=0)
+    return _weights(run_dir)
+
+
+def test_init_from_refuses_a_resume_and_another_network(tmp_path: Path) -> None:
+    config = _smoke(total_steps=4 * 16 * 2, eval_every=0)
+    train_expert(config, tmp_path / "first", progress=False)
+    with pytest.raises(ValueError, match="holds a checkpoint to resume"):
+        train_expert(config, tmp_path / "first", resume=True, progress=False,
+                     init_from=tmp_path / "first")  # fmt: skip
+    wider = dataclasses.replace(config, features=64)
+    with pytest.raises(ValueError, match="features 32 vs 64"):
+        train_expert(wider, tmp_path / "wide", progress=False, init_from=tmp_path / "first")
+    assert not (tmp_path / "wide" / "checkpoint.json").exists()

@@ -39,6 +39,13 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
         help="paper: IMPALA x4, 50M steps; cpu: Nature-CNN for 2 cores; smoke: tests",
     )
     tr.add_argument("--out", type=Path, help="run directory (default: runs/expert-GAME)")
+    tr.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="EXPERT",
+        help="start a new run from this expert's weights (a run directory or a shipped expert; "
+        "fresh optimizer and step count)",
+    )
     add_training_options(tr)
     add_config_options(
         tr, PPOConfig, PPO_PRESETS, exclude=PPO_EXCLUDE, aliases=PPO_ALIASES,
@@ -91,7 +98,7 @@ def _run_expert_train(args: argparse.Namespace) -> str | None:
     out = args.out or Path("runs") / f"expert-{args.env}"
     metrics = train_expert(
         config, out, resume=args.resume, progress=not args.no_progress, time_budget_s=budget,
-        device=args.device,
+        device=args.device, init_from=args.init_from,
     )  # fmt: skip
     shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("return/")}
     print(f"{out}: {shown}")

@@ -289,7 +289,6 @@ def run_pipeline(
         return {f"{r['method']}/{r['labels']}": r["normalized"] for r in sweep_table(rows)}
 
     def online(directory: Path) -> dict:
-
         return run_online_comparison(config, d["bc"], d["lam"], directory, progress=progress,
                                      data_dir=d["collect"])  # fmt: skip
 

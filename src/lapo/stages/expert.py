@@ -7,6 +7,7 @@ resumable checkpoints) is ``lapo.rl.trainer``, shared with online fine-tuning
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from lapo.eval.actors import PolicyActor
 from lapo.eval.rollouts import evaluate_policy
 from lapo.load import load_expert
 from lapo.models.build import build_expert_policy
+from lapo.paths import atomic_file
 from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
 from lapo.safety import holds_lock
 
@@ -78,6 +80,7 @@ def train_expert(
     time_budget_s: float | None = None,
     max_updates: int | None = None,
     device: str | None = None,
+    init_from: str | Path | None = None,
 ) -> dict:
     """Train (or resume) a PPO expert in ``run_dir``; return the final metrics.
 
@@ -92,17 +95,25 @@ def train_expert(
         device: torch device; default ``cuda`` when available, else ``cpu``.
         env: an environment with ProcgenVecEnv's interface (reset, step, get_state, set_state,
             num_envs) to train in instead of the game ``config.env`` (e.g. a test environment).
+        init_from: a new run starts from this expert's weights (a run directory or a shipped
+            expert, ``load_expert``) instead of a random network: the optimizer, the step
+            count and the learning-rate schedule start afresh, so training continues across
+            machines and sessions from a weights-only file. Written to ``init_from.json``.
 
     Holds ``run_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
 
     Raises:
         FileExistsError: ``run_dir`` has a checkpoint and ``resume`` is False.
         ValueError: ``resume`` with a config that differs from the checkpoint's (fields named);
-            a negative ``time_budget_s``.
+            a negative ``time_budget_s``; ``init_from`` with a checkpoint to resume, or with
+            another network (encoder, multiplier, features or action count named).
         lapo.safety.InUseError: another lapo process holds ``run_dir``.
     """
     restore = check_run_dir(Path(run_dir), config, resume)
+    start = _initial_weights(init_from, config, restore, Path(run_dir))
     trainer = make_expert_trainer(config, env, device)
+    if start is not None:
+        trainer.net.load_state_dict(start)
     return run_ppo(
         trainer,
         Path(run_dir),
@@ -113,6 +124,43 @@ def train_expert(
         time_budget_s=time_budget_s,
         max_updates=max_updates,
     )
+
+
+def _initial_weights(
+    init_from: str | Path | None, config: PPOConfig, restore: bool, run_dir: Path
+) -> dict[str, torch.Tensor] | None:
+    """``init_from``'s state dict after checking it fits ``config``'s network (None: no init);
+    records the source in ``run_dir/init_from.json``."""
+    if init_from is None:
+        return None
+    if restore:
+        raise ValueError(
+            f"{run_dir} holds a checkpoint to resume, and init_from starts a new run from "
+            f"{init_from}: pass one of them (or another run directory)"
+        )
+    net, source = load_expert(init_from, device="cpu")
+    fields = ("encoder", "multiplier", "features")
+    differ = [f"{k} {getattr(source, k)} vs {getattr(config, k)}" for k in fields
+              if getattr(source, k) != getattr(config, k)]  # fmt: skip
+    mine = build_expert_policy(config).state_dict()
+    shapes = [k for k, v in net.state_dict().items() if k in mine and mine[k].shape != v.shape]
+    if shapes:
+        differ.append(f"action count or layer shapes differ ({', '.join(shapes)})")
+    if differ:
+        raise ValueError(
+            f"init_from {init_from}: its network does not fit this run's ({'; '.join(differ)})"
+        )
+    meta = read_meta(checkpoint_path(init_from))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "init_from": str(init_from),
+        "env": source.env,
+        "env_steps": meta.get("env_steps"),
+        "evaluation": meta.get("evaluation"),
+    }
+    with atomic_file(run_dir / "init_from.json", "w") as f:
+        json.dump(record, f, indent=1)
+    return net.state_dict()
 
 
 def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = None) -> Path:

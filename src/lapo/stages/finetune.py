@@ -259,9 +259,7 @@ def _load_lam(config: FinetuneConfig, latent_dim: int) -> LatentActionModel:
     return lam
 
 
-@holds_lock(
-    lambda a: a["run_dir"], inputs=lambda a: [a["config"].latent_policy, a["config"].lam]
-)
+@holds_lock(lambda a: a["run_dir"], inputs=lambda a: [a["config"].latent_policy, a["config"].lam])
 def train_finetune(
     config: FinetuneConfig,
     run_dir: Path,
