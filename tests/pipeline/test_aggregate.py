@@ -143,3 +143,20 @@ def test_lapo_aggregate_on_smoke_runs(tmp_path: Path, capsys) -> None:
     result = json.loads((out / "aggregate.json").read_text())
     returns = json.loads((coinrun / "eval" / "returns.json").read_text())
     assert result["scores"]["LAPO decoded"]["coinrun"] == [returns["lapo_decoded"]["normalized"]]
+
+
+def test_aggregate_takes_continuous_control_runs(tmp_path: Path) -> None:
+    from lapo.envs.games import CONTROL_REFERENCE_RETURNS, REFERENCE_RETURNS
+
+    runs = [
+        fake_run(tmp_path / "p0", "Pendulum-v1", 0, {"lapo_decoded": 0.2, "random": 0.0}),
+        fake_run(tmp_path / "c0", "coinrun", 0, {"lapo_decoded": 0.4, "random": 0.0}),
+    ]
+    out = tmp_path / "agg"
+    result = aggregate(AggregateConfig(runs=tuple(runs), out=out, reps=200))
+    assert result["games"] == ["coinrun", "Pendulum-v1"]  # Procgen's games first
+    ref = CONTROL_REFERENCE_RETURNS["Pendulum-v1"]
+    md = (out / "report.md").read_text()
+    assert f"| Pendulum-v1 | 1 | {ref.random:g} / {ref.expert:g} (lapo's) |" in md
+    coinrun = REFERENCE_RETURNS["coinrun"]
+    assert f"| coinrun | 1 | {coinrun.random:g} / {coinrun.expert:g} |" in md

@@ -121,10 +121,11 @@ def load_run(path: str | Path) -> RunRecord:
 
 
 def by_game(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
-    """Records grouped by game, games in Procgen's order."""
-    return {
-        g: [r for r in records if r.game == g] for g in GAMES if any(r.game == g for r in records)
-    }
+    """Records grouped by game: Procgen's games in Procgen's order, then any other task
+    (continuous control, a dataset's name) in alphabetical order."""
+    present = {r.game for r in records}
+    order = [g for g in GAMES if g in present] + sorted(present - set(GAMES))
+    return {g: [r for r in records if r.game == g] for g in order}
 
 
 def method_scores(games: dict[str, list[RunRecord]]) -> dict[str, dict[str, list[float]]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lapo.envs.games import REFERENCE_RETURNS
+from lapo.envs.games import REFERENCE_RETURNS, reference_returns
 from lapo.eval import aggregate_plots, return_plots
 from lapo.eval.aggregate_stats import mean_of, stratified_bootstrap
 from lapo.eval.report import Report
@@ -33,16 +33,18 @@ def _cell(values: list[float], record_ci: float | None = None) -> str:
 
 
 def game_table(games: dict[str, list], methods: list[str]) -> tuple[list, list]:
-    """Header and rows of the per-game table: the paper's reference returns beside this
+    """Header and rows of the per-game table: the reference returns (the paper's for Procgen,
+    lapo's measured ones, marked, for continuous control; "–" for an unknown task) beside this
     expert's, each method's normalized return (mean over runs; ± the episodes' 95% CI with one
     run) and the stage-1 probe beside the frame-difference probe."""
-    header = ["game", "runs", "paper: random / expert return", "expert here: return"]
+    header = ["game", "runs", "reference: random / expert return", "expert here: return"]
     header += methods + ["latent probe (frame difference)"]
     rows = []
     for game, runs in games.items():
-        ref = REFERENCE_RETURNS[game]
+        ref = reference_returns(game)
+        whose = "" if game in REFERENCE_RETURNS else " (lapo's)"
         expert = [r.returns["expert"]["mean"] for r in runs if "expert" in r.returns]
-        row = [game, len(runs), f"{ref.random:g} / {ref.expert:g}",
+        row = [game, len(runs), f"{ref.random:g} / {ref.expert:g}{whose}" if ref else "–",
                f"{np.mean(expert):.2f}" if expert else "–"]  # fmt: skip
         for method in methods:
             values = [s for r in runs for s in r.scores.get(method, [])]
