@@ -202,3 +202,36 @@ def test_init_from_refuses_a_resume_and_another_network(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="features 32 vs 64"):
         train_expert(wider, tmp_path / "wide", progress=False, init_from=tmp_path / "first")
     assert not (tmp_path / "wide" / "checkpoint.json").exists()
+
+
+def test_best_checkpoint_follows_the_best_evaluation_and_survives_a_resume(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from lapo.checkpoint import read_meta
+    from lapo.eval.rollouts import EvalResult
+    from lapo.load import load_expert
+    from lapo.stages import expert as expert_stage
+
+    # scripted held-out returns: evaluations at updates 0, 2, 4, 6, 8, 10; the best at update 4
+    means = iter([1.0, 3.0, 8.0, 2.0, 5.0, 4.0] * 2)
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def fake_evaluate(net, config, episodes, seed=1):
+        seen.append({k: v.clone() for k, v in net.state_dict().items()})
+        return EvalResult("coinrun", np.full(4, next(means)), np.full(4, 10), 0, 0)
+
+    monkeypatch.setattr(expert_stage, "evaluate_expert", fake_evaluate)
+    config = _smoke(total_steps=4 * 16 * 10, eval_every=2, checkpoint_every=3)
+    train_expert(config, tmp_path / "full", progress=False)
+    meta = read_meta(tmp_path / "full" / "best" / "checkpoint")
+    assert meta["update"] == 4 and meta["selected_by"]["mean"] == 8.0
+    assert "returns" not in meta["selected_by"]
+    best, loaded = load_expert(tmp_path / "full" / "best")
+    assert loaded == config
+    assert all(torch.equal(v, seen[2][k]) for k, v in best.state_dict().items())
+    # interrupted at update 5 (after the best, before the next checkpoint) and resumed: the
+    # resumed run keeps the best it had, and does not replace it with update 8's lower 5.0
+    seen.clear()
+    train_expert(config, tmp_path / "cut", progress=False, max_updates=5)
+    train_expert(config, tmp_path / "cut", resume=True, progress=False)
+    assert read_meta(tmp_path / "cut" / "best" / "checkpoint")["update"] == 4

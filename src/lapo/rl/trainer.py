@@ -16,6 +16,7 @@ trainer imports no stage, model or environment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from collections import deque
@@ -325,6 +326,25 @@ def _eval_metrics(result) -> dict[str, float]:
             "return/eval_normalized": result.normalized}  # fmt: skip
 
 
+def _save_best(trainer: PPOTrainer, out: Path, kind: str, result, meta: dict | None) -> None:
+    """Weights-only checkpoint of ``trainer.net`` in ``out`` with the evaluation that chose it."""
+    from lapo.eval.evaluate import result_dict
+
+    evaluation = {k: v for k, v in result_dict(result).items() if k != "returns"}
+    save_checkpoint(
+        out / CHECKPOINT,
+        modules={"policy": trainer.net},
+        meta=(meta or {})
+        | {
+            "kind": kind,
+            "config": dataclasses.asdict(trainer.config),
+            "update": trainer.update,
+            "env_steps": trainer.env_steps,
+            "selected_by": evaluation,
+        },
+    )
+
+
 def run_ppo(
     trainer: PPOTrainer,
     run_dir: Path,
@@ -337,6 +357,7 @@ def run_ppo(
     progress: bool = True,
     time_budget_s: float | None = None,
     max_updates: int | None = None,
+    best_dir: Path | None = None,
 ) -> dict:
     """Train until ``config.num_updates`` updates (or a stop); return the last update's metrics
     and ``stop_reason`` (None when all updates ran, else ``time budget``, ``SIGINT``, ...).
@@ -354,6 +375,10 @@ def run_ppo(
         hook: work after every update, saved and restored with the run.
         time_budget_s: stop (with a checkpoint) after this many seconds of wall clock.
         max_updates: stop (with a checkpoint) after this many updates in this call.
+        best_dir: after every evaluation whose normalized return beats every earlier one of the
+            run, write the network there as a weights-only checkpoint of ``kind`` (config,
+            update, env_steps and the evaluation in its meta): the best checkpoint, as chosen
+            on the evaluation levels (re-evaluate it with another seed before reporting it).
         Stops are run control only: a resumed run ends bitwise where an uninterrupted one does.
 
     Raises:
@@ -372,17 +397,28 @@ def run_ppo(
     # logs cut back to the checkpoint (x-axis: environment steps); a fresh run starts them anew
     logger = RunLogger(run_dir, resume_step=trainer.env_steps if restore else -1)
     metrics: dict = {}
+    best = ckpt.meta.get("best_eval_normalized") if restore else None
 
     def save() -> None:
         tensors = {f"hook/{k}": v for k, v in (hook.state() if hook else {}).items()}
-        trainer.save(ckpt_path, kind, metrics, meta=meta, tensors=tensors)
+        run_meta = (meta or {}) | {"best_eval_normalized": best}
+        trainer.save(ckpt_path, kind, metrics, meta=run_meta, tensors=tensors)
+
+    def evaluated() -> dict[str, float]:
+        nonlocal best
+        result = evaluate(trainer.net)
+        if best_dir is not None and math.isfinite(result.normalized):
+            if best is None or result.normalized > best:
+                best = float(result.normalized)
+                _save_best(trainer, Path(best_dir), kind, result, meta)
+        return _eval_metrics(result)
 
     bar = tqdm(total=cfg.num_updates * cfg.batch_size, initial=trainer.env_steps, unit="step",
                unit_scale=True, disable=not progress, mininterval=1.0)  # fmt: skip
     started, first_update = time.monotonic(), trainer.update
     if evaluate is not None and cfg.eval_every and trainer.update == 0:
         # the starting point of the return curve (paper Figure 3 starts at 0 steps)
-        logger.log(0, _eval_metrics(evaluate(trainer.net)))
+        logger.log(0, evaluated())
     with GracefulStop() as stop, bar:
         while trainer.update < cfg.num_updates and stop.requested is None:
             if time_budget_s is not None and time.monotonic() - started > time_budget_s:
@@ -401,7 +437,7 @@ def run_ppo(
             metrics = _train_metrics(trainer, metrics, time.perf_counter() - t0)
             last = trainer.update == cfg.num_updates
             if evaluate is not None and _evaluation_due(cfg, trainer.update):
-                metrics |= _eval_metrics(evaluate(trainer.net))
+                metrics |= evaluated()
             logger.log(trainer.env_steps, metrics)
             bar.update(cfg.batch_size)
             bar.set_postfix(ret=f"{metrics.get('return/train_mean100', float('nan')):.2f}",

@@ -31,6 +31,9 @@ from lapo.paths import atomic_file
 from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
 from lapo.safety import holds_lock
 
+#: Sub-folder of an expert run holding its best checkpoint (``run_ppo``'s ``best_dir``).
+BEST = "best"
+
 __all__ = ["evaluate_expert", "export_expert", "make_expert_trainer", "train_expert"]
 
 
@@ -85,7 +88,9 @@ def train_expert(
     """Train (or resume) a PPO expert in ``run_dir``; return the final metrics.
 
     Files in ``run_dir``: ``checkpoint.json`` + ``checkpoint.*.safetensors`` (latest state, kind
-    ``ppo-expert``), ``metrics.jsonl`` and ``tb/`` (TensorBoard). Logged x-axis: environment
+    ``ppo-expert``), ``best/`` (weights-only, the network of the best held-out evaluation so
+    far, that evaluation under ``selected_by`` in its meta; ``load_expert`` and ``lapo expert
+    export`` take it), ``metrics.jsonl`` and ``tb/`` (TensorBoard). Logged x-axis: environment
     steps (``lapo.rl.trainer.run_ppo`` lists the metrics).
 
     Args:
@@ -123,6 +128,7 @@ def train_expert(
         progress=progress,
         time_budget_s=time_budget_s,
         max_updates=max_updates,
+        best_dir=Path(run_dir) / BEST,
     )
 
 
@@ -180,7 +186,8 @@ def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = No
         raise FileExistsError(f"{out} already holds a checkpoint; remove it first")
     net, config = load_expert(run, device="cpu")  # weights only: nothing computes
     meta = read_meta(checkpoint_path(run))
-    keep = {k: meta[k] for k in ("config", "update", "env_steps", "metrics") if k in meta}
+    keep = {k: meta[k] for k in ("config", "update", "env_steps", "metrics", "selected_by")
+            if k in meta}  # fmt: skip
     save_checkpoint(
         out / CHECKPOINT,
         modules={"policy": net},
