@@ -327,10 +327,14 @@ def _eval_metrics(result) -> dict[str, float]:
 
 
 def _save_best(trainer: PPOTrainer, out: Path, kind: str, result, meta: dict | None) -> None:
-    """Weights-only checkpoint of ``trainer.net`` in ``out`` with the evaluation that chose it."""
-    from lapo.eval.evaluate import result_dict
-
-    evaluation = {k: v for k, v in result_dict(result).items() if k != "returns"}
+    """Weights-only checkpoint of ``trainer.net`` in ``out`` with the evaluation that chose it
+    (an ``EvalResult``'s summary, without its per-episode returns)."""
+    evaluation = {
+        "game": result.game, "episodes": len(result.returns), "mean": float(result.mean),
+        "ci95": float(result.ci95), "normalized": float(result.normalized),
+        "normalized_ci95": float(result.normalized_ci95), "start_level": result.start_level,
+        "num_levels": result.num_levels,
+    }  # fmt: skip
     save_checkpoint(
         out / CHECKPOINT,
         modules={"policy": trainer.net},
