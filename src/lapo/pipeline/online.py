@@ -8,10 +8,11 @@ offline policies are (``lapo.eval.evaluate.evaluate_checkpoint``, ``eval_episode
 ``online.json`` holds the curves of normalized return against environment steps (the periodic
 held-out evaluations during training), those final evaluations and the training speed.
 
-The ILPO arm (``RunConfig.online_ilpo``) runs ``lapo.stages.ilpo.run_ilpo`` per seed in
-``ilpo-seed<N>/`` on the recorded data (offline phase, collapse diagnostic, then the online
-remapping for the same number of environment steps); its acting policy is evaluated like the
-others.
+The ILPO arm (``RunConfig.online_ilpo``) is treated as LAPO is: its offline phase (latent
+policy, forward model, collapse diagnostic; ``lapo.stages.ilpo.run_ilpo``) trains once per run
+on the recorded data in ``ilpo/offline`` with the run's seed, as LAPO's stages 1-2 do, and each
+online seed trains the action remapping from it for the same number of environment steps in
+``ilpo-seed<N>/``; its acting policy is evaluated like the others.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from lapo.eval.evaluate import evaluate_checkpoint, result_dict
 from lapo.load import latent_policy_network
 from lapo.pipeline.plan import StageInterrupted
 from lapo.stages.finetune import train_finetune
-from lapo.stages.ilpo import run_ilpo
+from lapo.stages.ilpo import run_ilpo, train_ilpo_online
 
 METHODS = {"LAPO fine-tuned": "lapo", "PPO from scratch": "ppo"}
 ILPO_METHOD = "ILPO"
@@ -75,14 +76,26 @@ def _stopped(run_dir: Path, reason: str | None) -> None:
         )
 
 
-def _ilpo_seed(config, data_dir: Path, run_dir: Path, seed: int, progress: bool) -> Path:
-    """ILPO (offline + online) for one seed in ``run_dir``; returns its online run directory."""
-    cfg = ILPOConfig(**{**ILPO_PRESETS[config.preset], "env": config.env,
-                        "online_steps": config.online_steps, "seed": seed})  # fmt: skip
-    result = run_ilpo(cfg, data_dir, run_dir, resume=True, progress=progress,
+#: Folder of the online stage holding the ILPO arm's offline phase (``ilpo/offline``).
+ILPO_OFFLINE = "ilpo"
+
+
+def _ilpo_seed(config, data_dir: Path, directory: Path, seed: int, progress: bool) -> Path:
+    """ILPO's online phase for one seed in ``directory/ilpo-seed<seed>``, after the offline
+    phase in ``directory/ilpo/offline`` (trained once, with the run's seed, and reused);
+    returns the online run directory."""
+    base = {**ILPO_PRESETS[config.preset], "env": config.env, "online_steps": config.online_steps}
+    offline = ILPOConfig(**{**base, "online_steps": 0, "seed": config.seed})
+    shared = directory / ILPO_OFFLINE
+    result = run_ilpo(offline, data_dir, shared, resume=True, progress=progress,
                       device=config.device)  # fmt: skip
-    _stopped(run_dir, result["stop_reason"])
-    return run_dir / "online"
+    _stopped(shared, result["stop_reason"])
+    run_dir = directory / f"ilpo-seed{seed}"
+    metrics = train_ilpo_online(ILPOConfig(**{**base, "seed": seed}), shared / "offline",
+                                run_dir, resume=True, progress=progress,
+                                device=config.device)  # fmt: skip
+    _stopped(run_dir, metrics.get("stop_reason"))
+    return run_dir
 
 
 def run_online_comparison(
@@ -121,8 +134,7 @@ def run_online_comparison(
     for seed in range(config.online_seeds):
         for name, short in methods.items():
             if short == "ilpo":
-                run_dir = _ilpo_seed(config, data_dir, directory / f"ilpo-seed{seed}", seed,
-                                     progress)  # fmt: skip
+                run_dir = _ilpo_seed(config, data_dir, directory, seed, progress)
                 rows = [{**r, "step": r["env_steps"]} for r in _read_metrics(run_dir)]
                 curves[name].append(_curve(rows))
                 speed[name] += [r["steps_per_second"] for r in rows if "steps_per_second" in r]

@@ -809,7 +809,7 @@ def _optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None
             "Normalized return against environment steps (mean and spread over seeds).",
         )
         rep.table(*_online_table(online))
-        _ilpo_section(rep, run_dir / "online" / "ilpo-seed0" / "offline")
+        _ilpo_section(rep, run_dir / "online" / "ilpo" / "offline")
 
 
 def _ilpo_section(rep, offline_dir: Path) -> None:
