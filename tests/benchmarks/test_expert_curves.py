@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from lapo.envs.games import REFERENCE_RETURNS
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "expert_curves.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("expert_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(path: Path, env: str, evals: list[tuple[int, float, float]]) -> Path:
@@ -29,8 +19,8 @@ def _run(path: Path, env: str, evals: list[tuple[int, float, float]]) -> Path:
     return path
 
 
-def test_curves_are_normalized_and_grouped_by_game(tmp_path: Path) -> None:
-    curves = _load()
+def test_curves_are_normalized_and_grouped_by_game(tmp_path: Path, load_benchmark) -> None:
+    curves = load_benchmark("expert_curves")
     ref = REFERENCE_RETURNS["maze"]
     width = ref.expert - ref.random
     run = _run(tmp_path / "a", "maze", [(0, 0.1, width / 2), (50, 0.3, width)])

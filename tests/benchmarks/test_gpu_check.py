@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_without_a_gpu_it_says_so_and_exits_0(monkeypatch, capsys) -> None:
-    gpu_check = _load()
+def test_without_a_gpu_it_says_so_and_exits_0(monkeypatch, capsys, load_benchmark) -> None:
+    gpu_check = load_benchmark("gpu_check")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(gpu_check, "stage1", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     assert gpu_check.main([]) == 0
     assert capsys.readouterr().out.strip() == gpu_check.NO_GPU
 
 
-def test_tiny_run_on_cpu_measures_every_part(monkeypatch, capsys) -> None:
-    gpu_check = _load()
+def test_tiny_run_on_cpu_measures_every_part(monkeypatch, capsys, load_benchmark) -> None:
+    gpu_check = load_benchmark("gpu_check")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main(["--allow-cpu", "--tiny", "--peak-tflops", "1"]) == 0
     out = capsys.readouterr().out
@@ -39,8 +27,8 @@ def test_tiny_run_on_cpu_measures_every_part(monkeypatch, capsys) -> None:
     assert len(rates) == 5 and all(r > 0 for r in rates), out
 
 
-def test_peak_table_knows_the_gpus_it_targets(monkeypatch) -> None:
-    gpu_check = _load()
+def test_peak_table_knows_the_gpus_it_targets(monkeypatch, load_benchmark) -> None:
+    gpu_check = load_benchmark("gpu_check")
     cuda = torch.device("cuda", 0)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H200")
     assert gpu_check.peak_tflops(cuda, None) == 989.0
@@ -51,8 +39,10 @@ def test_peak_table_knows_the_gpus_it_targets(monkeypatch) -> None:
     assert gpu_check.peak_tflops(cuda, 123.0) == 123.0
 
 
-def test_a_failing_part_is_reported_the_rest_still_run_and_the_exit_is_1(monkeypatch, capsys):
-    gpu_check = _load()
+def test_a_failing_part_is_reported_the_rest_still_run_and_the_exit_is_1(
+    monkeypatch, capsys, load_benchmark
+):
+    gpu_check = load_benchmark("gpu_check")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(gpu_check, "stage1", lambda *a, **k: (100.0, 1e9))
     monkeypatch.setattr(gpu_check, "labelling", lambda *a, **k: 50.0)
