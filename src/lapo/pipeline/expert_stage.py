@@ -32,8 +32,8 @@ EXPERT_STEPS_PER_SECOND: dict[tuple[str, str], tuple[float, str]] = {
     # docs/benchmarks.md: `benchmarks/gpu_check.py`, IMPALA x4, 64 Procgen envs, one process,
     # 2026-12-04 (bf16; the 16 host cores step the environments).
     ("paper", "cuda"): (8756.0, "NVIDIA H200, 16 host cores, bf16"),
-    # docs/experts.md: 13 `cpu`-preset experts at once on one H200, 4,300-9,400 steps/s each
-    # (2026-12-04); one alone is faster, so this errs long.
+    # docs/experts.md: 13 `cpu`-preset experts at once on one H200, 3,700-5,200 steps/s each
+    # (medians, 2026-12-04); one alone is faster, so this errs long.
     ("cpu", "cuda"): (4300.0, "NVIDIA H200 shared by 13 runs, 16 host cores"),
 }
 

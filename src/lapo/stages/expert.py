@@ -7,7 +7,6 @@ resumable checkpoints) is ``lapo.rl.trainer``, shared with online fine-tuning
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -21,13 +20,13 @@ from lapo.checkpoint import (
     save_checkpoint,
 )
 from lapo.config import PPOConfig
+from lapo.data.format import write_json_atomic
 from lapo.device import resolve_device
 from lapo.envs import VecEnv, make_env_from_config
 from lapo.eval.actors import PolicyActor
 from lapo.eval.rollouts import evaluate_policy
 from lapo.load import load_expert
 from lapo.models.build import build_expert_policy
-from lapo.paths import atomic_file
 from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
 from lapo.safety import holds_lock
 
@@ -164,8 +163,7 @@ def _initial_weights(
         "env_steps": meta.get("env_steps"),
         "evaluation": meta.get("evaluation"),
     }
-    with atomic_file(run_dir / "init_from.json", "w") as f:
-        json.dump(record, f, indent=1)
+    write_json_atomic(run_dir / "init_from.json", record)
     return net.state_dict()
 
 
