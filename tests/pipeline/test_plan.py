@@ -23,7 +23,7 @@ def _actions(calls: list[str], fail: str | None = None):
 
         return act
 
-    return {s: make(s) for s in ("collect", "lam", "bc", "report")}
+    return {s: make(s) for s in ("collect", "lam", "bc", "online", "report")}
 
 
 def _settings(lr: float = 1e-3) -> dict:
@@ -73,6 +73,32 @@ def test_changed_settings_are_refused_unless_redone(tmp_path: Path) -> None:
     kept = sorted(p.name for p in tmp_path.iterdir() if ".replaced-" in p.name)
     assert [k.split(".")[0] for k in kept] == ["bc", "lam", "report"]  # old results kept aside
     assert (tmp_path / "lam" / "out.txt").read_text() == "lam"
+
+
+def test_more_online_seeds_or_the_ilpo_arm_extend_the_finished_stage_in_place(
+    tmp_path: Path,
+) -> None:
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+
+    def settings(**online) -> dict:
+        return {**_settings(), "online": {"steps": 8, "seeds": 1, **online}}
+
+    run_stages(config, settings(), _actions(calls), progress=False)
+    (tmp_path / "online" / "lapo-seed0").mkdir()  # a finished seed's run
+    run_stages(config, settings(seeds=3), _actions(calls), progress=False)
+    run_stages(config, settings(seeds=3, ilpo=True), _actions(calls), progress=False)
+    assert calls[5:] == ["online", "report", "online", "report"]  # only the extended stage on
+    assert (tmp_path / "online" / "lapo-seed0").is_dir()  # extended in its folder
+    assert not list(tmp_path.glob("online.replaced-*"))
+    assert len(list(tmp_path.glob("report.replaced-*"))) == 2  # later stages are redone
+    done = json.loads((tmp_path / "pipeline.json").read_text())["stages"]["online"]
+    assert done["settings"] == {"steps": 8, "seeds": 3, "ilpo": True}
+    for fewer in (settings(seeds=2, ilpo=True), settings(seeds=3), settings(steps=16, seeds=3,
+                                                                               ilpo=True)):
+        with pytest.raises(StageConflict, match="stage 'online'.*--redo online"):
+            run_stages(config, fewer, _actions(calls), progress=False)
+    assert len(calls) == 9
 
 
 def test_run_config_presets_and_validation(tmp_path: Path) -> None:

@@ -89,8 +89,16 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     assert "online" in json.loads((report / "metrics.json").read_text())
     assert (report / "figures" / "online.png").exists()
     assert list(out.glob("report.replaced-*"))  # the first report is kept aside
+    # one more seed extends the finished comparison: seed 0 is reused, not trained again
+    seed0 = (out / "online" / "lapo-seed0" / "checkpoint.json").read_bytes()
+    assert main([*args, "--online", "--online-seeds", "2"]) == 0
+    online = json.loads((out / "online" / "online.json").read_text())
+    assert all(len(online["evaluation"][name]) == 2 for name in online["final"])
+    assert (out / "online" / "lapo-seed0" / "checkpoint.json").read_bytes() == seed0
+    assert not list(out.glob("online.replaced-*"))
     # adding a label sweep runs it with the label-only BC baseline on the same labels and levels
-    assert main([*args, "--online", "--sweep", "8,16", "--sweep-seeds", "2"]) == 0
+    online_args = ["--online", "--online-seeds", "2"]
+    assert main([*args, *online_args, "--sweep", "8,16", "--sweep-seeds", "2"]) == 0
     rows = json.loads((out / "sweep" / "label_sweep.json").read_text())
     assert sorted((r["method"], r["labels"], r["seed"]) for r in rows) == sorted(
         (m, n, s) for m in ("lapo", "label-bc") for n in (8, 16) for s in (0, 1)

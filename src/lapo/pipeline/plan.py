@@ -15,7 +15,8 @@ Stages, each writing into its own folder of the run directory::
 ``pipeline.json`` records each finished stage with the settings that determine it. Rerunning
 the same command skips finished stages and resumes an unfinished one from its checkpoint; a
 finished stage whose settings changed is refused unless ``redo`` names it (then it and every
-later stage run again; their old folders are kept under ``<name>.replaced-<time>``).
+later stage run again; their old folders are kept under ``<name>.replaced-<time>``), except
+that more online seeds or the ILPO arm extend a finished online comparison in place.
 """
 
 from __future__ import annotations
@@ -320,24 +321,51 @@ def _jsonable(settings: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
+def _online_extends(recorded: dict, wanted: dict) -> bool:
+    """True when the online comparison ``wanted`` only adds to the finished one ``recorded``:
+    more seeds and/or the ILPO arm, everything else equal. Its finished runs stay valid (each
+    seed's run resumes from its checkpoint and its final evaluation is cached), so the stage
+    reruns in its own folder and trains only what was added."""
+    others = {k for k in {*recorded, *wanted} if k not in ("seeds", "ilpo")}
+    return (
+        all(recorded.get(k) == wanted.get(k) for k in others)
+        and int(wanted.get("seeds", 0)) >= int(recorded.get("seeds", 0))
+        and (bool(wanted.get("ilpo")) or not recorded.get("ilpo"))
+    )
+
+
+#: Stages whose finished folder a changed setting may extend in place: ``{stage: extends}``,
+#: ``extends(recorded, wanted) -> bool`` (see ``plan``).
+EXTENSIONS: dict[str, Callable[[dict, dict], bool]] = {"online": _online_extends}
+
+
 def plan(
     config: RunConfig,
     manifest: Manifest,
     settings: dict[str, dict],
     redo: tuple[str, ...] = (),
     defaults: dict[str, dict] | None = None,
-) -> list[str]:
+) -> tuple[list[str], set[str]]:
     """Stages to run, in order: unfinished ones, changed-and-redone ones and all after them.
 
     ``defaults[stage]`` holds the value each setting had before it was recorded: a finished
     stage whose settings lack a key (written before the option existed) counts as having run at
     that value, so adding an option with a default does not invalidate earlier runs.
 
+    A finished stage whose new settings only add work to it (``EXTENSIONS``: more online seeds,
+    the ILPO arm) is extended: it runs again in its own folder, reusing what it finished, and
+    every later stage is redone.
+
+    Returns:
+        ``(todo, extended)``: the stages to run, and those of them to run in place (their
+        folders are not set aside).
+
     Raises:
         StageConflict: a finished stage's settings differ and it is not in ``redo``; the message
             names the stage, the differing settings and the ``--redo`` to pass.
     """
     todo: list[str] = []
+    extended: set[str] = set()
     defaults = defaults or {}
     for stage in STAGES:
         if stage not in settings:
@@ -349,19 +377,31 @@ def plan(
             continue
         fill = _jsonable({k: v for k, v in defaults.get(stage, {}).items() if k in wanted})
         recorded = {**fill, **done["settings"]}
-        if recorded != wanted:
-            diff = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
-            listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise StageConflict(
-                f"stage {stage!r} in {config.out} finished with other settings ({listed}); "
-                f"pass --redo {stage} to run it (and every later stage) again"
-            )
-    return todo
+        if recorded == wanted:
+            continue
+        if stage in EXTENSIONS and EXTENSIONS[stage](recorded, wanted):
+            todo.append(stage)
+            extended.add(stage)
+            continue
+        diff = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
+        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise StageConflict(
+            f"stage {stage!r} in {config.out} finished with other settings ({listed}); "
+            f"pass --redo {stage} to run it (and every later stage) again"
+        )
+    return todo, extended
 
 
 def _set_aside(directory: Path) -> None:
-    if directory.exists():
-        directory.rename(directory.with_name(f"{directory.name}.replaced-{int(time.time())}"))
+    if not directory.exists():
+        return
+    stamp = int(time.time())
+    target = directory.with_name(f"{directory.name}.replaced-{stamp}")
+    n = 1
+    while target.exists():  # set aside twice within one second
+        target = directory.with_name(f"{directory.name}.replaced-{stamp}-{n}")
+        n += 1
+    directory.rename(target)
 
 
 def run_stages(
@@ -381,7 +421,8 @@ def run_stages(
 
     Shows one overall progress bar (elapsed time, ETA) weighted by ``weights`` (expected
     relative durations). Records each finished stage in ``pipeline.json``; a stage redone (in
-    ``redo``, or after a redone stage) has its earlier folder set aside first.
+    ``redo``, or after a redone or extended stage) has its earlier folder set aside first; an
+    extended one (see ``plan``) runs in its folder.
 
     Returns:
         ``{stage: summary}`` for every stage of ``settings`` (from the manifest when skipped).
@@ -389,7 +430,7 @@ def run_stages(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(out / "pipeline.json")
-    todo = plan(config, manifest, settings, redo, defaults)
+    todo, extended = plan(config, manifest, settings, redo, defaults)
     weights = weights or {}
     total = sum(weights.get(s, 1.0) for s in settings)
     bar = tqdm(
@@ -403,10 +444,11 @@ def run_stages(
     with bar:
         for stage in todo:
             directory = out / DIRS[stage]
-            if stage in manifest.stages:  # finished before: a redo, so keep the old results
+            if stage in manifest.stages:  # finished before: a redo or an extension
                 manifest.stages.pop(stage)
                 manifest.save()
-                _set_aside(directory)
+                if stage not in extended:  # a redo: keep the old results aside
+                    _set_aside(directory)
             bar.set_postfix_str(f"{STAGES.index(stage) + 1}/{len(STAGES)} {stage}")
             started = time.monotonic()
             summary = actions[stage](directory)
