@@ -240,5 +240,10 @@ class ILPOModel(nn.Module):
         self.num_latents = forward_model.num_latents
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.predict(obs), self.latent_policy(obs)
+
+    def predict(self, obs: torch.Tensor) -> torch.Tensor:
+        """G(o_t, z) for every latent z alone: ``obs (B, H, W, C) uint8`` -> ``(B, K, C, H, W)
+        float32`` in [-0.5, 0.5] (the online phase's z* labelling needs no latent policy)."""
         frame = obs.movedim(-1, -3).float().div(255.0).sub(0.5)  # (B, C, H, W) in [-0.5, 0.5]
-        return self.forward_model(frame), self.latent_policy(obs)
+        return self.forward_model(frame)
