@@ -46,16 +46,18 @@ def write_single_level(path: Path, episodes: int = 60, length: int = 30, size: i
 def test_argmin_latent_separates_the_actions_on_one_level(tmp_path) -> None:
     write_single_level(tmp_path / "data")
     config = ILPOConfig(
-        num_latents=4, size="smoke", encoder="impala", multiplier=1, features=64,
+        num_latents=8, size="smoke", encoder="impala", multiplier=1, features=64,
         learning_rate=3e-3, batch_size=32, steps=300, log_every=100, eval_every=300,
         checkpoint_every=300, diagnostic_samples=512, test_fraction=0.2, online_steps=0,
     )  # fmt: skip
     metrics = train_ilpo_offline(config, tmp_path / "data", tmp_path / "run", progress=False)
     # No action was used in training; on held-out episodes the latent that best explains a
-    # transition names its action (measured 0.84 with chance 0.17-0.3).
-    assert metrics["argmin_action_accuracy"] >= 0.6, metrics
+    # transition names its action. With K = 8 latents for the 4 actions, seeds 0-3 gave 0.82,
+    # 1.0, 0.99, 1.0 (chance 0.17-0.25); with K = 4 the min-over-latents fit often merges two
+    # actions into one latent (0.84, 0.40, 0.48, 1.0), so K = 4 made a test that passed by seed.
+    assert metrics["argmin_action_accuracy"] >= 0.7, metrics
     assert metrics["majority_accuracy"] < 0.4
-    assert metrics["effective_latents"] > 3.0  # no collapse: all 4 latents are used
+    assert metrics["effective_latents"] > 5.0  # no collapse: measured 6.2-7.4 of the 8
     diagnostic = json.loads((tmp_path / "run" / "collapse.json").read_text())
     assert sum(diagnostic["argmin_counts"]) == diagnostic["samples"]
 
