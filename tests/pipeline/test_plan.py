@@ -94,8 +94,11 @@ def test_more_online_seeds_or_the_ilpo_arm_extend_the_finished_stage_in_place(
     assert len(list(tmp_path.glob("report.replaced-*"))) == 2  # later stages are redone
     done = json.loads((tmp_path / "pipeline.json").read_text())["stages"]["online"]
     assert done["settings"] == {"steps": 8, "seeds": 3, "ilpo": True}
-    for fewer in (settings(seeds=2, ilpo=True), settings(seeds=3), settings(steps=16, seeds=3,
-                                                                               ilpo=True)):
+    for fewer in (
+        settings(seeds=2, ilpo=True),
+        settings(seeds=3),
+        settings(steps=16, seeds=3, ilpo=True),
+    ):
         with pytest.raises(StageConflict, match="stage 'online'.*--redo online"):
             run_stages(config, fewer, _actions(calls), progress=False)
     assert len(calls) == 9

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from lapo.cli import main
-from lapo.config import ILPOConfig
+from lapo.config import ILPO_PRESETS, ILPOConfig
 from lapo.data import DatasetWriter
 from lapo.data.synthetic import write_sprite_dataset
 from lapo.eval.ilpo_collapse import argmin_action_accuracy, plot_latent_collapse
 from lapo.load import load_policy
-from lapo.stages.ilpo import train_ilpo_offline
+from lapo.stages.ilpo import train_ilpo_offline, train_ilpo_online
 
 #: (dy, dx) of the 4 actions of the single-level video.
 MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
@@ -109,6 +109,21 @@ def test_lapo_ilpo_smoke_end_to_end(tmp_path, capsys) -> None:
     assert main(argv) == 1
     assert "already holds a run" in capsys.readouterr().err
     assert main([*argv, "--resume"]) == 0
+
+
+def test_online_speed_counts_environment_steps_not_remap_updates(tmp_path) -> None:
+    write_sprite_dataset(tmp_path / "data", episodes=4, length=10, size=64, seed=0)
+    config = ILPOConfig(**{**ILPO_PRESETS["smoke"], "env": "coinrun", "steps": 2,
+                           "online_steps": 4 * 16 * 3, "remap_updates": 12,
+                           "eval_every_rollouts": 0})  # fmt: skip
+    train_ilpo_offline(config, tmp_path / "data", tmp_path / "offline", progress=False)
+    train_ilpo_online(config, tmp_path / "offline", tmp_path / "online", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "online" / "metrics.jsonl").read_text().splitlines()]
+    # 64 env steps per rollout, logged every rollout, no evaluation in between: the reported
+    # speed times the wall time between two logs is about those 64 steps (12x them when the
+    # 12 remap updates per rollout were counted as rollouts)
+    steps = rows[1]["steps_per_second"] * (rows[1]["time"] - rows[0]["time"])
+    assert 32 < steps < 128, steps
 
 
 def test_resume_refuses_another_config(tmp_path) -> None:

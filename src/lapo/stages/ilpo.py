@@ -296,11 +296,14 @@ def train_ilpo_online(
     generator = torch.Generator().manual_seed(config.seed + start)
     buffer = RemapBuffer(config.buffer_size, config.features)
     episodes: list[float] = []
+    logged = [start]  # rollouts done at the last log
 
     def summarize(means: dict, count: int, seconds: float, done: int) -> dict:
+        # ``count`` is remap updates (remap_updates per rollout), not rollouts
         metrics = {f"remap/{k}": v for k, v in means.items()}
         metrics["env_steps"] = done * config.rollout_size
-        metrics["steps_per_second"] = count * config.rollout_size / seconds
+        metrics["steps_per_second"] = (done - logged[0]) * config.rollout_size / seconds
+        logged[0] = done
         if episodes:
             metrics["return/train_normalized"] = float(np.mean(episodes))
             episodes.clear()
