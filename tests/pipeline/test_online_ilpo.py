@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +18,24 @@ from lapo.eval.report import Report
 from lapo.load import save_policy
 from lapo.models.build import build_latent_policy
 from lapo.pipeline.online import run_online_comparison
-from lapo.pipeline.plan import RunConfig
+from lapo.pipeline.plan import Manifest, RunConfig
 from lapo.pipeline.report import _ilpo_section
+from lapo.pipeline.run import write_run_config
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ilpo_seeds.py"
 
 
-def test_online_comparison_with_ilpo_arm(tmp_path: Path) -> None:
+def _latent_policy(path: Path) -> None:
     torch.manual_seed(0)
     bc = BCConfig(**BC_PRESETS["smoke"])
-    save_policy(tmp_path / "bc" / "checkpoint", "latent-policy",
+    save_policy(path / "checkpoint", "latent-policy",
                 {"policy": build_latent_policy(bc, 8)},
                 {"config": dataclasses.asdict(bc), "latent_dim": 8,
                  "frame_shape": [64, 64, 3]})  # fmt: skip
+
+
+def test_online_comparison_with_ilpo_arm(tmp_path: Path) -> None:
+    _latent_policy(tmp_path / "bc")
     write_sprite_dataset(tmp_path / "data", episodes=8, length=10, size=64, seed=0)
     config = RunConfig(env="coinrun", preset="smoke", out=tmp_path / "run", online=True,
                        online_ilpo=True, online_steps=128, online_seeds=2)  # fmt: skip
@@ -52,6 +61,32 @@ def test_online_comparison_with_ilpo_arm(tmp_path: Path) -> None:
     md, _ = rep.write(tmp_path / "report")
     text = md.read_text()
     assert "ILPO collapse diagnostic" in text and "collapse.png" in text
+
+
+def test_ilpo_seeds_script_trains_the_seeds_the_comparison_then_reuses(tmp_path: Path) -> None:
+    _latent_policy(tmp_path / "bc")
+    run = tmp_path / "run"
+    write_sprite_dataset(run / "data", episodes=8, length=10, size=64, seed=0)
+    config = RunConfig(env="coinrun", preset="smoke", out=run, online=True, online_ilpo=True,
+                       online_steps=128, online_seeds=2)  # fmt: skip
+    write_run_config(config)
+    Manifest(run / "pipeline.json").save()  # a run whose recording finished
+    done = subprocess.run([sys.executable, str(SCRIPT), str(run), "--seeds", "0", "1",
+                           "--device", "cpu"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["seed 0 finished", "seed 1 finished"]
+    checkpoint = run / "online" / "ilpo-seed{}" / "checkpoint.json"
+    trained = {s: Path(str(checkpoint).format(s)).read_bytes() for s in (0, 1)}
+    final = run_online_comparison(config, tmp_path / "bc", tmp_path / "lam", run / "online",
+                                  progress=False, data_dir=run / "data")  # fmt: skip
+    assert "ILPO" in final
+    for seed, before in trained.items():  # found finished: evaluated, not trained again
+        assert Path(str(checkpoint).format(seed)).read_bytes() == before
+    # a run made without the ILPO arm is refused
+    write_run_config(dataclasses.replace(config, online_ilpo=False))
+    refused = subprocess.run([sys.executable, str(SCRIPT), str(run), "--seeds", "0"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "--online-ilpo" in refused.stderr
 
 
 def test_online_ilpo_needs_online() -> None:

@@ -80,16 +80,36 @@ def _stopped(run_dir: Path, reason: str | None) -> None:
 ILPO_OFFLINE = "ilpo"
 
 
-def _ilpo_seed(config, data_dir: Path, directory: Path, seed: int, progress: bool) -> Path:
-    """ILPO's online phase for one seed in ``directory/ilpo-seed<seed>``, after the offline
-    phase in ``directory/ilpo/offline`` (trained once, with the run's seed, and reused);
-    returns the online run directory."""
-    base = {**ILPO_PRESETS[config.preset], "env": config.env, "online_steps": config.online_steps}
-    offline = ILPOConfig(**{**base, "online_steps": 0, "seed": config.seed})
+def ilpo_offline(config, data_dir: Path, directory: Path, progress: bool = True) -> Path:
+    """The ILPO arm's offline phase in ``directory/ilpo/offline``, trained once per run with
+    the run's seed on ``data_dir`` (resumed or reused when it exists); returns that folder.
+
+    Args:
+        config: the run's ``RunConfig`` (preset, env, seed, device).
+
+    Raises:
+        StageInterrupted: the phase stopped on a signal (its checkpoint is saved).
+    """
+    base = {**ILPO_PRESETS[config.preset], "env": config.env, "online_steps": 0}
+    offline = ILPOConfig(**{**base, "seed": config.seed})
     shared = directory / ILPO_OFFLINE
     result = run_ilpo(offline, data_dir, shared, resume=True, progress=progress,
                       device=config.device)  # fmt: skip
     _stopped(shared, result["stop_reason"])
+    return shared
+
+
+def ilpo_seed(config, data_dir: Path, directory: Path, seed: int, progress: bool = True) -> Path:
+    """ILPO's online phase for one seed in ``directory/ilpo-seed<seed>`` (``online_steps``
+    environment steps), after the offline phase (``ilpo_offline``); resumes a stopped one and
+    returns the online run directory. Seeds can run in separate processes
+    (``scripts/ilpo_seeds.py``).
+
+    Raises:
+        StageInterrupted: a phase stopped on a signal (its checkpoint is saved).
+    """
+    base = {**ILPO_PRESETS[config.preset], "env": config.env, "online_steps": config.online_steps}
+    shared = ilpo_offline(config, data_dir, directory, progress)
     run_dir = directory / f"ilpo-seed{seed}"
     metrics = train_ilpo_online(ILPOConfig(**{**base, "seed": seed}), shared / "offline",
                                 run_dir, resume=True, progress=progress,
@@ -134,7 +154,7 @@ def run_online_comparison(
     for seed in range(config.online_seeds):
         for name, short in methods.items():
             if short == "ilpo":
-                run_dir = _ilpo_seed(config, data_dir, directory, seed, progress)
+                run_dir = ilpo_seed(config, data_dir, directory, seed, progress)
                 rows = [{**r, "step": r["env_steps"]} for r in _read_metrics(run_dir)]
                 curves[name].append(_curve(rows))
                 speed[name] += [r["steps_per_second"] for r in rows if "steps_per_second" in r]
