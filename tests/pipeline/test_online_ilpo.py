@@ -17,7 +17,7 @@ from lapo.data.synthetic import write_sprite_dataset
 from lapo.eval.report import Report
 from lapo.load import save_policy
 from lapo.models.build import build_latent_policy
-from lapo.pipeline.online import run_online_comparison
+from lapo.pipeline.online import ilpo_duration_note, run_online_comparison
 from lapo.pipeline.plan import Manifest, RunConfig
 from lapo.pipeline.report import _ilpo_section
 from lapo.pipeline.run import write_run_config
@@ -87,6 +87,14 @@ def test_ilpo_seeds_script_trains_the_seeds_the_comparison_then_reuses(tmp_path:
     refused = subprocess.run([sys.executable, str(SCRIPT), str(run), "--seeds", "0"],
                              capture_output=True, text=True)  # fmt: skip
     assert refused.returncode != 0 and "--online-ilpo" in refused.stderr
+
+
+def test_ilpo_duration_note_where_a_speed_was_measured() -> None:
+    config = RunConfig(env="coinrun", preset="cpu", online=True, online_ilpo=True,
+                       online_steps=1_000_000, online_seeds=3)  # fmt: skip
+    note = ilpo_duration_note(config, "cpu")
+    assert "3,000,000 online env steps" in note and "9.8 h" in note  # 3M / 85 per s
+    assert ilpo_duration_note(config, "cuda") is None  # not measured there: no guess
 
 
 def test_online_ilpo_needs_online() -> None:

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from lapo.config import (
     FINETUNE_PRESETS,
@@ -31,6 +32,7 @@ from lapo.config import (
     ILPOConfig,
 )
 from lapo.data.format import write_json_atomic
+from lapo.device import resolve_device
 from lapo.eval.evaluate import evaluate_checkpoint, result_dict
 from lapo.load import latent_policy_network
 from lapo.pipeline.plan import StageInterrupted
@@ -74,6 +76,31 @@ def _stopped(run_dir: Path, reason: str | None) -> None:
             f"{run_dir} stopped ({reason}) with a checkpoint; rerun the same command to resume",
             reason=reason,
         )
+
+
+#: Measured speed of ILPO's online phase, env steps per second, per (preset, machine class):
+#: ``(steps/s, where)``. docs/results/ilpo.md: `train_ilpo_online` on the coinrun offline model,
+#: 4 rollouts, one thread, 2026-12-04: 83-91 (the K forward-model passes per transition).
+ILPO_ONLINE_STEPS_PER_SECOND: dict[tuple[str, str], tuple[float, str]] = {
+    ("cpu", "cpu"): (85.0, "one core of an AMD EPYC, bf16"),
+}
+
+
+def ilpo_duration_note(config, machine: str) -> str | None:
+    """One line estimating the ILPO arm's online training (``online_seeds`` x ``online_steps``
+    env steps) where its speed was measured for ``config.preset`` on a ``machine`` ("cpu",
+    "cuda", ...); None where it was not."""
+    measured = ILPO_ONLINE_STEPS_PER_SECOND.get((config.preset, machine))
+    if measured is None:
+        return None
+    speed, where = measured
+    steps = config.online_seeds * config.online_steps
+    hours = steps / speed / 3600
+    return (
+        f"ILPO arm: {steps:,} online env steps at about {speed:g} steps/s ({where}): about "
+        f"{hours:.1f} h one seed after another; scripts/ilpo_seeds.py trains the seeds side by "
+        f"side on a GPU or more cores"
+    )
 
 
 #: Folder of the online stage holding the ILPO arm's offline phase (``ilpo/offline``).
@@ -145,6 +172,9 @@ def run_online_comparison(
     ilpo = getattr(config, "online_ilpo", False)
     if ilpo and data_dir is None:
         raise ValueError("the ILPO arm needs the recorded dataset (data_dir)")
+    note = ilpo_duration_note(config, resolve_device(config.device).type) if ilpo else None
+    if note is not None:
+        tqdm.write(note)
     network = latent_policy_network(bc_dir)
     base = {**FINETUNE_PRESETS[config.preset], **network, "total_steps": config.online_steps}
     methods = {**METHODS, **({ILPO_METHOD: "ilpo"} if ilpo else {})}
