@@ -22,12 +22,17 @@ import multiprocessing
 from pathlib import Path
 
 
-def _seed(run_dir: str, seed: int, device: str | None) -> str:
-    from lapo.pipeline.online import ilpo_seed
+def _config(run_dir: str, device: str | None):
     from lapo.pipeline.report import load_run_config
 
-    config = dataclasses.replace(load_run_config(run_dir), device=device)
-    ilpo_seed(config, Path(run_dir) / "data", Path(run_dir) / "online", seed, progress=False)
+    return dataclasses.replace(load_run_config(run_dir), device=device)
+
+
+def _seed(run_dir: str, seed: int, device: str | None) -> str:
+    from lapo.pipeline.online import ilpo_seed
+
+    run = Path(run_dir)
+    ilpo_seed(_config(run_dir, device), run / "data", run / "online", seed, progress=False)
     return f"seed {seed} finished"
 
 
@@ -37,25 +42,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: lapo's choice)")
     args = parser.parse_args()
-    from lapo.pipeline.report import load_run_config
+    from lapo.pipeline.online import ilpo_offline
 
-    config = load_run_config(args.run_dir)
+    config = _config(args.run_dir, args.device)
     if not config.online_ilpo:
         raise SystemExit(f"{args.run_dir} was not run with --online-ilpo")
-    _offline(args.run_dir, args.device)
+    ilpo_offline(config, Path(args.run_dir) / "data", Path(args.run_dir) / "online",
+                 progress=False)  # fmt: skip
     # spawn: each seed its own process (CUDA cannot be forked)
     with multiprocessing.get_context("spawn").Pool(len(args.seeds)) as pool:
         jobs = [pool.apply_async(_seed, (args.run_dir, s, args.device)) for s in args.seeds]
         for job in jobs:
             print(job.get(), flush=True)
-
-
-def _offline(run_dir: str, device: str | None) -> None:
-    from lapo.pipeline.online import ilpo_offline
-    from lapo.pipeline.report import load_run_config
-
-    config = dataclasses.replace(load_run_config(run_dir), device=device)
-    ilpo_offline(config, Path(run_dir) / "data", Path(run_dir) / "online", progress=False)
 
 
 if __name__ == "__main__":

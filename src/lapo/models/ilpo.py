@@ -184,7 +184,11 @@ class ILPOPolicy(nn.Module):
         self.latent_policy, self.remap = latent_policy, remap
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        features = self.latent_policy.features(obs)  # (B, F)
+        return self.log_probs(self.latent_policy.features(obs))
+
+    def log_probs(self, features: torch.Tensor) -> torch.Tensor:
+        """log pi(a | o_t) from the latent policy's features ``(B, F)`` -> ``(B, A) float32``
+        (for callers that need the features too: the encoder runs once)."""
         log_pz = torch.log_softmax(self.latent_policy.head(features).float(), -1)  # (B, K)
         log_pa = torch.log_softmax(self.remap.all_latents(features.float()), -1)  # (B, K, A)
         return torch.logsumexp(log_pz[:, :, None] + log_pa, dim=1)  # (B, A)

@@ -98,12 +98,13 @@ def duration_estimate(config, run_dir: Path, machine: str) -> str:
     budget = config.expert_minutes
     capped = f", capped at {budget:g} min by expert_minutes" if budget else ""
     return text + (
-        f"; estimated {_duration(minutes)} at {speed:,.0f} steps/s ({where}; an estimate, "
+        f"; estimated {format_duration(minutes)} at {speed:,.0f} steps/s ({where}; an estimate, "
         f"shared or different machines differ){capped}"
     )
 
 
-def _duration(minutes: float) -> str:
+def format_duration(minutes: float) -> str:
+    """``minutes`` as a reader wants it: "under a minute", "7 min" or "2.5 h"."""
     if minutes < 1:
         return "under a minute"
     if minutes < 90:

@@ -35,6 +35,7 @@ from lapo.data.format import write_json_atomic
 from lapo.device import resolve_device
 from lapo.eval.evaluate import evaluate_checkpoint, result_dict
 from lapo.load import latent_policy_network
+from lapo.pipeline.expert_stage import format_duration
 from lapo.pipeline.plan import StageInterrupted
 from lapo.stages.finetune import train_finetune
 from lapo.stages.ilpo import run_ilpo, train_ilpo_online
@@ -95,11 +96,10 @@ def ilpo_duration_note(config, machine: str) -> str | None:
         return None
     speed, where = measured
     steps = config.online_seeds * config.online_steps
-    hours = steps / speed / 3600
     return (
         f"ILPO arm: {steps:,} online env steps at about {speed:g} steps/s ({where}): about "
-        f"{hours:.1f} h one seed after another; scripts/ilpo_seeds.py trains the seeds side by "
-        f"side on a GPU or more cores"
+        f"{format_duration(steps / speed / 60)} one seed after another; scripts/ilpo_seeds.py "
+        f"trains the seeds side by side on a GPU or more cores"
     )
 
 

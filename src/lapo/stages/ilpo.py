@@ -216,8 +216,9 @@ def _act_and_label(model: ILPOModel, policy: ILPOPolicy, obs, env, config, rng, 
     device = next(policy.parameters()).device
     obs_t = torch.from_numpy(obs).to(device)
     with autocast(device, config.bf16):
-        logits = policy(obs_t)  # (N, A) log pi(a | o_t)
-        features = policy.latent_policy.features(obs_t).float()  # (N, F)
+        features = policy.latent_policy.features(obs_t)  # (N, F)
+        logits = policy.log_probs(features)  # (N, A) log pi(a | o_t)
+    features = features.float()
     probs = logits.float().exp().cpu()  # sampled on the CPU with the seeded generator
     actions = torch.multinomial(probs, 1, generator=generator)[:, 0].numpy()
     explore = rng.random(len(actions)) < config.exploration
