@@ -23,7 +23,7 @@ def _actions(calls: list[str], fail: str | None = None):
 
         return act
 
-    return {s: make(s) for s in ("collect", "lam", "bc", "online", "report")}
+    return {s: make(s) for s in ("collect", "lam", "bc", "decode", "sweep", "online", "report")}
 
 
 def _settings(lr: float = 1e-3) -> dict:
@@ -69,7 +69,7 @@ def test_changed_settings_are_refused_unless_redone(tmp_path: Path) -> None:
         run_stages(config, _settings(lr=1e-2), _actions(calls), progress=False)
     assert len(calls) == 4
     run_stages(config, _settings(lr=1e-2), _actions(calls), redo=("lam",), progress=False)
-    assert calls[4:] == ["lam", "bc", "report"]  # the redone stage and every later one
+    assert calls[4:] == ["lam", "bc", "report"]  # the redone stage and the stages reading it
     kept = sorted(p.name for p in tmp_path.iterdir() if ".replaced-" in p.name)
     assert [k.split(".")[0] for k in kept] == ["bc", "lam", "report"]  # old results kept aside
     assert (tmp_path / "lam" / "out.txt").read_text() == "lam"
@@ -91,7 +91,7 @@ def test_more_online_seeds_or_the_ilpo_arm_extend_the_finished_stage_in_place(
     assert calls[5:] == ["online", "report", "online", "report"]  # only the extended stage on
     assert (tmp_path / "online" / "lapo-seed0").is_dir()  # extended in its folder
     assert not list(tmp_path.glob("online.replaced-*"))
-    assert len(list(tmp_path.glob("report.replaced-*"))) == 2  # later stages are redone
+    assert len(list(tmp_path.glob("report.replaced-*"))) == 2  # the report reads it: redone
     done = json.loads((tmp_path / "pipeline.json").read_text())["stages"]["online"]
     assert done["settings"] == {"steps": 8, "seeds": 3, "ilpo": True}
     for fewer in (
@@ -102,6 +102,25 @@ def test_more_online_seeds_or_the_ilpo_arm_extend_the_finished_stage_in_place(
         with pytest.raises(StageConflict, match="stage 'online'.*--redo online"):
             run_stages(config, fewer, _actions(calls), progress=False)
     assert len(calls) == 9
+
+
+def test_a_finished_stage_runs_again_only_when_a_stage_it_reads_runs(tmp_path: Path) -> None:
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+    online = {"online": {"steps": 8, "seeds": 3}}
+    run_stages(config, {**_settings(), **online}, _actions(calls), progress=False)
+    assert calls == ["collect", "lam", "bc", "online", "report"]
+    swept = {**_settings(), "sweep": {"labels": [16, 64]}, **online}
+    run_stages(config, swept, _actions(calls), progress=False)
+    assert calls[5:] == ["sweep", "report"]  # the online runs do not read the sweep: kept
+    assert not list(tmp_path.glob("online.replaced-*"))
+    decoded = {**swept, "decode": {"labels": 256}}
+    run_stages(config, decoded, _actions(calls), progress=False)
+    assert calls[7:] == ["decode", "report"]
+    run_stages(config, decoded, _actions(calls), redo=("bc",), progress=False)
+    assert calls[9:] == ["bc", "decode", "sweep", "online", "report"]  # all that read bc
+    assert (tmp_path / "online" / "out.txt").read_text() == "online"
+    assert len(list(tmp_path.glob("online.replaced-*"))) == 1
 
 
 def test_run_config_presets_and_validation(tmp_path: Path) -> None:

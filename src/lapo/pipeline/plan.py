@@ -15,8 +15,9 @@ Stages, each writing into its own folder of the run directory::
 ``pipeline.json`` records each finished stage with the settings that determine it. Rerunning
 the same command skips finished stages and resumes an unfinished one from its checkpoint; a
 finished stage whose settings changed is refused unless ``redo`` names it (then it and every
-later stage run again; their old folders are kept under ``<name>.replaced-<time>``), except
-that more online seeds or the ILPO arm extend a finished online comparison in place.
+stage that reads its output run again, ``INPUTS``; their old folders are kept under
+``<name>.replaced-<time>``), except that more online seeds or the ILPO arm extend a finished
+online comparison in place. So adding a label sweep to a finished run trains no online run again.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ from lapo.envs import check_env_name
 from lapo.pipeline.expert_stage import expert_config
 
 STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
+#: The stages whose output each stage reads: a stage runs again whenever one of them does
+#: (``plan``), and only then. The report reads them all.
+INPUTS: dict[str, tuple[str, ...]] = {
+    "expert": (),
+    "collect": ("expert",),
+    "lam": ("collect",),
+    "bc": ("collect", "lam"),
+    "decode": ("collect", "lam", "bc"),
+    "evaluate": ("collect", "decode"),  # the expert that recorded, the decoded policies
+    "sweep": ("collect", "lam", "bc"),
+    "online": ("collect", "lam", "bc"),
+    "report": STAGES[:-1],
+}
 DIRS = {
     "expert": "expert",
     "collect": "data",
@@ -346,7 +360,8 @@ def plan(
     redo: tuple[str, ...] = (),
     defaults: dict[str, dict] | None = None,
 ) -> tuple[list[str], set[str]]:
-    """Stages to run, in order: unfinished ones, changed-and-redone ones and all after them.
+    """Stages to run, in order: unfinished ones, changed-and-redone ones and every stage that
+    reads the output of a stage that runs (``INPUTS``; the report reads all of them).
 
     ``defaults[stage]`` holds the value each setting had before it was recorded: a finished
     stage whose settings lack a key (written before the option existed) counts as having run at
@@ -354,7 +369,7 @@ def plan(
 
     A finished stage whose new settings only add work to it (``EXTENSIONS``: more online seeds,
     the ILPO arm) is extended: it runs again in its own folder, reusing what it finished, and
-    every later stage is redone.
+    the stages that read it (the report) are redone.
 
     Returns:
         ``(todo, extended)``: the stages to run, and those of them to run in place (their
@@ -372,7 +387,7 @@ def plan(
             continue
         done = manifest.stages.get(stage)
         wanted = _jsonable(settings[stage])
-        if todo or done is None or stage in redo:
+        if done is None or stage in redo or any(i in todo for i in INPUTS[stage]):
             todo.append(stage)
             continue
         fill = _jsonable({k: v for k, v in defaults.get(stage, {}).items() if k in wanted})
@@ -387,7 +402,7 @@ def plan(
         listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
         raise StageConflict(
             f"stage {stage!r} in {config.out} finished with other settings ({listed}); "
-            f"pass --redo {stage} to run it (and every later stage) again"
+            f"pass --redo {stage} to run it (and the stages that read its output) again"
         )
     return todo, extended
 
@@ -421,7 +436,7 @@ def run_stages(
 
     Shows one overall progress bar (elapsed time, ETA) weighted by ``weights`` (expected
     relative durations). Records each finished stage in ``pipeline.json``; a stage redone (in
-    ``redo``, or after a redone or extended stage) has its earlier folder set aside first; an
+    ``redo``, or reading the output of a stage that runs) has its earlier folder set aside first; an
     extended one (see ``plan``) runs in its folder.
 
     Returns:
