@@ -55,7 +55,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         choices=REDO_STAGES,
-        help="run this finished stage again, with the stages that read its output (bc: decode, evaluate, sweep, online, report)",
+        help="run this finished stage again, with the stages that read its output "
+        "(bc: decode, evaluate, sweep, online, report)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
