@@ -157,6 +157,10 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
         (m, n, s) for s in (0, 1) for n in (4, 8) for m in ("lapo", "label-bc")
     ]
     assert all(r["episodes"] == 2 for r in rows)
+    # how each policy acts on held-out frames (the sweep's diagnostics) is in every row
+    for r in rows:
+        assert 0.0 <= r["heldout_accuracy"] <= 1.0 and 0.0 < r["top_action_fraction"] <= 1.0
+        assert 0.0 <= r["action_entropy"] <= np.log(15) + 1e-5
     results = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.json"

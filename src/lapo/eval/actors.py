@@ -146,3 +146,51 @@ def predict_actions(net: nn.Module, observations: np.ndarray, batch_size: int = 
         for i in range(0, len(observations), batch_size)
     ]
     return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+@torch.no_grad()
+def action_diagnostics(
+    net: nn.Module, observations: np.ndarray, actions: np.ndarray, batch_size: int = 256
+) -> dict:
+    """How a discrete policy acts on held-out frames, beside the true actions there.
+
+    Separates "the policy predicts the expert's actions" from "the policy acts decisively":
+    a decoded LAPO policy whose latent policy cannot tell states apart outputs about the same
+    latent everywhere, and a sharp decoder then turns it into about the same action everywhere
+    (the greedy action's share ``top_action_fraction`` near 1 at a low ``action_entropy``).
+
+    Args:
+        net: ``(B, H, W, C) uint8 -> (B, A)`` logits.
+        observations: ``(N, H, W, C) uint8`` held-out frames o_t, N >= 1.
+        actions: ``(N,) int64`` the true a_t there.
+
+    Returns:
+        ``heldout_accuracy`` (greedy action == a_t), ``action_entropy`` (mean over frames of the
+        entropy of ``softmax(logits)``, nats; ``log A`` is uniform), ``top_action_fraction``
+        (share of frames whose greedy action is the most common greedy action) and
+        ``true_top_action_fraction`` (the same share for the true actions).
+
+    Raises:
+        ValueError: observations of another shape or dtype than ``net`` takes; no frames.
+    """
+    if len(observations) == 0 or len(observations) != len(actions):
+        raise ValueError(
+            f"action_diagnostics needs N >= 1 frames and N actions, got {len(observations)} "
+            f"frames and {len(actions)} actions"
+        )
+    check_frames(observations, model_frame_shape(net), "action_diagnostics")
+    device = next(net.parameters()).device
+    logp = torch.cat([
+        torch.log_softmax(net(torch.from_numpy(observations[i : i + batch_size]).to(device))
+                          .float(), dim=-1).cpu()
+        for i in range(0, len(observations), batch_size)
+    ])  # fmt: skip  # (N, A)
+    greedy = logp.argmax(-1).numpy()
+    entropy = -(logp.exp() * logp).sum(-1)  # (N,) nats
+    top = lambda a: float(np.bincount(a).max() / len(a))  # noqa: E731
+    return {
+        "heldout_accuracy": float((greedy == actions).mean()),
+        "action_entropy": float(entropy.mean()),
+        "top_action_fraction": top(greedy),
+        "true_top_action_fraction": top(np.asarray(actions, dtype=np.int64)),
+    }

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from lapo.config import DecodeConfig
 from lapo.data import open_dataset, split_windows
-from lapo.eval.actors import PolicyActor
+from lapo.eval.actors import PolicyActor, action_diagnostics
 from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import EvalResult, evaluate_policy
 from lapo.load import load_lam, load_latent_policy
@@ -22,6 +22,8 @@ from lapo.stages.decode import draw_labelled_set, train_decoder, train_label_bc
 
 #: ``method`` of the label sweep's rows: the decoded LAPO policy and label-only BC.
 METHOD_LAPO, METHOD_BC = "lapo", "label-bc"
+#: Per-row facts of how a policy acts on held-out frames (``action_diagnostics``).
+DIAGNOSTICS = ("heldout_accuracy", "action_entropy", "top_action_fraction")
 
 
 def label_sweep(
@@ -34,6 +36,7 @@ def label_sweep(
     seeds: tuple[int, ...] = (0, 1, 2),
     episodes: int = 32,
     baseline: bool = True,
+    heldout_frames: int = 1024,
     config: DecodeConfig | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
@@ -48,9 +51,15 @@ def label_sweep(
     for one seed the N labels are the first N of the largest count's. Rows are appended to
     ``out_path`` (JSON list) as they finish. The latent policy, the IDM and the decoded policies
     compute on ``device`` (None: ``lapo.device.default_device``); decoders fit on the CPU.
+    With ``heldout_frames`` > 0 (discrete actions), each policy is also run on that many frames
+    of stage 1's held-out episodes (``lapo.eval.actors.action_diagnostics``): its accuracy
+    against the true actions there and how decisively it acts, which tells a decoder that has
+    become sharp on an uninformative latent policy (returns falling as labels grow) from one
+    that is wrong.
 
     Returns: the rows ``method`` (``lapo`` or ``label-bc``), ``labels, seed, mean, ci95,
-    normalized, normalized_ci95, episodes, validation_accuracy``.
+    normalized, normalized_ci95, episodes, validation_accuracy`` and, with held-out frames,
+    ``heldout_accuracy, action_entropy, top_action_fraction, true_top_action_fraction``.
 
     Raises:
         ValueError: the dataset is not a Procgen recording or has no true actions.
@@ -63,10 +72,15 @@ def label_sweep(
     game = dataset.manifest.get("source", {}).get("game")
     if not game:
         raise ValueError(f"{data_dir} does not come from a Procgen recording; cannot evaluate")
-    index = split_windows(dataset, lam_config.context, lam_config.test_fraction,
-                          lam_config.seed)[0]  # fmt: skip
+    index, test_index = split_windows(dataset, lam_config.context, lam_config.test_fraction,
+                                      lam_config.seed)  # fmt: skip
     counts = [n for n in labels if n <= len(index)]
     num_actions = dataset.num_actions or 15
+    # Held-out frames with their true actions, for how each policy acts (action_diagnostics).
+    heldout = None
+    if heldout_frames and len(test_index) and not dataset.continuous_actions:
+        heldout = draw_labelled_set(lam, test_index, min(heldout_frames, len(test_index)), 1,
+                                    bc_config.target)  # fmt: skip
     rows: list[dict] = []
 
     def evaluate(method: str, net, n: int, seed: int, info: dict) -> None:
@@ -79,6 +93,11 @@ def label_sweep(
                 "seed": seed,
                 **_summary(result),
                 "validation_accuracy": info["validation_accuracy"],
+                **(
+                    action_diagnostics(net, heldout.observations, heldout.actions)
+                    if heldout is not None
+                    else {}
+                ),
             }
         )
         Path(out_path).write_text(json.dumps(rows, indent=2))
@@ -115,8 +134,9 @@ def sweep_table(rows: list[dict]) -> list[dict]:
 
     Rows without ``method`` (sweeps written before the baseline existed) count as ``lapo``.
 
-    Returns: rows ``method, labels, normalized, normalized_sem, normalized_ci95, seeds``, sorted by
-    method (lapo first) then labels. ``normalized_sem`` is the standard error over seeds (it holds
+    Returns: rows ``method, labels, normalized, normalized_sem, normalized_ci95, seeds`` and the
+    seed means of the ``DIAGNOSTICS`` every row of the cell has, sorted by method (lapo first)
+    then labels. ``normalized_sem`` is the standard error over seeds (it holds
     the variation between label draws and trainings; 0 with one seed); ``normalized_ci95`` the
     95% half-width of the seed mean from the episodes alone, ``sqrt(sum ci_i^2) / seeds``.
     """
@@ -137,6 +157,11 @@ def sweep_table(rows: list[dict]) -> list[dict]:
                     "normalized_sem": sem,
                     "normalized_ci95": float(np.sqrt((ci**2).sum()) / len(ci)),
                     "seeds": len(values),
+                    **{
+                        key: float(np.mean([r[key] for r in at_n]))
+                        for key in DIAGNOSTICS
+                        if all(key in r for r in at_n)
+                    },
                 }
             )
     return out
