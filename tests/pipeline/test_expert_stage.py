@@ -12,6 +12,7 @@ from lapo.pipeline.expert_stage import (
     duration_estimate,
     expert_config,
     expert_origin,
+    machine_class,
     run_expert_stage,
     trains_expert,
 )
@@ -48,6 +49,9 @@ def test_duration_estimate_from_the_measured_speed(tmp_path: Path) -> None:
     assert "71 min at 1,900 steps/s" in text and "an estimate" in text  # 7,995,392 / 1900 / 60
     assert "31 min at 4,300 steps/s" in duration_estimate(config, tmp_path / "expert", "cuda")
     assert "no measured speed" in duration_estimate(config, tmp_path / "expert", "mps")
+    # a CPU without native bf16 trains in fp32, at its own measured speed
+    fp32 = duration_estimate(config, tmp_path / "expert", "cpu-fp32")
+    assert "4.9 h at 455 steps/s" in fp32 and "AVX2" in fp32  # 7,995,392 / 455 / 3600
     # a run that logged updates is estimated from its own speed and its steps left
     run = tmp_path / "own"
     run.mkdir()
@@ -100,3 +104,13 @@ def test_expert_minutes_ends_the_stage_with_a_usable_expert(tmp_path: Path) -> N
     assert summary["total_steps"] == 192 and isinstance(summary["heldout_normalized"], float)
     origin = expert_origin(config, {"expert": {"summary": summary}})
     assert "0 of 192 env steps (ended by expert_minutes)" in origin
+
+
+def test_machine_class_tells_cpus_without_native_bf16(monkeypatch) -> None:
+    import lapo.device
+
+    monkeypatch.setattr(lapo.device, "native_bf16", lambda device: (True, "AVX-512 BF16"))
+    assert machine_class("cpu") == "cpu"
+    monkeypatch.setattr(lapo.device, "native_bf16", lambda device: (False, "AVX2"))
+    assert machine_class("cpu") == "cpu-fp32"
+    assert machine_class("meta") == "meta"  # other device types are their type

@@ -20,7 +20,8 @@ from lapo.config import PPO_PRESETS, PPOConfig
 from lapo.experts import shipped_games
 
 #: Measured PPO training speed of each preset's expert network, in environment steps per second,
-#: per machine class (``"cpu"``: no GPU): ``(steps/s, where it was measured)``. Only measured
+#: per machine class (``machine_class``: ``"cpu"`` a CPU with native bf16, ``"cpu-fp32"`` one
+#: without, which computes in fp32): ``(steps/s, where it was measured)``. Only measured
 #: figures are listed; a preset without one prints no duration estimate. A resumed run uses its
 #: own measured speed instead (``metrics.jsonl``).
 EXPERT_STEPS_PER_SECOND: dict[tuple[str, str], tuple[float, str]] = {
@@ -29,6 +30,10 @@ EXPERT_STEPS_PER_SECOND: dict[tuple[str, str], tuple[float, str]] = {
     ("cpu", "cpu"): (1900.0, "AMD EPYC, 2 cores, bf16"),
     # tiny Nature-CNN of the smoke preset, online smoke runs 2026-12-04: 2,000-2,400 steps/s
     ("smoke", "cpu"): (2000.0, "AMD EPYC, 2 cores"),
+    # docs/experts.md: the starpilot expert of 2026-12-04 on an AVX2-only AMD EPYC (fp32), one
+    # thread, the other core busy with a `lapo run` main job: 390-520 steps/s, median 455 (its
+    # first 17 updates).
+    ("cpu", "cpu-fp32"): (455.0, "AMD EPYC, 2 cores, AVX2 only, fp32"),
     # docs/benchmarks.md: `benchmarks/gpu_check.py`, IMPALA x4, 64 Procgen envs, one process,
     # 2026-12-04 (bf16; the 16 host cores step the environments).
     ("paper", "cuda"): (8756.0, "NVIDIA H200, 16 host cores, bf16"),
@@ -69,6 +74,18 @@ def _measured_speed(run_dir: Path) -> float | None:
     return speeds[len(speeds) // 2] if speeds else None
 
 
+def machine_class(device) -> str:
+    """``EXPERT_STEPS_PER_SECOND``'s machine class of a torch device: its type (``"cuda"``,
+    ``"mps"``), except that a CPU without native bf16 (``lapo.device.native_bf16``; it trains in
+    fp32, about four times slower for these networks) is ``"cpu-fp32"``."""
+    import torch
+
+    from lapo.device import native_bf16
+
+    kind = torch.device(device).type
+    return "cpu-fp32" if kind == "cpu" and not native_bf16(device)[0] else kind
+
+
 def duration_estimate(config, run_dir: Path, machine: str) -> str:
     """One line: steps still to train and, where a speed was measured, the expected duration.
 
@@ -76,8 +93,8 @@ def duration_estimate(config, run_dir: Path, machine: str) -> str:
         config: the ``RunConfig``.
         run_dir: the expert stage's folder (a checkpoint there counts as steps done, and its
             ``metrics.jsonl`` gives this machine's measured speed).
-        machine: the device type that trains, ``"cpu"``, ``"cuda"`` or ``"mps"``
-            (``EXPERT_STEPS_PER_SECOND``'s machine class).
+        machine: the machine class that trains (``machine_class``: ``"cpu"``, ``"cpu-fp32"``,
+            ``"cuda"`` or ``"mps"``).
     """
     from lapo.checkpoint import CHECKPOINT, checkpoint_exists, read_meta  # imports torch
 
@@ -128,7 +145,7 @@ def run_expert_stage(config, directory: Path, progress: bool = True) -> dict:
     from lapo.load import load_expert
     from lapo.stages.expert import evaluate_expert, train_expert
 
-    tqdm.write(duration_estimate(config, directory, resolve_device(config.device).type))
+    tqdm.write(duration_estimate(config, directory, machine_class(resolve_device(config.device))))
     cfg = expert_config(config)
     budget = config.expert_minutes * 60 if config.expert_minutes else None
     metrics = train_expert(cfg, directory, resume=True, progress=progress, time_budget_s=budget,
