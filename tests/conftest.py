@@ -19,6 +19,10 @@ import os
 # sleep; it changes no result (the work is split the same way). An explicit setting in the
 # environment wins; subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Under pytest-xdist (README's `-n auto`: one worker per core) each worker computes on one
+# thread, so that workers do not fight over the cores; subprocesses inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -30,6 +34,12 @@ import pytest  # noqa: E402
 from lapo.data import DatasetWriter  # noqa: E402
 
 ALL_FIELDS = ("actions", "rewards", "dones")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Run the ``slow`` tests first: xdist hands out tests in collection order, so a test of
+    minutes that came last would leave the other workers idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable sort
 NUM_ACTIONS = 15
 
 

@@ -34,6 +34,7 @@ def _latent_policy(path: Path) -> None:
                  "frame_shape": [64, 64, 3]})  # fmt: skip
 
 
+@pytest.mark.slow
 def test_online_comparison_with_ilpo_arm(tmp_path: Path) -> None:
     _latent_policy(tmp_path / "bc")
     write_sprite_dataset(tmp_path / "data", episodes=8, length=10, size=64, seed=0)
@@ -63,6 +64,7 @@ def test_online_comparison_with_ilpo_arm(tmp_path: Path) -> None:
     assert "ILPO collapse diagnostic" in text and "collapse.png" in text
 
 
+@pytest.mark.slow
 def test_ilpo_seeds_script_trains_the_seeds_the_comparison_then_reuses(tmp_path: Path) -> None:
     _latent_policy(tmp_path / "bc")
     run = tmp_path / "run"

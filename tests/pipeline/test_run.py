@@ -20,6 +20,7 @@ from lapo.pipeline.report import METRICS_FIELDS
 from lapo.stages.expert import train_expert
 
 
+@pytest.mark.slow
 def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> None:
     expert = tmp_path / "expert"
     config = dataclasses.replace(PPOConfig(env="bigfish", **PPO_PRESETS["smoke"]), eval_every=0)

@@ -26,6 +26,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow
 def test_lapo_run_pendulum_smoke_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", "--preset", "smoke", "--env", "Pendulum-v1", "--out", str(out), "--online",

@@ -62,6 +62,7 @@ def test_smoke_run_writes_everything_and_label_api(sprites: Path, tmp_path: Path
         model.label(frames.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bitwise(sprites: Path, tmp_path: Path) -> None:
     args = [
         sys.executable,
