@@ -34,13 +34,13 @@ import pytest  # noqa: E402
 from lapo.data import DatasetWriter  # noqa: E402
 
 ALL_FIELDS = ("actions", "rewards", "dones")
+NUM_ACTIONS = 15
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Run the ``slow`` tests first: xdist hands out tests in collection order, so a test of
     minutes that came last would leave the other workers idle at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable sort
-NUM_ACTIONS = 15
 
 
 @dataclass
