@@ -140,12 +140,19 @@ def predict_actions(net: nn.Module, observations: np.ndarray, batch_size: int = 
         ValueError: observations of another shape or dtype than ``net`` takes.
     """
     check_frames(observations, model_frame_shape(net), "predict_actions")
+    if len(observations) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return _logits(net, observations, batch_size).argmax(-1).numpy()
+
+
+def _logits(net: nn.Module, observations: np.ndarray, batch_size: int) -> torch.Tensor:
+    """``net``'s logits ``(N, A) float32`` on the CPU for ``(N, H, W, C) uint8``, N >= 1, in
+    batches on the network's device."""
     device = next(net.parameters()).device
-    out = [
-        net(torch.from_numpy(observations[i : i + batch_size]).to(device)).argmax(-1)
+    return torch.cat([
+        net(torch.from_numpy(observations[i : i + batch_size]).to(device)).float().cpu()
         for i in range(0, len(observations), batch_size)
-    ]
-    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.int64)
+    ])  # fmt: skip
 
 
 @torch.no_grad()
@@ -179,12 +186,7 @@ def action_diagnostics(
             f"frames and {len(actions)} actions"
         )
     check_frames(observations, model_frame_shape(net), "action_diagnostics")
-    device = next(net.parameters()).device
-    logp = torch.cat([
-        torch.log_softmax(net(torch.from_numpy(observations[i : i + batch_size]).to(device))
-                          .float(), dim=-1).cpu()
-        for i in range(0, len(observations), batch_size)
-    ])  # fmt: skip  # (N, A)
+    logp = torch.log_softmax(_logits(net, observations, batch_size), dim=-1)  # (N, A)
     greedy = logp.argmax(-1).numpy()
     entropy = -(logp.exp() * logp).sum(-1)  # (N,) nats
     top = lambda a: float(np.bincount(a).max() / len(a))  # noqa: E731
