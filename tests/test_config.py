@@ -68,3 +68,24 @@ def test_stage2_schedule_warms_up_from_a_hundredth_and_decays_to_zero() -> None:
 def test_bad_values_are_refused_with_what_was_expected(build, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build()
+
+
+def test_config_package_imports_nothing_from_the_rest_of_lapo() -> None:
+    """The lowest layer (docs/layout.md): every module of lapo.config imports only the standard
+    library and lapo.config itself, so any layer can import it without a cycle."""
+    import ast
+    from pathlib import Path
+
+    import lapo.config
+
+    package = Path(lapo.config.__file__).parent
+    modules = sorted(package.glob("*.py"))
+    assert len(modules) >= 9
+    for module in modules:
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                if name == "lapo" or name.startswith("lapo."):
+                    assert name.startswith("lapo.config"), f"{module.name} imports {name}"
