@@ -19,7 +19,7 @@ from lapo.load import save_policy
 from lapo.models.build import build_latent_policy
 from lapo.pipeline.online import ilpo_duration_note, run_online_comparison
 from lapo.pipeline.plan import Manifest, RunConfig
-from lapo.pipeline.report import _ilpo_section
+from lapo.pipeline.report.comparisons import ilpo_section
 from lapo.pipeline.run import write_run_config
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ilpo_seeds.py"
@@ -58,7 +58,7 @@ def test_online_comparison_with_ilpo_arm(tmp_path: Path) -> None:
         assert meta["meta"]["offline"] == str((directory / "ilpo" / "offline").resolve())
         assert meta["meta"]["config"]["seed"] == seed
     rep = Report("test")
-    _ilpo_section(rep, directory / "ilpo" / "offline")
+    ilpo_section(rep, directory / "ilpo" / "offline")
     md, _ = rep.write(tmp_path / "report")
     text = md.read_text()
     assert "ILPO collapse diagnostic" in text and "collapse.png" in text

@@ -13,7 +13,6 @@ import torch
 from lapo import device
 from lapo.eval import plots
 from lapo.eval.report import Report
-from lapo.pipeline import report as pipeline_report
 from lapo.pipeline.plan import RunConfig
 from lapo.pipeline.report import (
     BANNER_HEADING,
@@ -22,6 +21,8 @@ from lapo.pipeline.report import (
     report_warnings,
     sweep_ci95,
 )
+from lapo.pipeline.report import codes as report_codes
+from lapo.pipeline.report import summary as report_summary
 
 
 def _returns(mean: float, ci: float, normalized: float, normalized_ci: float) -> dict:
@@ -192,14 +193,14 @@ def test_settings_table_reports_fp32_where_bf16_fell_back(monkeypatch) -> None:
     monkeypatch.setattr(device, "_onednn_bf16", lambda: False)
     monkeypatch.setattr(device, "default_device", lambda: torch.device("cpu"))
     rep = Report("t")
-    pipeline_report._config_section(rep, RunConfig(env="bigfish", preset="smoke"))
+    report_summary.config_section(rep, RunConfig(env="bigfish", preset="smoke"))
     rows = _settings_rows(rep)
     for stage in ("stage 1: IDM + FDM", "stage 2: latent BC"):
         assert "fp32 (bf16 requested; no native bf16 on this cpu" in rows[stage]
         assert "bf16 True" not in rows[stage]
     monkeypatch.setattr(device, "_onednn_bf16", lambda: True)
     rep = Report("t")
-    pipeline_report._config_section(rep, RunConfig(env="bigfish", preset="smoke"))
+    report_summary.config_section(rep, RunConfig(env="bigfish", preset="smoke"))
     assert "bf16 (native)" in _settings_rows(rep)["stage 1: IDM + FDM"]
 
 
@@ -221,7 +222,7 @@ def test_codes_used_is_one_number_in_summary_table_metrics_and_figure(tmp_path, 
         [rng.choice([3, 9, 17, 40], (500, 2)), rng.choice([5, 6], (500, 2))], 1
     )  # (N=500, G=2, L=2)
     lam = heldout_codebook_metrics(codes, 64)
-    lam |= pipeline_report._training_code_counts({"codes_used/0": 64, "codes_used/1": 64})
+    lam |= report_codes.training_code_counts({"codes_used/0": 64, "codes_used/1": 64})
     assert lam["heldout_codes_used/0"] == 4 and lam["heldout_codes_used/1"] == 2
     assert lam["heldout_transitions"] == 500
     assert lam["heldout_distinct_codes"] == len(np.unique(codes.reshape(500, -1), axis=0))
@@ -232,13 +233,13 @@ def test_codes_used_is_one_number_in_summary_table_metrics_and_figure(tmp_path, 
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
     plots.plot_codebook_usage(plots.codebook_counts(codes, 64), tmp_path / "codebook.png")
     titles = [ax.get_title() for ax in figures[0].axes]
-    summary = pipeline_report._codebook_summary(lam, 64)
+    summary = report_codes.codebook_summary(lam, 64)
     assert summary.startswith("4/64 and 2/64 (perplexity ")
     assert "on 500 held-out transitions, which get" in summary
     for g, title in enumerate(titles):
         assert f"{lam[f'heldout_codes_used/{g}']}/64 codes used" in title
         assert f"perplexity {lam[f'heldout_perplexity/{g}']:.1f}" in title
-    rows = pipeline_report._codebook_rows(lam, 64)
+    rows = report_codes.codebook_rows(lam, 64)
     assert rows == [
         ["codebook 1", "4/64", f"{lam['heldout_perplexity/0']:.2f}", "64/64"],
         ["codebook 2", "2/64", f"{lam['heldout_perplexity/1']:.2f}", "64/64"],
@@ -248,7 +249,7 @@ def test_codes_used_is_one_number_in_summary_table_metrics_and_figure(tmp_path, 
                        "majority_accuracy": 0.3, **lam},
                "returns": {}, "decode": {"labels": 32}, "seconds": {"lam": 60.0}}  # fmt: skip
     rep = Report("t")
-    pipeline_report._summary_section(rep, metrics, 64)
+    report_summary.summary_section(rep, metrics, 64)
     (table,) = [b for b in rep._blocks if b.kind == "table"]
     assert dict(table.data[1])["codes used per codebook (held-out, as in the codebook figure)"] == (
         summary

@@ -1,0 +1,110 @@
+"""The report's banner: why the numbers of a run cannot mean what they seem to, one sentence
+per finding (smoke preset, an expert no better than random, a collapsed codebook, a probe at the
+majority class)."""
+
+from __future__ import annotations
+
+import math
+
+from lapo.pipeline.report.codes import count_text
+
+#: The banner's first line; its items are ``report_warnings``.
+BANNER_HEADING = "Warning: the numbers of this run cannot mean what they seem to."
+
+
+#: A probe this close to the majority-class accuracy (or below) has found no action information.
+PROBE_MARGIN = 0.02
+
+
+#: Joint code perplexity on held-out transitions (exp of the entropy of the whole code tuple of
+#: all codebooks and latents: the effective number of distinct latent actions) at or below this:
+#: the codebook has collapsed.
+COLLAPSED_PERPLEXITY = 1.5
+
+
+def report_warnings(metrics: dict) -> list[str]:
+    """Why the numbers of a run cannot mean anything: one sentence per finding, none if none.
+
+    Args:
+        metrics: ``metrics.json``'s content (``collect_metrics``); read are ``preset``,
+            ``returns.{expert,random}.{mean,normalized,normalized_ci95}`` and
+            ``lam.{probe_mlp_accuracy,majority_accuracy,distinct_codes,heldout_transitions,
+            heldout_distinct_codes,heldout_joint_perplexity}``. Missing entries skip their
+            check.
+
+    Returns: sentences for, in order: the ``smoke`` preset; an expert not above the uniform
+        random policy (95% CIs overlapping, an unknown CI, or a mean return not above); a
+        collapsed codebook (one distinct joint code on held-out transitions or in the probe
+        sample, or a held-out joint perplexity <= ``COLLAPSED_PERPLEXITY``); a
+        latent probe at the majority class (accuracy <= majority + ``PROBE_MARGIN``).
+    """
+    lam = metrics.get("lam", {})
+    found = (
+        _smoke_warning(metrics.get("preset")),
+        _expert_warning(metrics.get("returns", {})),
+        _collapse_warning(lam),
+        _probe_warning(lam),
+    )
+    return [w for w in found if w]
+
+
+def _smoke_warning(preset: str | None) -> str | None:
+    if preset != "smoke":
+        return None
+    return (
+        "This run used the `smoke` preset (a few updates on a few frames, sized to test the "
+        "code), so none of its numbers measure how well LAPO works."
+    )
+
+
+def _ci_text(value: float, ci: float) -> str:
+    return f"{value:.3f} ± {ci:.3f}" if math.isfinite(ci) else f"{value:.3f} (no CI)"
+
+
+def _expert_warning(returns: dict) -> str | None:
+    expert, rand = returns.get("expert"), returns.get("random")
+    if not expert or not rand:
+        return None
+    lowest_expert = expert["normalized"] - expert["normalized_ci95"]  # NaN CI: NaN, not above
+    highest_random = rand["normalized"] + rand["normalized_ci95"]
+    if expert["mean"] > rand["mean"] and lowest_expert > highest_random:
+        return None
+    shown_expert = _ci_text(expert["normalized"], expert["normalized_ci95"])
+    shown_random = _ci_text(rand["normalized"], rand["normalized_ci95"])
+    return (
+        f"The expert's normalized return ({shown_expert}, 95% CI) is not above the uniform "
+        f"random policy's ({shown_random}), so the data hold no skill to "
+        "imitate and no return of this run can show that a method learned anything."
+    )
+
+
+def _collapse_warning(lam: dict) -> str | None:
+    heldout, joint = lam.get("heldout_distinct_codes"), lam.get("heldout_joint_perplexity")
+    probed = lam.get("distinct_codes")
+    one_code = any(n is not None and n <= 1 for n in (heldout, probed))
+    if not (one_code or (joint is not None and joint <= COLLAPSED_PERPLEXITY)):
+        return None
+    facts = []
+    if heldout is not None:
+        facts.append(
+            f"{count_text(heldout, 'distinct latent action')} among "
+            f"{lam['heldout_transitions']:,} held-out transitions, joint perplexity {joint:.2f}"
+        )
+    if probed is not None:
+        facts.append(f"{probed} in the probe's sample")
+    return (
+        f"The codebook collapsed ({'; '.join(facts)}), so the quantized latent action is "
+        "(nearly) the same for every transition and carries no action for stages 2 and 3 to "
+        "imitate and decode."
+    )
+
+
+def _probe_warning(lam: dict) -> str | None:
+    probe, majority = lam.get("probe_mlp_accuracy"), lam.get("majority_accuracy")
+    if probe is None or majority is None or probe > majority + PROBE_MARGIN:
+        return None
+    return (
+        f"The MLP probe predicts the true action from the latents no better than always guessing "
+        f"the most common action (held-out accuracy {probe:.3f} vs majority class "
+        f"{majority:.3f}), so the latents show no information about the actions taken."
+    )
