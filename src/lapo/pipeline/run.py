@@ -149,21 +149,146 @@ def run_pipeline(
         require_wandb()
     configs = stage_configs(config)
     d = {stage: out / name for stage, name in DIRS.items()}
+    expert = None if config.own_data else _expert_path(config)
+    if config.own_data:  # the given dataset stands for the recording; nothing is played
+        d["collect"] = Path(config.data)
+    settings = stage_settings(config, expert)
+
+    def train_expert(directory: Path) -> dict:
+        return _check_finished(run_expert_stage(config, directory, progress), "expert stage")
+
+    def collect(directory: Path) -> dict:
+        if config.own_data:  # recorded in pipeline.json only: the dataset is not copied
+            return dict(settings["collect"])
+        cc = CollectConfig(
+            env=config.env,
+            frames=config.frames,
+            out=directory,
+            policy=str(expert),
+            num_envs=config.num_envs,
+            seed=config.seed,
+            temperature=config.expert_temperature,
+            overwrite=True,
+        )
+        summary = record(cc, progress=progress, device=config.device)
+        return {
+            "frames": summary.frames,
+            "episodes": summary.episodes,
+            "complete_episodes": summary.complete_episodes,
+            "mean_return": summary.mean_return,
+            "expert": str(expert),
+        }
+
+    def lam(directory: Path) -> dict:
+        budget = config.lam_minutes * 60 if config.lam_minutes else None
+        metrics = train_lam(
+            configs["lam"],
+            d["collect"],
+            directory,
+            resume=True,
+            time_budget_s=budget,
+            progress=progress,
+            device=config.device,
+        )
+        return _check_finished(metrics, "stage 1")
+
+    def bc(directory: Path) -> dict:
+        budget = config.bc_minutes * 60 if config.bc_minutes else None
+        metrics = train_bc(
+            configs["bc"],
+            d["lam"],
+            d["collect"],
+            directory,
+            resume=True,
+            allow_unfinished=config.lam_minutes is not None,  # stage 1 stopped on its budget
+            time_budget_s=budget,
+            progress=progress,
+            device=config.device,
+        )
+        return _check_finished(metrics, "stage 2")
+
+    def decode(directory: Path) -> dict:
+        labelled = Path(settings["decode"]["labels_from"]) if config.own_data else d["collect"]
+        facts = decode_offline(configs["decode"], d["bc"], d["lam"], labelled, directory,
+                               allow_unfinished=config.bc_minutes is not None,
+                               device=config.device)  # fmt: skip
+        return {k: v for k, v in facts.items() if isinstance(v, float)}
+
+    def evaluate(directory: Path) -> dict:
+        return evaluate_all(config, expert, d["decode"], directory, progress)
+
+    def sweep(directory: Path) -> dict:
+        directory.mkdir(parents=True, exist_ok=True)
+        rows = label_sweep(
+            d["bc"],
+            d["lam"],
+            d["collect"],
+            directory / "label_sweep.json",
+            labels=config.sweep,
+            seeds=tuple(range(config.sweep_seeds)),
+            episodes=config.sweep_episodes,
+            baseline=config.sweep_baseline,
+            config=configs["decode"],
+            progress=progress,
+            device=config.device,
+        )
+        return {f"{r['method']}/{r['labels']}": r["normalized"] for r in sweep_table(rows)}
+
+    def online(directory: Path) -> dict:
+        return run_online_comparison(config, d["bc"], d["lam"], directory, progress=progress,
+                                     data_dir=d["collect"])  # fmt: skip
+
+    def report(directory: Path) -> dict:
+        summary = build_report(config, out, directory)
+        log_run(config, out, directory)  # TensorBoard images and config text; W&B if asked
+        return summary
+
+    actions = {
+        "expert": train_expert,
+        "collect": collect,
+        "lam": lam,
+        "bc": bc,
+        "decode": decode,
+        "evaluate": evaluate,
+        "sweep": sweep,
+        "online": online,
+        "report": report,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(config)
+    return run_stages(
+        config, settings, actions, redo=redo, weights=STAGE_WEIGHTS, progress=progress,
+        defaults=setting_defaults(),
+    )  # fmt: skip
+
+
+#: Relative duration of each stage, for the pipeline's progress bar (``run_stages``).
+STAGE_WEIGHTS = {"expert": 20, "collect": 1, "lam": 12, "bc": 3, "decode": 1, "evaluate": 2,
+                 "sweep": 4, "online": 20, "report": 1}  # fmt: skip
+
+
+def stage_settings(config: RunConfig, expert: Path | None) -> dict[str, dict]:
+    """The settings recorded for each stage of ``config`` in ``pipeline.json``: a finished stage
+    whose settings differ from these is a ``StageConflict`` (``lapo.pipeline.plan``).
+
+    Args:
+        config: the run.
+        expert: the expert checkpoint that records the data (None: given data, or an expert the
+            expert stage trains).
+
+    Returns: ``{stage: settings}`` in the order the stages run.
+    """
+    configs = stage_configs(config)
     trained = not config.own_data and trains_expert(config)
+    lam = {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes}
+    bc = {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes}
     if config.own_data:  # the given dataset stands for the recording; nothing is played
         given, labelled = _given_data(config)
-        expert = None
-        d["collect"] = Path(config.data)
-        settings: dict[str, dict] = {
-            "collect": given,
-            "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
-            "bc": {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes},
-        }
+        settings: dict[str, dict] = {"collect": given, "lam": lam, "bc": bc}
         if labelled is not None:
             settings["decode"] = {**dataclasses.asdict(configs["decode"]), **labelled}
         settings["report"] = {"hide_noop": config.hide_noop, "own_data": True}
     else:
-        expert = _expert_path(config)
         settings = {
             "collect": {
                 "env": config.env,
@@ -174,8 +299,8 @@ def run_pipeline(
                 "expert_sha256": "expert stage" if trained else _expert_digest(expert),
                 "expert_temperature": config.expert_temperature,
             },
-            "lam": {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes},
-            "bc": {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes},
+            "lam": lam,
+            "bc": bc,
             "decode": dataclasses.asdict(configs["decode"]),
             "evaluate": {
                 "episodes": config.eval_episodes,
@@ -201,131 +326,7 @@ def run_pipeline(
             "episodes": config.eval_episodes,
             **({"ilpo": True} if config.online_ilpo else {}),  # absent in runs without ILPO
         }
-
-    def train_expert(directory: Path) -> dict:
-
-        return _check_finished(run_expert_stage(config, directory, progress), "expert stage")
-
-    def collect(directory: Path) -> dict:
-
-        if config.own_data:  # recorded in pipeline.json only: the dataset is not copied
-            return dict(settings["collect"])
-        cc = CollectConfig(
-            env=config.env,
-            frames=config.frames,
-            out=directory,
-            policy=str(expert),
-            num_envs=config.num_envs,
-            seed=config.seed,
-            temperature=config.expert_temperature,
-            overwrite=True,
-        )
-        summary = record(cc, progress=progress, device=config.device)
-        return {
-            "frames": summary.frames,
-            "episodes": summary.episodes,
-            "complete_episodes": summary.complete_episodes,
-            "mean_return": summary.mean_return,
-            "expert": str(expert),
-        }
-
-    def lam(directory: Path) -> dict:
-
-        budget = config.lam_minutes * 60 if config.lam_minutes else None
-        metrics = train_lam(
-            configs["lam"],
-            d["collect"],
-            directory,
-            resume=True,
-            time_budget_s=budget,
-            progress=progress,
-            device=config.device,
-        )
-        return _check_finished(metrics, "stage 1")
-
-    def bc(directory: Path) -> dict:
-
-        budget = config.bc_minutes * 60 if config.bc_minutes else None
-        metrics = train_bc(
-            configs["bc"],
-            d["lam"],
-            d["collect"],
-            directory,
-            resume=True,
-            allow_unfinished=config.lam_minutes is not None,  # stage 1 stopped on its budget
-            time_budget_s=budget,
-            progress=progress,
-            device=config.device,
-        )
-        return _check_finished(metrics, "stage 2")
-
-    def decode(directory: Path) -> dict:
-
-        labelled = Path(settings["decode"]["labels_from"]) if config.own_data else d["collect"]
-        facts = decode_offline(configs["decode"], d["bc"], d["lam"], labelled, directory,
-                               allow_unfinished=config.bc_minutes is not None,
-                               device=config.device)  # fmt: skip
-        return {k: v for k, v in facts.items() if isinstance(v, float)}
-
-    def evaluate(directory: Path) -> dict:
-        return evaluate_all(config, expert, d["decode"], directory, progress)
-
-    def sweep(directory: Path) -> dict:
-
-        directory.mkdir(parents=True, exist_ok=True)
-        rows = label_sweep(
-            d["bc"],
-            d["lam"],
-            d["collect"],
-            directory / "label_sweep.json",
-            labels=config.sweep,
-            seeds=tuple(range(config.sweep_seeds)),
-            episodes=config.sweep_episodes,
-            baseline=config.sweep_baseline,
-            config=configs["decode"],
-            progress=progress,
-            device=config.device,
-        )
-        return {f"{r['method']}/{r['labels']}": r["normalized"] for r in sweep_table(rows)}
-
-    def online(directory: Path) -> dict:
-        return run_online_comparison(config, d["bc"], d["lam"], directory, progress=progress,
-                                     data_dir=d["collect"])  # fmt: skip
-
-    def report(directory: Path) -> dict:
-
-        summary = build_report(config, out, directory)
-        log_run(config, out, directory)  # TensorBoard images and config text; W&B if asked
-        return summary
-
-    actions = {
-        "expert": train_expert,
-        "collect": collect,
-        "lam": lam,
-        "bc": bc,
-        "decode": decode,
-        "evaluate": evaluate,
-        "sweep": sweep,
-        "online": online,
-        "report": report,
-    }
-    weights = {
-        "expert": 20,
-        "collect": 1,
-        "lam": 12,
-        "bc": 3,
-        "decode": 1,
-        "evaluate": 2,
-        "sweep": 4,
-        "online": 20,
-        "report": 1,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_config(config)
-    return run_stages(
-        config, settings, actions, redo=redo, weights=weights, progress=progress,
-        defaults=setting_defaults(),
-    )  # fmt: skip
+    return settings
 
 
 def evaluate_all(
