@@ -578,9 +578,9 @@ _REQUIRED = {
                          ids=[f"{c}.{f}={v}" for c, f, v in BOUNDS_CASES])  # fmt: skip
 def test_numeric_setting_out_of_bounds_is_refused(cls, field, value) -> None:
     import lapo.config
-    import lapo.pipeline.plan
+    import lapo.pipeline.run_config
 
-    module = lapo.pipeline.plan if cls == "RunConfig" else lapo.config
+    module = lapo.pipeline.run_config if cls == "RunConfig" else lapo.config
     with pytest.raises(ValueError, match=field.split("_")[0]):
         getattr(module, cls)(**_REQUIRED.get(cls, {}), **{field: value})
 

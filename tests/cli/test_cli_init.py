@@ -86,7 +86,7 @@ def _generated():
         LAMConfig,
         PPOConfig,
     )
-    from lapo.pipeline.plan import RunConfig
+    from lapo.pipeline.run_config import RunConfig
 
     return {
         ("collect",): (CollectConfig, ()),

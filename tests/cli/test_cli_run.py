@@ -11,7 +11,7 @@ import pytest
 from lapo.cli import build_parser, main
 from lapo.cli.run import run_config_from_args
 from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, LAMConfig
-from lapo.pipeline.plan import RunConfig, stage_configs
+from lapo.pipeline.run_config import RunConfig, stage_configs
 
 
 def _config(*argv: str) -> RunConfig:

@@ -17,8 +17,8 @@ from lapo.config import CollectConfig
 from lapo.data import open_dataset
 from lapo.eval.actors import PolicyActor
 from lapo.experts import shipped_expert
-from lapo.pipeline.plan import RunConfig
 from lapo.pipeline.run import setting_defaults
+from lapo.pipeline.run_config import RunConfig
 from lapo.stages.collect import collect, make_policy
 
 LOGITS = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])

@@ -16,7 +16,7 @@ from lapo.pipeline.expert_stage import (
     run_expert_stage,
     trains_expert,
 )
-from lapo.pipeline.plan import RunConfig
+from lapo.pipeline.run_config import RunConfig
 from lapo.stages.expert import train_expert
 
 

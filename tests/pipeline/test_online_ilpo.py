@@ -18,9 +18,10 @@ from lapo.eval.report import Report
 from lapo.load import save_policy
 from lapo.models.build import build_latent_policy
 from lapo.pipeline.online import ilpo_duration_note, run_online_comparison
-from lapo.pipeline.plan import Manifest, RunConfig
+from lapo.pipeline.plan import Manifest
 from lapo.pipeline.report.comparisons import ilpo_section
 from lapo.pipeline.run import write_run_config
+from lapo.pipeline.run_config import RunConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ilpo_seeds.py"
 

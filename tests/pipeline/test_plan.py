@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lapo.pipeline.plan import RunConfig, StageConflict, resolve, run_stages
+from lapo.pipeline.plan import StageConflict, run_stages
+from lapo.pipeline.run_config import RunConfig, resolve
 
 
 def _actions(calls: list[str], fail: str | None = None):

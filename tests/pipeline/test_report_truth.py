@@ -13,7 +13,6 @@ import torch
 from lapo import device
 from lapo.eval import plots
 from lapo.eval.report import Report
-from lapo.pipeline.plan import RunConfig
 from lapo.pipeline.report import (
     BANNER_HEADING,
     heldout_codebook_metrics,
@@ -23,6 +22,7 @@ from lapo.pipeline.report import (
 )
 from lapo.pipeline.report import codes as report_codes
 from lapo.pipeline.report import summary as report_summary
+from lapo.pipeline.run_config import RunConfig
 
 
 def _returns(mean: float, ci: float, normalized: float, normalized_ci: float) -> dict:

@@ -1,5 +1,5 @@
 """Command-line options generated from the typed config dataclasses (``lapo.config``,
-``lapo.pipeline.plan.RunConfig``): one definition per option.
+``lapo.pipeline.run_config.RunConfig``): one definition per option.
 
 Every field of a config becomes ``--field-name`` with its type from the annotation (bool:
 ``--x/--no-x``; ``Literal``: its choices; ``tuple[int, ...]``: comma-separated), its help from

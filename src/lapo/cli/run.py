@@ -15,7 +15,7 @@ RUN_EXCLUDE = ("overrides",)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from lapo.pipeline.plan import RUN_DEFAULTS, RUN_PRESETS, STAGE_CONFIGS, RunConfig
+    from lapo.pipeline.run_config import RUN_DEFAULTS, RUN_PRESETS, STAGE_CONFIGS, RunConfig
 
     p = sub.add_parser(
         "run",
@@ -70,7 +70,7 @@ def run_config_from_args(args: argparse.Namespace):
         ValueError: a malformed ``--set``, an unknown stage or field (listing the valid names)
             or a value of the wrong type, or an invalid ``RunConfig``.
     """
-    from lapo.pipeline.plan import STAGE_CONFIGS, RunConfig
+    from lapo.pipeline.run_config import STAGE_CONFIGS, RunConfig
 
     overrides: dict[str, dict] = {}
     for text in args.assignments:

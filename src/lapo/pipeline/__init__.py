@@ -2,7 +2,8 @@
 (``plan``), the stage actions (``run``), the label sweep, the online comparison and the report.
 The stages never import this package."""
 
-from lapo.pipeline.plan import RUN_PRESETS, RunConfig, StageConflict, StageInterrupted
+from lapo.pipeline.plan import StageConflict, StageInterrupted
+from lapo.pipeline.run_config import RUN_PRESETS, RunConfig
 
 __all__ = ["RUN_PRESETS", "RunConfig", "StageConflict", "StageInterrupted", "run_pipeline"]
 

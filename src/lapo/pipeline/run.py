@@ -26,15 +26,9 @@ from lapo.load import checkpoint_path, load_policy
 from lapo.pipeline.expert_stage import expert_config, run_expert_stage, trains_expert
 from lapo.pipeline.label_sweep import label_sweep, sweep_table
 from lapo.pipeline.online import run_online_comparison
-from lapo.pipeline.plan import (
-    DIRS,
-    RunConfig,
-    StageInterrupted,
-    run_stages,
-    setting_defaults,
-    stage_configs,
-)
+from lapo.pipeline.plan import DIRS, StageInterrupted, run_stages, setting_defaults
 from lapo.pipeline.report import build_report
+from lapo.pipeline.run_config import RunConfig, stage_configs
 from lapo.pipeline.run_log import log_run, require_wandb
 from lapo.safety import holds_lock
 from lapo.stages.bc import train_bc

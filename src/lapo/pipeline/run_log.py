@@ -42,7 +42,7 @@ def require_wandb() -> None:
 
 def resolved_config(config) -> dict:
     """Every field of the run and of its stages' configs (JSON-able)."""
-    from lapo.pipeline.plan import stage_configs
+    from lapo.pipeline.run_config import stage_configs
 
     def plain(obj) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(obj), default=str))

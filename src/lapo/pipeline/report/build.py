@@ -21,7 +21,7 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
     ``config`` is the ``RunConfig`` of the run; ``run_dir`` holds the stage folders.
     """
     from lapo.eval.report import Report
-    from lapo.pipeline.plan import stage_configs
+    from lapo.pipeline.run_config import stage_configs
 
     run_dir, report_dir = Path(run_dir), Path(report_dir)
     figures = report_dir / "figures"
@@ -91,7 +91,7 @@ def load_run_config(run_dir: str | Path):
         FileNotFoundError: ``run_dir`` has no ``pipeline.json`` (not a ``lapo run`` directory).
         ValueError: an old run whose stage-1 settings match no preset.
     """
-    from lapo.pipeline.plan import RUN_PRESETS, RunConfig, stage_configs
+    from lapo.pipeline.run_config import RUN_PRESETS, RunConfig, stage_configs
 
     run_dir = Path(run_dir)
     if not (run_dir / "pipeline.json").is_file():

@@ -173,7 +173,7 @@ def config_section(rep, config, decoded: bool = True) -> None:
     trains every stage (the report is written by the same run).
     """
     from lapo.device import default_device
-    from lapo.pipeline.plan import stage_configs
+    from lapo.pipeline.run_config import stage_configs
 
     device = default_device()
     cfgs = stage_configs(config)
