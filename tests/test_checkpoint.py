@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import random
 import shutil
 
 import numpy as np
@@ -16,13 +15,9 @@ from torch import nn
 from lapo.checkpoint import (
     CheckpointError,
     checkpoint_exists,
-    generator_state,
     load_checkpoint,
     read_meta,
-    restore_generator,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 
 
@@ -160,37 +155,6 @@ def test_lambda_lr_stores_no_function_and_refuses_unjsonable_state(tmp_path):
     ):
         save_checkpoint(tmp_path / "d", schedulers={"bad": bad})
     assert not checkpoint_exists(tmp_path / "d")
-
-
-def test_rng_round_trip(tmp_path):
-    torch.manual_seed(3)
-    random.seed(3)
-    gen = np.random.default_rng(3)
-    gen.random(5)
-    tensors, rng_meta = rng_state()
-    save_checkpoint(
-        tmp_path / "c",
-        tensors=tensors,
-        meta={"rng": rng_meta, "gen": generator_state(gen)},
-    )
-    expected = (torch.rand(6), torch.randint(0, 100, (4,)), random.random(), gen.random(4))
-    torch.rand(100)  # move every stream on
-    random.random()
-    ckpt = load_checkpoint(tmp_path / "c")
-    set_rng_state(ckpt.tensors, ckpt.meta["rng"])
-    gen2 = restore_generator(ckpt.meta["gen"])
-    assert torch.equal(torch.rand(6), expected[0])
-    assert torch.equal(torch.randint(0, 100, (4,)), expected[1])
-    assert random.random() == expected[2]
-    assert np.array_equal(gen2.random(4), expected[3])
-
-
-@pytest.mark.parametrize("name", ["PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"])
-def test_numpy_generator_state_is_json(name):
-    gen = np.random.Generator(getattr(np.random, name)(11))
-    gen.integers(0, 7, 3, dtype=np.uint32)  # leaves a buffered half word in some generators
-    state = json.loads(json.dumps(generator_state(gen)))
-    assert np.array_equal(restore_generator(state).random(6), gen.random(6))
 
 
 def test_mismatched_architecture_lists_every_difference(tmp_path):

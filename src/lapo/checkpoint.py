@@ -28,18 +28,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import secrets
 import stat
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
@@ -53,7 +50,6 @@ CHECKPOINT = "checkpoint"
 FORMAT_NAME = "lapo-checkpoint"
 FORMAT_VERSION = 1
 _COMMIT_LOCK_S = 600  # seconds a save waits for the commit lock (a commit takes milliseconds)
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
 class CheckpointError(ValueError):
@@ -185,8 +181,9 @@ def save_checkpoint(
 
     Stores each module's ``state_dict()`` (parameters and persistent buffers), each optimizer's
     ``state_dict()`` (state tensors in the tensor file, hyper-parameters and ``param_groups`` in the
-    JSON), each scheduler's ``state_dict()`` (JSON), the extra ``tensors`` (e.g. from `rng_state`)
-    and ``meta`` (config, step, metrics: plain JSON data). Names may not contain ``/``.
+    JSON), each scheduler's ``state_dict()`` (JSON), the extra ``tensors`` (e.g. from
+    `lapo.rng.rng_state`) and ``meta`` (config, step, metrics: plain JSON data). Names may not
+    contain ``/``.
     Parent directories are created.
 
     Raises:
@@ -506,67 +503,3 @@ def load_checkpoint(
         scheduler.load_state_dict(doc["schedulers"][name]["state"])
     extra = {key: flat[f"tensor/{key}"] for key in doc["tensors"]}
     return Checkpoint(meta=doc["meta"], tensors=extra, path=path)
-
-
-def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Capture the torch CPU RNG, every CUDA device's RNG (if CUDA is available) and Python's
-    ``random``, for `save_checkpoint(tensors=..., meta={"rng": ...})`.
-
-    Returns:
-        ``(tensors, meta)``: tensors ``"rng/torch"`` and ``"rng/cuda/{i}"`` (uint8 byte states),
-        meta ``{"cuda_devices": int, "python": [version, [625 ints], gauss_next]}``.
-    """
-    tensors = {"rng/torch": torch.get_rng_state()}
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    tensors.update({f"rng/cuda/{i}": state for i, state in enumerate(cuda)})
-    version, internal, gauss = random.getstate()
-    return tensors, {"cuda_devices": len(cuda), "python": [version, list(internal), gauss]}
-
-
-def set_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
-    """Restore what `rng_state` captured (other keys of ``tensors`` are ignored).
-
-    CUDA states are restored for the devices present; a warning says if the count differs.
-
-    Raises:
-        CheckpointError: ``tensors`` has no ``"rng/torch"``.
-    """
-    if "rng/torch" not in tensors:
-        raise CheckpointError("no 'rng/torch' tensor: pass the tensors that rng_state() returned")
-    torch.set_rng_state(tensors["rng/torch"].cpu())
-    saved = [tensors[f"rng/cuda/{i}"].cpu() for i in range(meta["cuda_devices"])]
-    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if len(saved) != available:
-        warnings.warn(
-            f"RNG states of {len(saved)} CUDA devices saved, {available} present", stacklevel=2
-        )
-    if saved and available:
-        torch.cuda.set_rng_state_all(saved[:available])
-    version, internal, gauss = meta["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def _plain(obj: Any) -> Any:
-    """``obj`` with numpy arrays and scalars turned into lists and Python numbers."""
-    if isinstance(obj, dict):
-        return {key: _plain(value) for key, value in obj.items()}
-    return obj.tolist() if isinstance(obj, np.ndarray | np.generic) else obj
-
-
-def generator_state(gen: np.random.Generator) -> dict[str, Any]:
-    """The state of ``gen``'s bit generator as plain JSON data (for ``meta``)."""
-    return _plain(gen.bit_generator.state)
-
-
-def restore_generator(state: Mapping[str, Any]) -> np.random.Generator:
-    """A new ``np.random.Generator`` continuing exactly where `generator_state`'s source was.
-
-    Raises:
-        CheckpointError: the bit generator is not one of numpy's (PCG64, MT19937, ...).
-    """
-    name = state.get("bit_generator")
-    if name not in _BIT_GENERATORS:
-        raise CheckpointError(f"unknown numpy bit generator {name!r}; expected {_BIT_GENERATORS}")
-    bit_generator = getattr(np.random, name)()
-    bit_generator.state = dict(state)
-    return np.random.Generator(bit_generator)

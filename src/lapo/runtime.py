@@ -16,8 +16,9 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from lapo.checkpoint import checkpoint_exists, read_meta, rng_state, save_checkpoint
+from lapo.checkpoint import checkpoint_exists, read_meta, save_checkpoint
 from lapo.paths import atomic_file
+from lapo.rng import rng_state
 
 
 def cut_metrics(path: Path, through_step: int) -> int:

@@ -30,7 +30,6 @@ from lapo.checkpoint import (
     load_checkpoint,
     meta_errors,
     read_meta,
-    set_rng_state,
 )
 from lapo.config import BCConfig, LAMConfig
 from lapo.data import (
@@ -49,6 +48,7 @@ from lapo.load import CHECKPOINT, LAM_KIND, check_finished, expect_kind, load_la
 from lapo.models.build import build_latent_policy, check_policy_frames
 from lapo.models.lam import ACCELERATOR_LABEL_BATCH, LatentActionModel, frames_to_float
 from lapo.paths import atomic_file
+from lapo.rng import set_rng_state
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
 from lapo.stages.lam import PREFETCH_DEPTH, weights_digest

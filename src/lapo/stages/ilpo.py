@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lapo.checkpoint import CHECKPOINT, checkpoint_exists, load_checkpoint, read_meta, set_rng_state
+from lapo.checkpoint import CHECKPOINT, checkpoint_exists, load_checkpoint, read_meta
 from lapo.config import ILPOConfig
 from lapo.data import (
     WindowBatchSampler,
@@ -44,6 +44,7 @@ from lapo.eval.rollouts import evaluate_policy
 from lapo.load import ILPO_POLICY_KIND
 from lapo.models.build import build_ilpo_model, build_ilpo_policy
 from lapo.models.ilpo import ILPOModel, ILPOPolicy, ilpo_losses, transition_errors
+from lapo.rng import set_rng_state
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
 

@@ -20,13 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lapo.checkpoint import (
-    CHECKPOINT,
-    checkpoint_exists,
-    load_checkpoint,
-    read_meta,
-    set_rng_state,
-)
+from lapo.checkpoint import CHECKPOINT, checkpoint_exists, load_checkpoint, read_meta
 from lapo.config import LAMConfig
 from lapo.data import (
     LapoDataset,
@@ -41,6 +35,7 @@ from lapo.data.format import write_json_atomic
 from lapo.device import autocast, resolve_device
 from lapo.eval.latent_quality import latent_quality, window_batch
 from lapo.models.lam import LatentActionModel, check_lam_frames, frames_to_float
+from lapo.rng import set_rng_state
 from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
 
