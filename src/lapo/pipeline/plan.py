@@ -31,11 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lapo.config import (
-    BCConfig,
-    DecodeConfig,
-    LAMConfig,
-)
+from lapo.config import BCConfig, DecodeConfig, LAMConfig
 from lapo.pipeline.run_config import RunConfig
 
 STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")

@@ -146,7 +146,7 @@ def run_pipeline(
     expert = None if config.own_data else _expert_path(config)
     if config.own_data:  # the given dataset stands for the recording; nothing is played
         d["collect"] = Path(config.data)
-    settings = stage_settings(config, expert)
+    settings = stage_settings(config, configs, expert)
 
     def train_expert(directory: Path) -> dict:
         return _check_finished(run_expert_stage(config, directory, progress), "expert stage")
@@ -261,18 +261,18 @@ STAGE_WEIGHTS = {"expert": 20, "collect": 1, "lam": 12, "bc": 3, "decode": 1, "e
                  "sweep": 4, "online": 20, "report": 1}  # fmt: skip
 
 
-def stage_settings(config: RunConfig, expert: Path | None) -> dict[str, dict]:
+def stage_settings(config: RunConfig, configs: dict, expert: Path | None) -> dict[str, dict]:
     """The settings recorded for each stage of ``config`` in ``pipeline.json``: a finished stage
     whose settings differ from these is a ``StageConflict`` (``lapo.pipeline.plan``).
 
     Args:
         config: the run.
+        configs: its stage configs, ``stage_configs(config)``.
         expert: the expert checkpoint that records the data (None: given data, or an expert the
             expert stage trains).
 
     Returns: ``{stage: settings}`` in the order the stages run.
     """
-    configs = stage_configs(config)
     trained = not config.own_data and trains_expert(config)
     lam = {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes}
     bc = {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes}
