@@ -1,7 +1,8 @@
 """PPO building blocks as small pure functions, a rollout buffer, reward normalization, and the
-PPO loop shared by every online stage (``lapo.rl.trainer``)."""
+PPO trainer and loop shared by every online stage (``lapo.rl.trainer``, ``lapo.rl.loop``)."""
 
 from lapo.rl.buffer import RolloutBuffer
+from lapo.rl.loop import UpdateHook, check_run_dir, run_ppo
 from lapo.rl.normalize import RewardNormalizer, RunningMeanStd
 from lapo.rl.ppo import (
     clipped_surrogate_loss,
@@ -11,7 +12,7 @@ from lapo.rl.ppo import (
     ppo_loss,
     sample_actions,
 )
-from lapo.rl.trainer import PPOTrainer, UpdateHook, check_run_dir, run_ppo
+from lapo.rl.trainer import PPOTrainer
 
 __all__ = [
     "PPOTrainer",

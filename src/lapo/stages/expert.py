@@ -1,7 +1,7 @@
 """Train a PPO expert on a Procgen game (``lapo expert train``), with exact resume.
 
 The PPO loop itself (rollout, GAE, clipped-PPO epochs with Cobbe et al. 2020 settings, bitwise
-resumable checkpoints) is ``lapo.rl.trainer``, shared with online fine-tuning
+resumable checkpoints) is ``lapo.rl.trainer`` and ``lapo.rl.loop``, shared with online fine-tuning
 (``lapo.stages.finetune``); this module chooses the network and the environments.
 """
 
@@ -27,7 +27,8 @@ from lapo.eval.actors import PolicyActor
 from lapo.eval.rollouts import evaluate_policy
 from lapo.load import load_expert
 from lapo.models.build import build_expert_policy
-from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
+from lapo.rl.loop import check_run_dir, run_ppo
+from lapo.rl.trainer import PPOTrainer
 from lapo.safety import holds_lock
 
 #: Sub-folder of an expert run holding its best checkpoint (``run_ppo``'s ``best_dir``).
@@ -90,7 +91,7 @@ def train_expert(
     ``ppo-expert``), ``best/`` (weights-only, the network of the best held-out evaluation so
     far, that evaluation under ``selected_by`` in its meta; ``load_expert`` and ``lapo expert
     export`` take it), ``metrics.jsonl`` and ``tb/`` (TensorBoard). Logged x-axis: environment
-    steps (``lapo.rl.trainer.run_ppo`` lists the metrics).
+    steps (``lapo.rl.loop.run_ppo`` lists the metrics).
 
     Args:
         time_budget_s: stop (with a checkpoint) after this many seconds of wall clock; resume

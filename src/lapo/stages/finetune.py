@@ -9,7 +9,7 @@ over the 15 true actions and a value head, its convolutional trunk is frozen, an
 fully connected layer and both heads at learning rate 0.01 (``OnlineActorCritic``). Since the
 trunk does not change, its features are computed once per rollout step and the PPO epochs run
 only the fully connected layer and the heads. PPO from scratch trains every layer of the same
-network at 5e-4. Both use the shared loop of ``lapo.rl.trainer`` (bitwise resume, logs against
+network at 5e-4. Both use the shared loop of ``lapo.rl.loop`` (bitwise resume, logs against
 environment steps, held-out evaluation).
 
 The hybrid variant (``hybrid=True``, the release's RL+SL): the logits are the mean of the RL
@@ -45,7 +45,8 @@ from lapo.models.build import DECODER_HIDDEN, build_online_policy
 from lapo.models.lam import LatentActionModel, frames_to_float
 from lapo.models.online import HybridActorCritic
 from lapo.models.policy import ActionDecoder, LatentPolicy
-from lapo.rl.trainer import PPOTrainer, check_run_dir, run_ppo
+from lapo.rl.loop import check_run_dir, run_ppo
+from lapo.rl.trainer import PPOTrainer
 from lapo.safety import holds_lock
 from lapo.stages.expert import evaluate_expert
 
@@ -278,7 +279,7 @@ def train_finetune(
     ``finetuned-policy``, module ``policy``; ``load_finetuned`` or ``lapo.load.
     load_policy`` read it), ``metrics.jsonl`` and ``tb/``: per update, at x-axis environment
     steps, ``return/train_normalized`` and every ``eval_every`` updates
-    ``return/eval_normalized`` on held-out levels (``lapo.rl.trainer.run_ppo`` lists all).
+    ``return/eval_normalized`` on held-out levels (``lapo.rl.loop.run_ppo`` lists all).
 
     Holds ``run_dir``'s lock (``lapo.safety.exclusive``) for the whole call.
 
