@@ -320,6 +320,8 @@ class LogitsOnly(nn.Module):
         return getattr(self.net, "log_std", None)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs (B, H, W, C) uint8 -> (B, A) float32`` logits (the Gaussian mean when continuous):
+        the actor-critic's first output."""
         return self.net(obs)[0]
 
 

@@ -98,6 +98,8 @@ class RunLogger:
             self._tb.add_text(tag, text, step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Append ``{"step", "time", **metrics}`` to metrics.jsonl (flushed; non-finite floats as
+        null) and log the finite numbers to TensorBoard at ``step``."""
         clean = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in metrics.items()
@@ -110,6 +112,7 @@ class RunLogger:
                     self._tb.add_scalar(key, value, step)
 
     def close(self) -> None:
+        """Close metrics.jsonl and the TensorBoard writer."""
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()

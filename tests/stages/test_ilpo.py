@@ -15,7 +15,7 @@ from lapo.data import DatasetWriter
 from lapo.data.synthetic import write_sprite_dataset
 from lapo.eval.ilpo_collapse import argmin_action_accuracy, plot_latent_collapse
 from lapo.load import load_policy
-from lapo.stages.ilpo import train_ilpo_offline, train_ilpo_online
+from lapo.stages.ilpo import RemapBuffer, train_ilpo_offline, train_ilpo_online
 
 #: (dy, dx) of the 4 actions of the single-level video.
 MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
@@ -136,3 +136,18 @@ def test_resume_refuses_another_config(tmp_path) -> None:
     with pytest.raises(ValueError, match="learning_rate"):
         train_ilpo_offline(other, tmp_path / "data", tmp_path / "run", resume=True,
                            progress=False)  # fmt: skip
+
+
+def test_remap_buffer_overwrites_the_oldest_and_refuses_mismatched_rows():
+    buffer = RemapBuffer(size=3, features=2)
+    for start in (0, 2):  # 2 rows, then 2 more: the first row is overwritten
+        rows = np.arange(start, start + 2)
+        buffer.add(np.stack([rows, rows], 1).astype(np.float32), rows, rows + 10)
+    assert buffer.count == 3
+    assert sorted(buffer.latents.tolist()) == [1, 2, 3]
+    assert sorted(buffer.actions.tolist()) == [11, 12, 13]
+    before = (buffer.features.copy(), buffer.latents.copy(), buffer.count)
+    with pytest.raises(ValueError, match="one row per transition, got 2, 1 and 2"):
+        buffer.add(np.zeros((2, 2), np.float32), np.zeros(1, np.int64), np.zeros(2, np.int64))
+    assert np.array_equal(buffer.features, before[0]) and np.array_equal(buffer.latents, before[1])
+    assert buffer.count == before[2]

@@ -33,6 +33,7 @@ def check_reals(
 
 
 def check_seed(config: object) -> None:
+    """Raise ValueError unless ``config.seed`` is an integer (not a bool) in ``[0, 2**31)``."""
     seed = config.seed  # type: ignore[attr-defined]
     if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**31):
         raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")

@@ -120,12 +120,15 @@ class HashingWriter:
         self.bytes_written = 0
 
     def write(self, data) -> int:
+        """Hash, count and write ``data`` (any buffer, viewed as bytes); returns what the wrapped
+        file's ``write`` returns."""
         view = memoryview(data).cast("B")
         self._digest.update(view)
         self.bytes_written += view.nbytes
         return self._fh.write(view)
 
     def hexdigest(self) -> str:
+        """sha256 of all bytes written so far, as 64 hex characters."""
         return self._digest.hexdigest()
 
 

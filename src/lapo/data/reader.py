@@ -257,6 +257,7 @@ class LapoDataset:
 
     @property
     def has_actions(self) -> bool:
+        """Whether the dataset stores per-transition actions (``"actions"`` in ``fields``)."""
         return "actions" in self._fields
 
     @property

@@ -87,6 +87,7 @@ class ActionSpec:
 
     @property
     def continuous(self) -> bool:
+        """True for a continuous (box) space, i.e. ``n`` is None."""
         return self.n is None
 
     @property
@@ -186,4 +187,6 @@ class VecEnv(Protocol):
         """Restore ``get_state``'s snapshot; return the observations."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the environments."""
+        ...

@@ -39,6 +39,8 @@ class RandomPolicy:
         self._rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """``obs (N, ...)`` (only its length is used) -> ``(N,) int64`` actions uniform in
+        ``[0, num_actions)``, or with ``bounds`` ``(N, A) float32`` actions uniform in the box."""
         if self.bounds is not None:
             low, high = self.bounds
             u = self._rng.random((len(obs), len(low)))
@@ -69,6 +71,12 @@ class ScriptedActor:
         return self
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """The expert's ``(N, A) float32`` actions, in environment units, for the bound
+        environment's current ``env.states`` (``obs`` is ignored).
+
+        Raises:
+            RuntimeError: not bound to an environment yet (``bind``).
+        """
         if self.env is None:
             raise RuntimeError("bind the scripted expert to its environment first")
         return self.expert(self.env.states)

@@ -124,10 +124,13 @@ class EvalResult:
 
     @property
     def mean(self) -> float:
+        """Mean episode return (``mean_ci95``); NaN without episodes."""
         return mean_ci95(self.returns)[0]
 
     @property
     def ci95(self) -> float:
+        """Half-width of the Student-t 95% confidence interval of the mean return (``mean_ci95``);
+        NaN for fewer than 2 episodes."""
         return mean_ci95(self.returns)[1]
 
     @property
@@ -137,9 +140,13 @@ class EvalResult:
 
     @property
     def normalized_ci95(self) -> float:
+        """Half-width of the 95% confidence interval in normalized-return units:
+        ``normalized_return(game, mean + ci95) - normalized``."""
         return float(normalized_return(self.game, self.mean + self.ci95) - self.normalized)
 
     def summary(self) -> str:
+        """One line: mean return +- 95% CI, the number of episodes, and the normalized return +- its
+        CI (NaN for a Gymnasium id without reference returns)."""
         return (
             f"{self.game}: return {self.mean:.2f} +- {self.ci95:.2f} (95% CI) over "
             f"{len(self.returns)} episodes, normalized {self.normalized:.3f} +- "

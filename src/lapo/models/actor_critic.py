@@ -32,6 +32,7 @@ class ActionBounds(nn.Module):
 
     @property
     def dim(self) -> int:
+        """A, the number of action dimensions."""
         return int(self.low.numel())
 
     def to_env(self, unit: torch.Tensor) -> torch.Tensor:
@@ -83,6 +84,7 @@ class ActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.zeros(num_actions))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``obs (B, H, W, C) uint8 -> (logits (B, num_actions) float32, value (B,) float32)``."""
         features = self.encoder(preprocess_obs(obs))  # (B, F)
         logits = self.policy_head(features).float()  # (B, A)
         value = self.value_head(features).float().squeeze(-1)  # (B,)

@@ -20,6 +20,7 @@ class ResidualBlock(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, C, H, W)``: ``x + conv1(relu(conv0(relu(x))))``."""
         return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
 
 
@@ -34,6 +35,7 @@ class ImpalaStack(nn.Module):
         self.res1 = ResidualBlock(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H, W) -> (B, out_channels, ceil(H / 2), ceil(W / 2))``."""
         return self.res1(self.res0(self.pool(self.conv(x))))
 
 
@@ -69,6 +71,8 @@ class ImpalaEncoder(nn.Module):
         self.features = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, image_size, image_size) float -> (B, features) float`` (after the ReLU
+        of ``fc``)."""
         return self.fc(self.conv(x))
 
 
@@ -96,6 +100,8 @@ class NatureEncoder(nn.Module):
         self.features = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, image_size, image_size) float -> (B, features) float`` (after the ReLU
+        of ``fc``)."""
         return self.fc(self.conv(x))
 
 

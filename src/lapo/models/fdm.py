@@ -53,6 +53,7 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, c_in, H, W) -> (B, c_out, H, W)``; see the class docstring."""
         h = self.conv0(F.relu(self.norm0(x)))
         return self.skip(x) + self.conv1(F.relu(self.norm1(h)))
 

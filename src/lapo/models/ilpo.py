@@ -95,6 +95,13 @@ class LatentForwardModel(nn.Module):
         self.head = nn.Conv2d(widths[0], channels, 3, padding=1)
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        """G(o_t, z) for every z (the G of ILPO eq. 2, Edwards et al. 2019): ``frame (B, C, H, W)
+        float`` in [-0.5, 0.5] -> ``(B, K, C, H, W) float32`` predictions of o_{t+1} in [-0.5, 0.5].
+
+        Raises:
+            ValueError: C is not ``channels``, or H or W is not a multiple of
+                ``2 ** (len(mults) - 1)``.
+        """
         b, c, h, w = frame.shape
         if c != self.channels or h % self.stride or w % self.stride:
             raise ValueError(
@@ -136,9 +143,11 @@ class ILPOLatentPolicy(nn.Module):
         self.num_latents = num_latents
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Encoder features: ``obs (B, H, W, C) uint8 -> (B, F)``, F = ``encoder.features``."""
         return self.encoder(preprocess_obs(obs))  # (B, F)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """pi(z | o_t) logits: ``obs (B, H, W, C) uint8 -> (B, K) float32``."""
         return self.head(self.features(obs)).float()  # (B, K)
 
 
@@ -162,10 +171,14 @@ class ActionRemap(nn.Module):
         self.num_latents, self.num_actions = num_latents, num_actions
 
     def forward(self, features: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """pi_xi(a | o_t, z) logits (ILPO section 4.2): ``features (B, F)`` and ``latent (B,)``
+        integer ids in ``[0, K)`` -> ``(B, A) float32``."""
         one_hot = F.one_hot(latent.long(), self.num_latents).to(features.dtype)
         return self.mlp(torch.cat([features, one_hot], dim=-1)).float()
 
     def all_latents(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits for every latent at once: ``features (B, F) -> (B, K, A) float32``; row z is
+        ``forward(features, z)``."""
         b, k = features.shape[0], self.num_latents
         latents = torch.arange(k, device=features.device).repeat(b)  # (B*K,)
         logits = self(features.repeat_interleave(k, dim=0), latents)  # (B*K, A)
@@ -184,6 +197,8 @@ class ILPOPolicy(nn.Module):
         self.latent_policy, self.remap = latent_policy, remap
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """log pi(a | o_t): ``obs (B, H, W, C) uint8 -> (B, A) float32`` log-probabilities
+        (``log_probs`` of the latent policy's features)."""
         return self.log_probs(self.latent_policy.features(obs))
 
     def log_probs(self, features: torch.Tensor) -> torch.Tensor:
@@ -244,6 +259,8 @@ class ILPOModel(nn.Module):
         self.num_latents = forward_model.num_latents
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``obs (B, H, W, C) uint8 -> (predict(obs) (B, K, C, H, W) float32, latent logits (B, K)
+        float32)``."""
         return self.predict(obs), self.latent_policy(obs)
 
     def predict(self, obs: torch.Tensor) -> torch.Tensor:

@@ -54,15 +54,19 @@ class OnlineActorCritic(ActorCritic):
             encoder.conv.requires_grad_(False)
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
+        """The convolutional trunk ``encoder.conv``: ``obs (B, H, W, C) uint8 -> (B, D)``."""
         return self.encoder.conv(preprocess_obs(obs))  # (B, D)
 
     def heads(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encoder.fc`` and the heads: ``trunk (B, D) -> (logits (B, num_actions) float32, value
+        (B,) float32)``."""
         features = self.encoder.fc(trunk)  # (B, F)
         logits = self.policy_head(features).float()  # (B, A)
         value = self.value_head(features).float().squeeze(-1)  # (B,)
         return logits, value
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``heads(trunk(obs))``: ``obs (B, H, W, C) uint8 -> (logits, value)``, as ActorCritic."""
         return self.heads(self.trunk(obs))
 
 
@@ -113,16 +117,22 @@ class HybridActorCritic(nn.Module):
         return cls(rl, fc_sl, latent_policy.head, decoder)
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
+        """The frozen trunk shared by both paths: ``obs (B, H, W, C) uint8 -> (B, D)``."""
         return self.rl.trunk(obs)  # (B, D)
 
     def latent(self, trunk: torch.Tensor) -> torch.Tensor:
+        """The frozen latent policy's prediction ``latent_head(fc_sl(trunk))``: ``(B, D) ->
+        (B, latent_dim) float32``."""
         return self.latent_head(self.fc_sl(trunk)).float()  # (B, latent_dim)
 
     def heads(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``trunk (B, D) -> (logits (B, A) float32, value (B,) float32)``: the mean of the RL
+        logits and the decoder's logits of ``latent(trunk)`` (no gradient), and the RL value."""
         rl_logits, value = self.rl.heads(trunk)  # (B, A), (B,)
         with torch.no_grad():
             sl_logits = self.decoder(self.latent(trunk))  # (B, A)
         return (rl_logits + sl_logits) / 2, value
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``heads(trunk(obs))``: ``obs (B, H, W, C) uint8 -> (logits (B, A), value (B,))``."""
         return self.heads(self.trunk(obs))

@@ -38,6 +38,7 @@ class LatentPolicy(nn.Module):
         self.latent_dim = latent_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs (B, H, W, C) uint8 -> (B, latent_dim) float32``, the predicted latent action."""
         features = self.encoder(preprocess_obs(obs))  # (B, F)
         return self.head(features).float()  # (B, latent_dim)
 
@@ -70,7 +71,9 @@ class ActionDecoder(nn.Module):
         self.action_bounds = None if bounds is None else ActionBounds(*bounds)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.mlp(latent.float())
+        """``latent (B, latent_dim)`` -> ``(B, num_actions) float32`` logits, or with ``bounds``
+        the unit-space action ``(B, A) float32`` (float32 under bf16 autocast too)."""
+        return self.mlp(latent.float()).float()
 
 
 class DecodedPolicy(nn.Module):
@@ -95,6 +98,8 @@ class DecodedPolicy(nn.Module):
         return self.decoder.action_bounds
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``decoder(latent_policy(obs))``: ``obs (B, H, W, C) uint8 -> (B, num_actions) float32``
+        logits (unit-space actions ``(B, A)`` when continuous)."""
         return self.decoder(self.latent_policy(obs))
 
 
@@ -113,4 +118,6 @@ class ActionClassifier(nn.Module):
         self.action_bounds = None if bounds is None else ActionBounds(*bounds)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs (B, H, W, C) uint8 -> (B, num_actions) float32`` logits (unit-space actions
+        ``(B, A)`` when continuous)."""
         return self.head(self.encoder(preprocess_obs(obs))).float()

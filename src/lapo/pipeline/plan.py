@@ -74,6 +74,11 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
+        """Read the manifest at ``path``; a missing file gives an empty one (no stage finished).
+
+        Raises:
+            ValueError: the file is not JSON or not a lapo pipeline manifest (its ``format``).
+        """
         if not path.exists():
             return cls(path)
         doc = json.loads(path.read_text())
@@ -82,6 +87,8 @@ class Manifest:
         return cls(path, doc["stages"])
 
     def save(self) -> None:
+        """Write ``{"format": "lapo-pipeline", "stages": ...}`` to ``path`` atomically (a
+        ``.json.tmp`` file, then ``os.replace``)."""
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"format": "lapo-pipeline", "stages": self.stages}, indent=2))
         os.replace(tmp, self.path)

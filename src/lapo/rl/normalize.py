@@ -17,6 +17,8 @@ class RunningMeanStd:
         self.mean, self.var, self.count = 0.0, 1.0, 1e-4
 
     def update(self, x: np.ndarray) -> None:
+        """Merge the mean and population variance of all elements of ``x`` (any shape) into the
+        running statistics."""
         batch_mean, batch_var, n = float(np.mean(x)), float(np.var(x)), x.size
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
@@ -24,9 +26,11 @@ class RunningMeanStd:
         self.var, self.count = m2 / total, total
 
     def state(self) -> dict[str, float]:
+        """``{"mean", "var", "count"}`` floats (JSON-able, for checkpoints)."""
         return {"mean": self.mean, "var": self.var, "count": self.count}
 
     def load_state(self, state: dict[str, float]) -> None:
+        """Restore ``state()``."""
         self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
 
 
@@ -58,5 +62,6 @@ class RewardNormalizer:
         return {"returns": self.returns.tolist(), "stats": self.stats.state()}
 
     def load_state(self, state: dict) -> None:
+        """Restore ``state()``: the running discounted returns ``(N,)`` and their statistics."""
         self.returns = np.asarray(state["returns"], dtype=np.float64)
         self.stats.load_state(state["stats"])

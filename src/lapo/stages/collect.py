@@ -73,10 +73,12 @@ class CollectSummary:
 
     @property
     def mean_return(self) -> float:
+        """Mean return of the complete episodes; NaN if none finished."""
         return float(np.mean(self.episode_returns)) if self.episode_returns else float("nan")
 
     @property
     def frames_per_second(self) -> float:
+        """Recorded frames per wall-clock second of the collection loop; NaN if ``seconds`` is 0."""
         return self.frames / self.seconds if self.seconds else float("nan")
 
 

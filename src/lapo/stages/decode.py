@@ -106,6 +106,8 @@ class WindowSubset:
         return len(self.windows)
 
     def read(self, positions: np.ndarray) -> np.ndarray:
+        """Frames of the windows at ``positions`` (indices into ``windows``): ``(B, k + 2, H, W, C)
+        uint8``, as ``WindowIndex.read``."""
         return self.index.read(self.windows[positions])
 
 

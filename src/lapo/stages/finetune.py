@@ -178,6 +178,11 @@ class HybridDecoderTraining:
         self.actions = torch.zeros((0,), dtype=torch.int64, device=device)  # (M,)
 
     def after_update(self, trainer: PPOTrainer) -> dict[str, float]:
+        """Label the rollout just learned from and refit the decoder when due (class docstring).
+
+        Returns ``hybrid/labels`` and, after a refit, ``fit_decoder``'s metrics; ``{}`` once the
+        rollout began at or after ``hybrid_steps`` environment steps.
+        """
         cfg, buf = self.config, trainer.buffer
         if trainer.env_steps - cfg.batch_size >= cfg.hybrid_steps:
             return {}
@@ -201,9 +206,11 @@ class HybridDecoderTraining:
         return metrics
 
     def state(self) -> dict[str, torch.Tensor]:
+        """The labelled set: ``{"latents": (M, D) float32, "actions": (M,) int64}``."""
         return {"latents": self.latents, "actions": self.actions}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore ``state()`` onto this hook's device."""
         self.latents = tensors["latents"].to(self.latents.device)
         self.actions = tensors["actions"].to(self.actions.device)
 

@@ -204,6 +204,17 @@ class RemapBuffer:
         self.size, self.count, self._next = size, 0, 0
 
     def add(self, features: np.ndarray, latents: np.ndarray, actions: np.ndarray) -> None:
+        """Append the rows of ``features (n, F)``, z* ``latents (n,)`` and ``actions (n,)``,
+        overwriting the oldest once ``size`` rows are held.
+
+        Raises:
+            ValueError: the three have different lengths (nothing is added then).
+        """
+        if not len(features) == len(latents) == len(actions):
+            raise ValueError(
+                f"features, latents and actions must have one row per transition, got "
+                f"{len(features)}, {len(latents)} and {len(actions)}"
+            )
         for f, z, a in zip(features, latents, actions, strict=True):
             i = self._next
             self.features[i], self.latents[i], self.actions[i] = f, z, a

@@ -27,6 +27,11 @@ class NoQuantizer(nn.Module):
         self.input_dim = input_dim
 
     def forward(self, z: torch.Tensor) -> VQOutput:
+        """``z (B, D) -> VQOutput(z, None, zero, None)``, ``zero`` a float32 scalar on z's device.
+
+        Raises:
+            ValueError: ``input_dim`` is set and ``z`` is not ``(B, input_dim)``.
+        """
         if self.input_dim is not None and (z.dim() != 2 or z.shape[1] != self.input_dim):
             raise ValueError(f"expected z of shape (B, {self.input_dim}), got {tuple(z.shape)}")
         zero = torch.zeros((), dtype=torch.float32, device=z.device)

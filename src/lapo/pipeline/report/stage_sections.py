@@ -193,6 +193,8 @@ def lam_section(
 
 
 def policy_names(labels: int) -> dict[str, str]:
+    """Display names of the evaluated policies, keyed as in the metrics' ``returns``; ``labels``
+    is the number of labelled transitions of stage 3 (``DecodeConfig.labels``)."""
     return {
         "expert": "expert (data)",
         "random": "uniform random",
