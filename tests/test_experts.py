@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from lapo.checkpoint import read_meta
-from lapo.experts import shipped_expert, shipped_games
+from lapo.cli import main
+from lapo.envs import GAMES
+from lapo.experts import BAR_NORMALIZED_RETURN, expert_card, shipped_expert, shipped_games
 from lapo.load import load_expert
 
 
@@ -25,3 +29,28 @@ def test_every_shipped_expert_loads_and_records_its_evaluation() -> None:
 def test_missing_expert_names_the_shipped_ones() -> None:
     with pytest.raises(FileNotFoundError, match="shipped: .*coinrun"):
         shipped_expert("miner" if "miner" not in shipped_games() else "nope")
+
+
+def test_expert_cards_read_what_each_shipped_expert_recorded() -> None:
+    for game in shipped_games():
+        card = expert_card(game)
+        meta = read_meta(shipped_expert(game) / "checkpoint")
+        assert card.game == game and card.env_steps == meta["env_steps"] > 0
+        assert card.evaluation == meta["evaluation"]
+        assert card.meets_bar == (meta["evaluation"]["normalized"] >= BAR_NORMALIZED_RETURN)
+        assert card.prior_env_steps == meta.get("prior_env_steps", 0)
+
+
+def test_expert_list_has_one_row_per_game(capsys) -> None:
+    main(["expert", "list", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["game"] for row in rows] == list(GAMES)
+    assert sorted(row["game"] for row in rows if row["shipped"]) == shipped_games()
+    coinrun = next(row for row in rows if row["game"] == "coinrun")
+    assert coinrun["evaluation"] == expert_card("coinrun").evaluation
+    main(["expert", "list"])
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 1 + len(GAMES) + 1  # header, one line per game, the bar's note
+    missing = [g for g in GAMES if g not in shipped_games()]
+    for game in missing:
+        assert next(line for line in table if line.startswith(game + " ")).split()[1] == "none"

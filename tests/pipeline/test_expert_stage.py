@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lapo.cli import main
+from lapo.experts import expert_card
 from lapo.pipeline.expert_stage import (
     duration_estimate,
     expert_config,
@@ -64,7 +65,9 @@ def test_duration_estimate_from_the_measured_speed(tmp_path: Path) -> None:
 
 def test_expert_origin_names_shipped_and_user_experts(tmp_path: Path) -> None:
     shipped = expert_origin(RunConfig(env="coinrun", preset="smoke", out=tmp_path), {})
-    assert shipped.startswith("shipped with lapo (coinrun") and "normalized return 0.719" in shipped
+    recorded = expert_card("coinrun").evaluation["normalized"]
+    assert shipped.startswith("shipped with lapo (coinrun")
+    assert f"normalized return {recorded:.3f} (200 episodes)" in shipped
     user = expert_origin(RunConfig(env="bigfish", expert="/x/y", out=tmp_path), {})
     assert user == "the user's: /x/y"
 

@@ -187,6 +187,25 @@ def test_init_from_starts_a_new_run_from_an_experts_weights(tmp_path: Path) -> N
     assert record["init_from"] == str(tmp_path / "first") and record["env_steps"] == 128
 
 
+def test_export_counts_the_steps_behind_init_from_weights(tmp_path: Path) -> None:
+    from lapo.checkpoint import read_meta
+    from lapo.stages.expert import export_expert
+
+    config = _smoke(total_steps=4 * 16 * 2, eval_every=0)  # 2 updates of 64 steps
+    train_expert(config, tmp_path / "first", progress=False)
+    first = export_expert(tmp_path / "first", tmp_path / "first-x")
+    assert "prior_env_steps" not in read_meta(first / "checkpoint")
+    train_expert(config, tmp_path / "second", progress=False, init_from=first)
+    second = export_expert(tmp_path / "second", tmp_path / "second-x")
+    assert read_meta(second / "checkpoint")["prior_env_steps"] == 128
+    # one update, then the best/ copy of the third run exports with every earlier step counted
+    third = dataclasses.replace(config, eval_every=1)
+    train_expert(third, tmp_path / "third", progress=False, max_updates=1, init_from=second)
+    best = export_expert(tmp_path / "third" / "best", tmp_path / "third-x")
+    meta = read_meta(best / "checkpoint")
+    assert meta["env_steps"] in (0, 64) and meta["prior_env_steps"] == 256  # best at 0 or 1 update
+
+
 def _weights_of_new_run(run_dir: Path, config: PPOConfig) -> dict[str, torch.Tensor]:
     train_expert(config, run_dir, progress=False, max_updates=0)
     return _weights(run_dir)

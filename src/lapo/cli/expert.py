@@ -1,4 +1,4 @@
-"""``lapo expert train|eval``."""
+"""``lapo expert train|eval|export|list``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,18 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--seed", type=int, default=1, help="evaluation seed")
     add_device_option(exp)
     exp.set_defaults(func=_run_expert_export)
+    ls = ex_sub.add_parser(
+        "list",
+        help="the shipped expert of every Procgen game, with its held-out evaluation",
+        description="One row per Procgen game: whether an expert is shipped, its recorded "
+        "held-out normalized return (95% CI, episodes, evaluation seed), its training steps (all "
+        "of them, through --init-from) and "
+        "encoder, and whether it meets the 0.5 bar. A game without one trains its own in "
+        "`lapo run --env GAME` (the expert stage).",
+        formatter_class=HelpFormatter,
+    )
+    ls.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    ls.set_defaults(func=_run_expert_list)
 
 
 def _run_expert_train(args: argparse.Namespace) -> str | None:
@@ -145,6 +157,48 @@ def _run_expert_export(args: argparse.Namespace) -> None:
         evaluation["seed"] = args.seed
     out = export_expert(args.checkpoint, args.out, evaluation)
     print(f"wrote {out}")
+
+
+def _run_expert_list(args: argparse.Namespace) -> None:
+    from lapo.envs import GAMES
+    from lapo.experts import BAR_NORMALIZED_RETURN, expert_card, shipped_games
+
+    shipped = set(shipped_games())
+    rows = []
+    for game in GAMES:
+        if game not in shipped:
+            rows.append({"game": game, "shipped": False})
+            continue
+        card = expert_card(game)
+        rows.append({"game": game, "shipped": True, "env_steps": card.env_steps,
+                     "prior_env_steps": card.prior_env_steps, "encoder": card.encoder,
+                     "evaluation": card.evaluation, "meets_bar": card.meets_bar})  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    header = ("game", "expert", "held-out normalized (95% CI)", "episodes", "seed", "steps",
+              "encoder")  # fmt: skip
+    lines = [header]
+    for row in rows:
+        if not row["shipped"]:
+            lines.append((row["game"], "none", "-", "-", "-", "-", "-"))
+            continue
+        ev = row["evaluation"] or {}
+        bar = {True: "meets the bar", False: "below the bar", None: "not evaluated"}
+        lines.append((
+            row["game"], bar[row["meets_bar"]],
+            f"{ev['normalized']:.3f} +- {ev['normalized_ci95']:.3f}" if ev else "-",
+            str(ev.get("episodes", "-")), str(ev.get("seed", "-")),
+            f"{(row['env_steps'] + row['prior_env_steps']) / 1e6:.2f}M", row["encoder"],
+        ))  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    print(
+        f"bar: held-out normalized return >= {BAR_NORMALIZED_RETURN} (200 episodes, a seed not "
+        "used to choose the checkpoint; docs/experts.md). Without a shipped expert, `lapo run "
+        "--env GAME` trains one first."
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

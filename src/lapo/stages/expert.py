@@ -7,6 +7,7 @@ resumable checkpoints) is ``lapo.rl.trainer`` and ``lapo.rl.loop``, shared with 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -162,6 +163,7 @@ def _initial_weights(
         "init_from": str(init_from),
         "env": source.env,
         "env_steps": meta.get("env_steps"),
+        "prior_env_steps": meta.get("prior_env_steps", 0),  # what the source itself started from
         "evaluation": meta.get("evaluation"),
     }
     write_json_atomic(run_dir / "init_from.json", record)
@@ -174,7 +176,10 @@ def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = No
     The copy keeps kind ``ppo-expert``, the config, the training step count and metrics, and
     ``evaluation`` (e.g. ``lapo.eval.evaluate.result_dict`` of a held-out evaluation); it drops
     the optimizer, sampling and environment state, so it loads with ``load_expert`` but cannot be
-    resumed.
+    resumed. A run started with ``init_from`` (its ``init_from.json`` in ``run``, or in the run
+    directory above ``run`` for its ``best/``) adds ``prior_env_steps``: the environment steps
+    its initial weights had trained, through every earlier ``init_from``, so that ``env_steps +
+    prior_env_steps`` is the expert's whole training.
 
     Raises:
         FileExistsError: ``out`` already holds a checkpoint.
@@ -187,9 +192,24 @@ def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = No
     meta = read_meta(checkpoint_path(run))
     keep = {k: meta[k] for k in ("config", "update", "env_steps", "metrics", "selected_by")
             if k in meta}  # fmt: skip
+    prior = _prior_env_steps(Path(run))
+    if prior:
+        keep["prior_env_steps"] = prior
     save_checkpoint(
         out / CHECKPOINT,
         modules={"policy": net},
         meta={"kind": "ppo-expert", **keep, "evaluation": evaluation},
     )
     return out
+
+
+def _prior_env_steps(run: Path) -> int:
+    """Environment steps behind a run's initial weights (0 for a run from scratch), from the
+    ``init_from.json`` of ``run`` or, for a ``best/`` copy, of the run directory above it."""
+    here = run if run.is_dir() else run.parent  # a run directory or its checkpoint path
+    for folder in (here, here.parent) if here.name == BEST else (here,):
+        record_path = folder / "init_from.json"
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            return int(record.get("env_steps") or 0) + int(record.get("prior_env_steps") or 0)
+    return 0
