@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lapo.cli import main
-from lapo.experts import expert_card
+from lapo.experts import expert_card, shipped_games
 from lapo.pipeline.expert_stage import (
     duration_estimate,
     expert_config,
@@ -65,9 +65,16 @@ def test_duration_estimate_from_the_measured_speed(tmp_path: Path) -> None:
 
 def test_expert_origin_names_shipped_and_user_experts(tmp_path: Path) -> None:
     shipped = expert_origin(RunConfig(env="coinrun", preset="smoke", out=tmp_path), {})
-    recorded = expert_card("coinrun").evaluation["normalized"]
     assert shipped.startswith("shipped with lapo (coinrun")
-    assert f"normalized return {recorded:.3f} (200 episodes)" in shipped
+    for game in shipped_games():  # each names its whole training, figure, seed and the bar
+        card = expert_card(game)
+        text = expert_origin(RunConfig(env=game, preset="smoke", out=tmp_path), {})
+        bar = "meets" if card.meets_bar else "below"
+        assert f"{card.env_steps + card.prior_env_steps:,} env steps" in text
+        assert (
+            f"normalized return {card.evaluation['normalized']:.3f} (200 episodes, seed 7; "
+            f"{bar} the 0.5 bar)"
+        ) in text
     user = expert_origin(RunConfig(env="bigfish", expert="/x/y", out=tmp_path), {})
     assert user == "the user's: /x/y"
 

@@ -169,7 +169,8 @@ def run_expert_stage(config, directory: Path, progress: bool = True) -> dict:
 
 def expert_origin(config, stages: dict) -> str:
     """Which expert recorded the data, for the report: trained here (steps, held-out normalized
-    return), the user's (path) or the shipped one (with its recorded evaluation).
+    return), the user's (path) or the shipped one (its steps, recorded evaluation and whether it
+    meets ``lapo.experts.BAR_NORMALIZED_RETURN``).
 
     Args:
         config: the ``RunConfig``; stages: ``pipeline.json``'s ``stages``.
@@ -188,14 +189,17 @@ def expert_origin(config, stages: dict) -> str:
         return f"the scripted state-feedback controller of {config.env} (lapo.envs.scripted)"
     if config.expert is not None:
         return f"the user's: {config.expert}"
-    from lapo.checkpoint import CHECKPOINT, read_meta
-    from lapo.experts import shipped_expert
+    from lapo.experts import BAR_NORMALIZED_RETURN, expert_card
 
-    meta = read_meta(shipped_expert(config.env) / CHECKPOINT)
-    ev = meta.get("evaluation") or {}
-    figure = (
-        f", held-out normalized return {ev['normalized']:.3f} ({ev.get('episodes', '?')} episodes)"
-        if "normalized" in ev
-        else ""
-    )
-    return f"shipped with lapo ({config.env}, {meta.get('env_steps', 0):,} env steps{figure})"
+    card = expert_card(config.env)
+    ev = card.evaluation or {}
+    figure = ""
+    if "normalized" in ev:
+        seed = f", seed {ev['seed']}" if "seed" in ev else ""
+        bar = "meets" if card.meets_bar else "below"
+        figure = (
+            f", held-out normalized return {ev['normalized']:.3f} ({ev.get('episodes', '?')} "
+            f"episodes{seed}; {bar} the {BAR_NORMALIZED_RETURN} bar)"
+        )
+    steps = card.env_steps + card.prior_env_steps
+    return f"shipped with lapo ({config.env}, {steps:,} env steps{figure})"
