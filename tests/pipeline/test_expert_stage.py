@@ -10,6 +10,7 @@ import pytest
 from lapo.cli import main
 from lapo.experts import expert_card, shipped_games
 from lapo.pipeline.expert_stage import (
+    below_bar_note,
     duration_estimate,
     expert_config,
     expert_origin,
@@ -124,3 +125,13 @@ def test_machine_class_tells_cpus_without_native_bf16(monkeypatch) -> None:
     monkeypatch.setattr(lapo.device, "native_bf16", lambda device: (False, "AVX2"))
     assert machine_class("cpu") == "cpu-fp32"
     assert machine_class("meta") == "meta"  # other device types are their type
+
+
+def test_below_bar_note_only_for_shipped_experts_below_the_bar() -> None:
+    for game in shipped_games():
+        note = below_bar_note(game)
+        assert (note is None) == bool(expert_card(game).meets_bar)
+        if note is not None:
+            assert f"shipped {game} expert is below the 0.5 bar" in note and "--expert DIR" in note
+    with pytest.raises(FileNotFoundError, match="no shipped expert"):
+        below_bar_note("nope")

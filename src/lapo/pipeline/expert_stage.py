@@ -203,3 +203,24 @@ def expert_origin(config, stages: dict) -> str:
         )
     steps = card.env_steps + card.prior_env_steps
     return f"shipped with lapo ({config.env}, {steps:,} env steps{figure})"
+
+
+def below_bar_note(game: str) -> str | None:
+    """One line telling the user that the shipped expert about to record ``game`` is below
+    ``lapo.experts.BAR_NORMALIZED_RETURN`` (what it records, how to record a better one), or
+    None when it meets the bar or records no evaluation.
+
+    Raises:
+        FileNotFoundError: no expert is shipped for ``game``.
+    """
+    from lapo.experts import BAR_NORMALIZED_RETURN, expert_card
+
+    card = expert_card(game)
+    if card.meets_bar is not False:
+        return None
+    return (
+        f"note: the shipped {game} expert is below the {BAR_NORMALIZED_RETURN} bar (held-out "
+        f"normalized return {card.evaluation['normalized']:.3f}; docs/experts.md), so the "
+        "recording holds little skill and LAPO's returns are bounded by it; --train-expert "
+        "(with --expert-steps) or --expert DIR records with a stronger one"
+    )

@@ -23,7 +23,12 @@ from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import evaluate_policy
 from lapo.experts import shipped_expert
 from lapo.load import checkpoint_path, load_policy
-from lapo.pipeline.expert_stage import expert_config, run_expert_stage, trains_expert
+from lapo.pipeline.expert_stage import (
+    below_bar_note,
+    expert_config,
+    run_expert_stage,
+    trains_expert,
+)
 from lapo.pipeline.label_sweep import label_sweep, sweep_table
 from lapo.pipeline.online import run_online_comparison
 from lapo.pipeline.plan import DIRS, StageInterrupted, run_stages, setting_defaults
@@ -50,6 +55,14 @@ def _expert_path(config: RunConfig) -> Path:
     if config.env in SCRIPTED_EXPERTS:
         return Path(SCRIPTED)
     return shipped_expert(config.env)
+
+
+def _shipped_or_none(game: str) -> Path | None:
+    """The shipped expert of ``game``, or None when none is shipped."""
+    try:
+        return shipped_expert(game)
+    except FileNotFoundError:
+        return None
 
 
 def _expert_digest(path: Path) -> str:
@@ -147,6 +160,7 @@ def run_pipeline(
     if config.own_data:  # the given dataset stands for the recording; nothing is played
         d["collect"] = Path(config.data)
     settings = stage_settings(config, configs, expert)
+    shipped_path = None if config.own_data or config.expert else _shipped_or_none(config.env)
 
     def train_expert(directory: Path) -> dict:
         return _check_finished(run_expert_stage(config, directory, progress), "expert stage")
@@ -154,6 +168,10 @@ def run_pipeline(
     def collect(directory: Path) -> dict:
         if config.own_data:  # recorded in pipeline.json only: the dataset is not copied
             return dict(settings["collect"])
+        if expert == shipped_path:
+            note = below_bar_note(config.env)
+            if note:
+                print(note)
         cc = CollectConfig(
             env=config.env,
             frames=config.frames,
