@@ -39,6 +39,7 @@ def test_expert_cards_read_what_each_shipped_expert_recorded() -> None:
         assert card.evaluation == meta["evaluation"]
         assert card.meets_bar == (meta["evaluation"]["normalized"] >= BAR_NORMALIZED_RETURN)
         assert card.prior_env_steps == meta.get("prior_env_steps", 0)
+        assert card.standing == ("meets" if card.meets_bar else "below") + " the 0.5 bar"
 
 
 def test_expert_list_has_one_row_per_game(capsys) -> None:

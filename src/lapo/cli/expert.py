@@ -172,7 +172,8 @@ def _run_expert_list(args: argparse.Namespace) -> None:
         card = expert_card(game)
         rows.append({"game": game, "shipped": True, "env_steps": card.env_steps,
                      "prior_env_steps": card.prior_env_steps, "encoder": card.encoder,
-                     "evaluation": card.evaluation, "meets_bar": card.meets_bar})  # fmt: skip
+                     "evaluation": card.evaluation, "meets_bar": card.meets_bar,
+                     "standing": card.standing})  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -184,9 +185,8 @@ def _run_expert_list(args: argparse.Namespace) -> None:
             lines.append((row["game"], "none", "-", "-", "-", "-", "-"))
             continue
         ev = row["evaluation"] or {}
-        bar = {True: "meets the bar", False: "below the bar", None: "not evaluated"}
         lines.append((
-            row["game"], bar[row["meets_bar"]],
+            row["game"], row["standing"],
             f"{ev['normalized']:.3f} +- {ev['normalized_ci95']:.3f}" if ev else "-",
             str(ev.get("episodes", "-")), str(ev.get("seed", "-")),
             f"{(row['env_steps'] + row['prior_env_steps']) / 1e6:.2f}M", row["encoder"],

@@ -75,6 +75,13 @@ class ExpertCard:
             return None
         return self.evaluation["normalized"] >= BAR_NORMALIZED_RETURN
 
+    @property
+    def standing(self) -> str:
+        """``meets_bar`` in words: "meets the 0.5 bar", "below the 0.5 bar" or "not evaluated"."""
+        if self.meets_bar is None:
+            return "not evaluated"
+        return f"{'meets' if self.meets_bar else 'below'} the {BAR_NORMALIZED_RETURN} bar"
+
 
 def expert_card(game: str) -> ExpertCard:
     """The ``ExpertCard`` of the shipped expert for ``game``.

@@ -189,17 +189,16 @@ def expert_origin(config, stages: dict) -> str:
         return f"the scripted state-feedback controller of {config.env} (lapo.envs.scripted)"
     if config.expert is not None:
         return f"the user's: {config.expert}"
-    from lapo.experts import BAR_NORMALIZED_RETURN, expert_card
+    from lapo.experts import expert_card
 
     card = expert_card(config.env)
     ev = card.evaluation or {}
     figure = ""
     if "normalized" in ev:
         seed = f", seed {ev['seed']}" if "seed" in ev else ""
-        bar = "meets" if card.meets_bar else "below"
         figure = (
             f", held-out normalized return {ev['normalized']:.3f} ({ev.get('episodes', '?')} "
-            f"episodes{seed}; {bar} the {BAR_NORMALIZED_RETURN} bar)"
+            f"episodes{seed}; {card.standing})"
         )
     steps = card.env_steps + card.prior_env_steps
     return f"shipped with lapo ({config.env}, {steps:,} env steps{figure})"
@@ -213,13 +212,13 @@ def below_bar_note(game: str) -> str | None:
     Raises:
         FileNotFoundError: no expert is shipped for ``game``.
     """
-    from lapo.experts import BAR_NORMALIZED_RETURN, expert_card
+    from lapo.experts import expert_card
 
     card = expert_card(game)
     if card.meets_bar is not False:
         return None
     return (
-        f"note: the shipped {game} expert is below the {BAR_NORMALIZED_RETURN} bar (held-out "
+        f"note: the shipped {game} expert is {card.standing} (held-out "
         f"normalized return {card.evaluation['normalized']:.3f}; docs/experts.md), so the "
         "recording holds little skill and LAPO's returns are bounded by it; --train-expert "
         "(with --expert-steps) or --expert DIR records with a stronger one"

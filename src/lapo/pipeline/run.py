@@ -21,7 +21,7 @@ from lapo.envs.scripted import SCRIPTED_EXPERTS
 from lapo.eval.actors import PolicyActor, ScriptedActor
 from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import evaluate_policy
-from lapo.experts import shipped_expert
+from lapo.experts import shipped_expert, shipped_games
 from lapo.load import checkpoint_path, load_policy
 from lapo.pipeline.expert_stage import (
     below_bar_note,
@@ -55,14 +55,6 @@ def _expert_path(config: RunConfig) -> Path:
     if config.env in SCRIPTED_EXPERTS:
         return Path(SCRIPTED)
     return shipped_expert(config.env)
-
-
-def _shipped_or_none(game: str) -> Path | None:
-    """The shipped expert of ``game``, or None when none is shipped."""
-    try:
-        return shipped_expert(game)
-    except FileNotFoundError:
-        return None
 
 
 def _expert_digest(path: Path) -> str:
@@ -160,7 +152,6 @@ def run_pipeline(
     if config.own_data:  # the given dataset stands for the recording; nothing is played
         d["collect"] = Path(config.data)
     settings = stage_settings(config, configs, expert)
-    shipped_path = None if config.own_data or config.expert else _shipped_or_none(config.env)
 
     def train_expert(directory: Path) -> dict:
         return _check_finished(run_expert_stage(config, directory, progress), "expert stage")
@@ -168,8 +159,8 @@ def run_pipeline(
     def collect(directory: Path) -> dict:
         if config.own_data:  # recorded in pipeline.json only: the dataset is not copied
             return dict(settings["collect"])
-        if expert == shipped_path:
-            note = below_bar_note(config.env)
+        if config.expert is None and not trains_expert(config) and config.env in shipped_games():
+            note = below_bar_note(config.env)  # the shipped expert records: say if it is weak
             if note:
                 print(note)
         cc = CollectConfig(
