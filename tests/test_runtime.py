@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lapo.runtime import TrainingLoop
+from lapo.runtime import CheckpointClock, TrainingLoop
 
 
 def _loop(tmp_path: Path, saves: list, **kw) -> TrainingLoop:
@@ -140,3 +140,36 @@ def test_a_resumed_loop_logs_the_means_an_uninterrupted_one_logs(tmp_path: Path)
     assert run(tmp_path / "cut", 3) == full[1:]
     steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").open()]
     assert steps == [2, 4, 6]
+
+
+def test_checkpoint_clock_saves_by_updates_and_by_wall_clock() -> None:
+    now = [0.0]  # seconds
+    clock = CheckpointClock(every=100, total=250, minutes=10.0, clock=lambda: now[0])
+    assert not clock.due(1) and clock.due(100) and clock.due(250)  # cadence and the last
+    now[0] = 599.0
+    assert not clock.due(7)
+    now[0] = 600.0
+    assert clock.due(7)  # ten minutes since the last save
+    clock.saved()
+    now[0] = 1100.0
+    assert not clock.due(8)  # the gap restarts at every save
+    by_updates = CheckpointClock(every=100, total=250, minutes=None, clock=lambda: now[0])
+    now[0] = 1e9
+    assert not by_updates.due(7) and by_updates.due(200)
+    with pytest.raises(ValueError, match="checkpoint_minutes must be >= 0"):
+        CheckpointClock(every=1, total=2, minutes=-1.0)
+    with pytest.raises(ValueError, match="cadence must be >= 1"):
+        CheckpointClock(every=0, total=2)
+
+
+def test_a_loop_saves_between_cadence_checkpoints_when_minutes_pass(tmp_path: Path) -> None:
+    saves: list = []
+    loop = _loop(tmp_path, saves, checkpoint_every=100, checkpoint_minutes=0.0)
+    for step in loop:
+        loop.record({"loss": float(step)})
+    assert [done for done, _ in saves] == list(range(1, 11))  # no gap allowed: every update
+    saves.clear()
+    loop = _loop(tmp_path / "b", saves, checkpoint_every=100, checkpoint_minutes=None)
+    for step in loop:
+        loop.record({"loss": float(step)})
+    assert [done for done, _ in saves] == [10]  # by updates only: just the last

@@ -20,6 +20,50 @@ from lapo.checkpoint import checkpoint_exists, read_meta, save_checkpoint
 from lapo.paths import atomic_file
 from lapo.rng import rng_state
 
+CHECKPOINT_MINUTES = 10.0
+"""Default longest wall-clock gap between two checkpoints of a training loop, in minutes, on top
+of its cadence in updates: a run killed without warning (a session's end, a preempted job, an
+out-of-memory kill) loses at most this much work however slow its updates are (the ``paper``
+stage-1 preset on a CPU, 1,000 updates between cadence checkpoints, would otherwise lose hours)."""
+
+
+class CheckpointClock:
+    """When a training loop checkpoints: every ``every`` updates, at the last (``total``), and
+    whenever ``minutes`` of wall clock have passed since the last save (None: by updates only);
+    ``clock`` returns seconds.
+
+    Hand-written: the rule is two comparisons, and both loops (``TrainingLoop``, PPO's
+    ``run_ppo``) must apply the same one. Saving at any update is safe because every stage
+    resumes bitwise from any update (the same holds for the checkpoint a SIGTERM writes).
+
+    Raises:
+        ValueError: ``every`` < 1 or a negative ``minutes``.
+    """
+
+    def __init__(
+        self,
+        every: int,
+        total: int,
+        minutes: float | None = CHECKPOINT_MINUTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"checkpoint cadence must be >= 1 update, got {every}")
+        if minutes is not None and not minutes >= 0:
+            raise ValueError(f"checkpoint_minutes must be >= 0 (or None), got {minutes}")
+        self.every, self.total, self.minutes, self.clock = every, total, minutes, clock
+        self.saved_at = clock()
+
+    def due(self, done: int) -> bool:
+        """Whether to save after update ``done`` (1-based count of updates done)."""
+        if done % self.every == 0 or done == self.total:
+            return True
+        return self.minutes is not None and self.clock() - self.saved_at >= 60 * self.minutes
+
+    def saved(self) -> None:
+        """Restart the wall-clock gap (call after every save)."""
+        self.saved_at = self.clock()
+
 
 def cut_metrics(path: Path, through_step: int) -> int:
     """Cut a ``metrics.jsonl`` back to its records of ``step <= through_step`` (atomically), so
@@ -267,8 +311,9 @@ class TrainingLoop:
     of every recorded statistic since the last log; every ``eval_every`` updates and at the last
     ``metrics |= evaluate(done)``; the metrics go to ``metrics.jsonl`` and TensorBoard
     (``RunLogger``, main process only) and to ``on_log(done, metrics)``. Every
-    ``checkpoint_every`` updates, at the last, and when stopped early, ``save(done, metrics)``
-    (main process only); the metrics saved also hold the sums and count of the statistics
+    ``checkpoint_every`` updates, at the last, at least every ``checkpoint_minutes`` of wall
+    clock (``CheckpointClock``) and when stopped early, ``save(done, metrics)`` (main process
+    only); the metrics saved also hold the sums and count of the statistics
     recorded since the last log (keys ``pending/sum/<name>``, ``pending/count``), which a loop
     resumed from that checkpoint (``<run_dir>/checkpoint``) takes up, so that its logs are the
     ones an uninterrupted run writes (and ``metrics.jsonl`` and TensorBoard are first cut back
@@ -278,7 +323,7 @@ class TrainingLoop:
     ``stop_reason`` (None: all updates ran; else ``time budget``, ``SIGINT`` or ``SIGTERM``).
 
     Raises:
-        ValueError: a negative ``time_budget_s`` (seconds).
+        ValueError: a negative ``time_budget_s`` (seconds) or ``checkpoint_minutes``.
     """
 
     def __init__(
@@ -298,10 +343,11 @@ class TrainingLoop:
         progress: bool = True,
         main: bool = True,
         desc: str | None = None,
+        checkpoint_minutes: float | None = CHECKPOINT_MINUTES,
     ) -> None:
         self.run_dir, self.total, self.step = Path(run_dir), total, start
         self.log_every, self.eval_every = log_every, eval_every
-        self.checkpoint_every = checkpoint_every
+        self.checkpoints = CheckpointClock(checkpoint_every, total, checkpoint_minutes)
         self.save, self.summarize, self.evaluate, self.on_log = save, summarize, evaluate, on_log
         self.time_budget_s, self.progress = time_budget_s, progress
         self.main, self.desc = main, desc
@@ -395,8 +441,9 @@ class TrainingLoop:
                         if self.on_log is not None:
                             self.on_log(done, self.metrics)
                         self._sums, self._count, t0 = {}, 0, time.perf_counter()
-                    if self._due(self.checkpoint_every, done) and self.main:
+                    if self.checkpoints.due(done) and self.main:
                         self.save(done, self._with_pending(self.metrics))
+                        self.checkpoints.saved()
                 if stop.requested is not None and self.main:
                     self.save(self.step, self._with_pending(self.metrics))
                     print(f"{stop.requested}: saved checkpoint at update {self.step} in "

@@ -22,7 +22,13 @@ from lapo.checkpoint import CHECKPOINT, checkpoint_exists, read_meta, save_check
 from lapo.config import PPOConfig
 from lapo.envs import normalized_return
 from lapo.rl.trainer import PPOTrainer
-from lapo.runtime import GracefulStop, RunLogger, check_resume_config
+from lapo.runtime import (
+    CHECKPOINT_MINUTES,
+    CheckpointClock,
+    GracefulStop,
+    RunLogger,
+    check_resume_config,
+)
 
 
 class UpdateHook(Protocol):
@@ -119,17 +125,20 @@ def run_ppo(
     time_budget_s: float | None = None,
     max_updates: int | None = None,
     best_dir: Path | None = None,
+    checkpoint_minutes: float | None = CHECKPOINT_MINUTES,
 ) -> dict:
     """Train until ``config.num_updates`` updates (or a stop); return the last update's metrics
     and ``stop_reason`` (None when all updates ran, else ``time budget``, ``SIGINT``, ...).
 
     Files in ``run_dir``: ``checkpoint.json`` + ``checkpoint.*.safetensors`` (latest state, of
-    ``kind``, with ``meta`` added), ``metrics.jsonl`` and ``tb/`` (TensorBoard), one record per
-    update with x-axis environment steps: ``train/*`` losses, ``steps_per_second``,
-    ``return/train_mean100`` and ``return/train_normalized`` (last 100 training episodes), and
-    every ``eval_every`` updates, at the end, and once before the first update of a fresh run
-    (a record at step 0 holding only these) ``return/eval_mean``, ``return/eval_ci95`` and
-    ``return/eval_normalized`` from ``evaluate(net)`` (an ``EvalResult``).
+    ``kind``, with ``meta`` added; written every ``checkpoint_every`` updates, at the end, on a
+    stop and at least every ``checkpoint_minutes`` of wall clock), ``metrics.jsonl`` and
+    ``tb/`` (TensorBoard), one record per update with x-axis environment steps: ``train/*``
+    losses, ``steps_per_second``, ``return/train_mean100`` and ``return/train_normalized``
+    (last 100 training episodes), and every ``eval_every`` updates, at the end, and once before
+    the first update of a fresh run (a record at step 0 holding only these)
+    ``return/eval_mean``, ``return/eval_ci95`` and ``return/eval_normalized`` from
+    ``evaluate(net)`` (an ``EvalResult``).
 
     Args:
         restore: continue from ``run_dir``'s checkpoint (see ``check_run_dir``).
@@ -140,15 +149,19 @@ def run_ppo(
             run, write the network there as a weights-only checkpoint of ``kind`` (config,
             update, env_steps and the evaluation in its meta): the best checkpoint, as chosen
             on the evaluation levels (re-evaluate it with another seed before reporting it).
-        Stops are run control only: a resumed run ends bitwise where an uninterrupted one does.
+        checkpoint_minutes: the longest wall-clock gap between two checkpoints (None: by
+            updates only; ``lapo.runtime.CHECKPOINT_MINUTES``).
+        Stops and checkpoints are run control only: a resumed run ends bitwise where an
+        uninterrupted one does.
 
     Raises:
-        ValueError: a negative ``time_budget_s``.
+        ValueError: a negative ``time_budget_s`` or ``checkpoint_minutes``.
     """
     if time_budget_s is not None and not time_budget_s >= 0:
         raise ValueError(f"time_budget_s must be >= 0 seconds, got {time_budget_s}")
     cfg, run_dir = trainer.config, Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
+    checkpoints = CheckpointClock(cfg.checkpoint_every, cfg.num_updates, checkpoint_minutes)
     if restore:
         ckpt = trainer.restore(ckpt_path)
         if hook is not None:
@@ -196,15 +209,15 @@ def run_ppo(
             if hook is not None:
                 metrics |= hook.after_update(trainer)
             metrics = _train_metrics(trainer, metrics, time.perf_counter() - t0)
-            last = trainer.update == cfg.num_updates
             if evaluate is not None and _evaluation_due(cfg, trainer.update):
                 metrics |= evaluated()
             logger.log(trainer.env_steps, metrics)
             bar.update(cfg.batch_size)
             bar.set_postfix(ret=f"{metrics.get('return/train_mean100', float('nan')):.2f}",
                             sps=f"{metrics['steps_per_second']:.0f}", refresh=False)  # fmt: skip
-            if trainer.update % cfg.checkpoint_every == 0 or last:
+            if checkpoints.due(trainer.update):
                 save()
+                checkpoints.saved()
         if stop.requested is not None:
             save()
             print(f"{stop.requested}: saved checkpoint at update {trainer.update} in {run_dir}")
