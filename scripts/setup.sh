@@ -2,7 +2,9 @@
 # Create .venv (if missing) and install lapo into it with CPU PyTorch and Procgen.
 # Safe to rerun: installed packages are kept.
 #   PYTHON      interpreter to build the venv from (default: python3; 3.11 or 3.12)
-#   TORCH_SPEC  torch requirement installed first (default: torch==2.13.0, a CPU wheel here)
+#   TORCH_SPEC       torch requirement installed first (default: torch==2.13.0, a CPU wheel here)
+#   TORCH_INDEX_URL  index for that torch install only (e.g. https://download.pytorch.org/whl/cpu
+#                    for the CPU build where PyPI's Linux wheel is the CUDA one); default: pip's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -14,7 +16,7 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # CPU torch first: lapo only asks for torch>=2.4, and an unpinned torch requirement resolved by pip
 # would pull the multi-GB CUDA build onto a CPU machine. With torch present, the range is satisfied.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    "${PIP[@]}" "$TORCH_SPEC"
+    "${PIP[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
 fi
 
 # formats: LeRobot (pyarrow) and Minari (h5py) import and export, so their tests run too;

@@ -31,7 +31,7 @@ def test_trains_expert_only_without_a_shipped_or_given_one(tmp_path: Path, monke
 
 
 def test_expert_steps_presets_and_validation(tmp_path: Path) -> None:
-    assert RunConfig(preset="paper", out=tmp_path).expert_steps == 25_000_000
+    assert RunConfig(preset="paper", out=tmp_path).expert_steps == 50_000_000
     assert RunConfig(preset="cpu", out=tmp_path).expert_steps == 8_000_000
     smoke = RunConfig(preset="smoke", out=tmp_path)
     assert expert_config(smoke).num_updates == 3 and expert_config(smoke).encoder == "nature"

@@ -38,8 +38,8 @@ class RunConfig:
         expert: expert checkpoint to record; None: the shipped expert of ``env``, else one
             trained by the expert stage.
         train_expert: train the expert in the expert stage even when one is shipped.
-        expert_steps: environment steps of the expert stage's PPO (paper 25M as in the paper's
-            PPO; cpu 8M; smoke a few updates).
+        expert_steps: environment steps of the expert stage's PPO (paper 50M, as the paper's
+            experts were trained; cpu 8M; smoke a few updates).
         expert_minutes: optional wall-clock budget of the expert stage (None: steps); the
             expert as trained when it ends records the data.
         expert_temperature: the expert records (and is evaluated) sampling from
@@ -234,7 +234,7 @@ RUN_DEFAULTS: dict[str, object] = {
 #: Per-preset values of ``RunConfig`` fields the caller did not set (``RUN_DEFAULTS`` otherwise).
 RUN_PRESETS: dict[str, dict] = {
     "paper": {
-        "expert_steps": 25_000_000,
+        "expert_steps": 50_000_000,  # the paper recorded experts trained with PPO for 50M frames
         "frames": 8_000_000,
         "online": True,
         "online_steps": 4_000_000,
