@@ -14,11 +14,14 @@ import torch
 from lapo.checkpoint import CheckpointError
 from lapo.cli import main
 from lapo.config import CollectConfig, DecodeConfig
+from lapo.data import open_dataset
+from lapo.data.windows import split_windows
 from lapo.eval.actors import PolicyActor
-from lapo.load import load_policy
+from lapo.load import load_lam, load_policy
 from lapo.models import make_encoder
 from lapo.models.policy import ActionDecoder, DecodedPolicy, LatentPolicy
-from lapo.stages.decode import LabelledSet, decode_offline, train_decoder
+from lapo.stages import decode as decode_module
+from lapo.stages.decode import LabelledSet, decode_offline, draw_labelled_set, train_decoder
 
 
 def test_decoder_learns_a_known_latent_to_action_mapping() -> None:
@@ -71,6 +74,38 @@ def test_decode_offline_saves_loadable_policies(trained) -> None:
         assert logits.shape == (2, 8)  # the sprite data has 8 actions
     with pytest.raises(CheckpointError, match="does not act"):
         load_policy(trained["bc"])
+
+
+def test_decode_offline_reads_stage_2s_cached_latents_and_they_match_the_idm(
+    trained, monkeypatch
+) -> None:
+    # with stage 2's cache valid, the IDM labels nothing again
+    config = DecodeConfig(labels=32, max_epochs=5, bc_steps=10)
+    computed = decode_offline(config, trained["bc"], trained["lam"], trained["data"],
+                              trained["root"] / "decode-computed", baseline=False)  # fmt: skip
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the IDM labelled windows that stage 2 had cached")
+
+    monkeypatch.setattr(decode_module, "label_windows", refuse)
+    facts = decode_offline(config, trained["bc"], trained["lam"], trained["data"],
+                           trained["root"] / "decode-cached", baseline=False)  # fmt: skip
+    assert facts["test_samples"] == computed["test_samples"]
+    assert facts["test/true_actions"] == computed["test/true_actions"]  # the same windows
+    # the same latents up to batching round-off, so the decoder sees the same labels
+    assert abs(facts["test/decoder_accuracy"] - computed["test/decoder_accuracy"]) <= 0.05
+
+
+def test_draw_labelled_set_takes_the_latents_of_the_drawn_windows_from_a_cache(trained) -> None:
+    lam, lam_config = load_lam(trained["lam"], torch.device("cpu"))
+    dataset = open_dataset(trained["data"])
+    index, _ = split_windows(dataset, lam_config.context, lam_config.test_fraction,
+                             lam_config.seed)  # fmt: skip
+    fake = np.arange(len(index) * 3, dtype=np.float32).reshape(len(index), 3)
+    drawn = draw_labelled_set(lam, index, 10, seed=0, cached=fake)
+    assert np.array_equal(drawn.latents, fake[drawn.windows])
+    computed = draw_labelled_set(lam, index, 10, seed=0)
+    assert np.array_equal(computed.windows, drawn.windows) and computed.latents.shape[1] != 3
 
 
 def test_decode_offline_with_pseudo_labels_saves_a_third_policy(trained) -> None:
