@@ -150,7 +150,6 @@ def test_checkpoint_clock_saves_by_updates_and_by_wall_clock() -> None:
     assert not clock.due(7)
     now[0] = 600.0
     assert clock.due(7)  # ten minutes since the last save
-    clock.saved()
     now[0] = 1100.0
     assert not clock.due(8)  # the gap restarts at every save
     by_updates = CheckpointClock(every=100, total=250, minutes=None, clock=lambda: now[0])

@@ -27,6 +27,12 @@ out-of-memory kill) loses at most this much work however slow its updates are (t
 stage-1 preset on a CPU, 1,000 updates between cadence checkpoints, would otherwise lose hours)."""
 
 
+def cadence_due(every: int, done: int, total: int) -> bool:
+    """Whether a cadence of ``every`` updates falls after update ``done`` (1-based), the last
+    update (``total``) always included: the rule of logs, evaluations and checkpoints."""
+    return done % every == 0 or done == total
+
+
 class CheckpointClock:
     """When a training loop checkpoints: every ``every`` updates, at the last (``total``), and
     whenever ``minutes`` of wall clock have passed since the last save (None: by updates only);
@@ -55,14 +61,14 @@ class CheckpointClock:
         self.saved_at = clock()
 
     def due(self, done: int) -> bool:
-        """Whether to save after update ``done`` (1-based count of updates done)."""
-        if done % self.every == 0 or done == self.total:
+        """Whether to save after update ``done`` (1-based count of updates done); when it is,
+        the wall-clock gap restarts (the caller saves)."""
+        now = self.clock()
+        late = self.minutes is not None and now - self.saved_at >= 60 * self.minutes
+        if late or cadence_due(self.every, done, self.total):
+            self.saved_at = now
             return True
-        return self.minutes is not None and self.clock() - self.saved_at >= 60 * self.minutes
-
-    def saved(self) -> None:
-        """Restart the wall-clock gap (call after every save)."""
-        self.saved_at = self.clock()
+        return False
 
 
 def cut_metrics(path: Path, through_step: int) -> int:
@@ -388,9 +394,6 @@ class TrainingLoop:
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._count += 1
 
-    def _due(self, every: int, done: int) -> bool:
-        return done % every == 0 or done == self.total
-
     def _with_pending(self, metrics: dict) -> dict:
         """``metrics`` plus the statistics recorded since the last log, for the checkpoint."""
         if not self._count:
@@ -430,11 +433,13 @@ class TrainingLoop:
                     self.step += 1
                     done = self.step
                     bar.update(1)
-                    if self._due(self.log_every, done):
+                    if cadence_due(self.log_every, done, self.total):
                         means = {k: float(v) / self._count for k, v in self._sums.items()}
                         seconds = time.perf_counter() - t0
                         self.metrics = self.summarize(means, self._count, seconds, done)
-                        if self.evaluate is not None and self._due(self.eval_every, done):
+                        if self.evaluate is not None and cadence_due(
+                            self.eval_every, done, self.total
+                        ):
                             self.metrics |= self.evaluate(done)
                         if logger:
                             logger.log(done, self.metrics)
@@ -443,7 +448,6 @@ class TrainingLoop:
                         self._sums, self._count, t0 = {}, 0, time.perf_counter()
                     if self.checkpoints.due(done) and self.main:
                         self.save(done, self._with_pending(self.metrics))
-                        self.checkpoints.saved()
                 if stop.requested is not None and self.main:
                     self.save(self.step, self._with_pending(self.metrics))
                     print(f"{stop.requested}: saved checkpoint at update {self.step} in "

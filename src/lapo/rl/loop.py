@@ -217,7 +217,6 @@ def run_ppo(
                             sps=f"{metrics['steps_per_second']:.0f}", refresh=False)  # fmt: skip
             if checkpoints.due(trainer.update):
                 save()
-                checkpoints.saved()
         if stop.requested is not None:
             save()
             print(f"{stop.requested}: saved checkpoint at update {trainer.update} in {run_dir}")

@@ -113,6 +113,21 @@ def label_stamp(lam_path: str | Path, lam_digest: str, dataset, target: str, win
     }
 
 
+def label_stamps(
+    lam_path: str | Path,
+    lam_digest: str,
+    dataset,
+    target: str,
+    train_index: WindowIndex,
+    test_index: WindowIndex,
+) -> dict:
+    """``label_stamp`` of both splits, keyed ``train`` and ``test`` (stage 1's window split)."""
+    return {
+        split: label_stamp(lam_path, lam_digest, dataset, target, len(index))
+        for split, index in (("train", train_index), ("test", test_index))
+    }
+
+
 def cached_latents(run_dir: Path, split: str, stamp: dict) -> np.ndarray | None:
     """Stage 2's cached IDM labels ``<run_dir>/latents-<split>.npy`` (``(windows, D) float32``,
     memory-mapped) if its stamp ``latents-<split>.json`` equals ``stamp`` (``label_stamp``) and
@@ -311,11 +326,8 @@ def train_bc(
         )
         set_rng_state(restored.tensors, meta["rng"])
         step = int(meta["step"])
-    digest = info["lam_weights_sha256"]
-    stamps = {
-        split: label_stamp(lam_path, digest, dataset, config.target, len(index))
-        for split, index in (("train", train_index), ("test", test_index))
-    }
+    stamps = label_stamps(lam_path, info["lam_weights_sha256"], dataset, config.target,
+                          train_index, test_index)  # fmt: skip
     train_latents = _cached_labels(run_dir, "train", lam, stamps["train"], train_index, config,
                                    progress)  # fmt: skip
     test_latents = _cached_labels(run_dir, "test", lam, stamps["test"], test_index, config,

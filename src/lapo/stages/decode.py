@@ -36,7 +36,7 @@ from lapo.load import check_finished, load_lam, load_latent_policy, save_policy
 from lapo.models.build import build_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
 from lapo.safety import holds_lock
-from lapo.stages.bc import cached_latents, label_stamp, label_windows
+from lapo.stages.bc import cached_latents, label_stamps, label_windows
 from lapo.stages.lam import weights_digest
 from lapo.stages.pseudo_label import pseudo_label_finetune
 
@@ -247,12 +247,9 @@ def decode_offline(
     # stage 2 labelled every window of both splits with this IDM: reuse its labels when its
     # stamp vouches for them (same IDM weights, stage-1 checkpoint, dataset and target)
     bc_dir = Path(policy_path) if Path(policy_path).is_dir() else Path(policy_path).parent
-    lam_digest = weights_digest(lam)
-    cached = {
-        split: cached_latents(bc_dir, split, label_stamp(lam_path, lam_digest, dataset,
-                                                         bc_config.target, len(index)))
-        for split, index in (("train", train_index), ("test", test_index))
-    }  # fmt: skip
+    stamps = label_stamps(lam_path, weights_digest(lam), dataset, bc_config.target, train_index,
+                          test_index)  # fmt: skip
+    cached = {split: cached_latents(bc_dir, split, stamp) for split, stamp in stamps.items()}
     labelled = draw_labelled_set(lam, train_index, config.labels, config.seed, bc_config.target,
                                  cached["train"])  # fmt: skip
     test = draw_labelled_set(lam, test_index, min(test_samples, len(test_index)), 1,
