@@ -49,9 +49,10 @@ from lapo.models.build import build_latent_policy, check_policy_frames
 from lapo.models.lam import ACCELERATOR_LABEL_BATCH, LatentActionModel, frames_to_float
 from lapo.paths import atomic_file
 from lapo.rng import set_rng_state
-from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
+from lapo.runtime import check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
 from lapo.stages.lam import PREFETCH_DEPTH, weights_digest
+from lapo.training_loop import TrainingLoop
 
 
 @torch.no_grad()

@@ -45,8 +45,9 @@ from lapo.load import ILPO_POLICY_KIND
 from lapo.models.build import build_ilpo_model, build_ilpo_policy
 from lapo.models.ilpo import ILPOModel, ILPOPolicy, ilpo_losses, transition_errors
 from lapo.rng import set_rng_state
-from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
+from lapo.runtime import check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
+from lapo.training_loop import TrainingLoop
 
 OFFLINE_KIND = "ilpo-model"
 #: Evaluation seed of the online phase's held-out evaluations (``lapo.eval.evaluate.EVAL_SEED``).

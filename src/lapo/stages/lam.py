@@ -36,8 +36,9 @@ from lapo.device import autocast, resolve_device
 from lapo.eval.latent_quality import latent_quality, window_batch
 from lapo.models.lam import LatentActionModel, check_lam_frames, frames_to_float
 from lapo.rng import set_rng_state
-from lapo.runtime import TrainingLoop, check_resume_config, save_training_checkpoint
+from lapo.runtime import check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
+from lapo.training_loop import TrainingLoop
 
 #: Batches read ahead of the update that uses them (``lapo.data.Prefetcher``).
 PREFETCH_DEPTH = 2
