@@ -42,8 +42,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch.optim.lr_scheduler import LRScheduler
 
-from lapo.data.format import sha256_file
-from lapo.paths import confined_file, fsync_dir, pid_alive
+from lapo.paths import confined_file, fsync_dir, pid_alive, sha256_file
 
 #: Base name of the checkpoint inside every run directory (``checkpoint.json`` + tensors).
 CHECKPOINT = "checkpoint"

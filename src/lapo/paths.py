@@ -7,10 +7,12 @@
   unique to the writer, flush, fsync, rename, fsync of the directory), so that a crash leaves
   either the old file or the new one, never a torn one.
 - ``pid_alive``, ``fsync_dir``: for clean-ups of killed writers and durable renames.
+- ``sha256_file``: the digest that checkpoints and datasets record for their files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -98,3 +100,12 @@ def confined_file(
     if not resolved.is_file():
         raise error(f"{what}: {path} is not a regular file")
     return path
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks (constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -69,15 +69,6 @@ def shard_name(index: int) -> str:
     return f"{FRAMES_DIR}/shard-{index:05d}.npy"
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks (constant memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """Read a .npy header without loading the data.
 

@@ -20,12 +20,11 @@ from lapo.data.format import (
     MANIFEST,
     TRANSITION_ARRAYS,
     DatasetError,
-    sha256_file,
     shard_name,
     transition_array_layout,
 )
 from lapo.data.manifest import check_array_file, load_manifest
-from lapo.paths import confined_file
+from lapo.paths import confined_file, sha256_file
 
 
 class LapoDataset:
