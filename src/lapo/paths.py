@@ -7,12 +7,14 @@
   unique to the writer, flush, fsync, rename, fsync of the directory), so that a crash leaves
   either the old file or the new one, never a torn one.
 - ``pid_alive``, ``fsync_dir``: for clean-ups of killed writers and durable renames.
+- ``write_json_atomic``: ``atomic_file`` for a JSON document.
 - ``sha256_file``: the digest that checkpoints and datasets record for their files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -109,3 +111,11 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
         while chunk := fh.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, obj: Any, indent: int = 2, default: Any = None) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically and durably (``atomic_file``); ``indent`` and
+    ``default`` as in ``json.dump``."""
+    with atomic_file(path, "w") as fh:
+        json.dump(obj, fh, indent=indent, default=default)
+        fh.write("\n")

@@ -30,9 +30,10 @@ import av
 import numpy as np
 from tqdm.auto import tqdm
 
-from lapo.data.format import DatasetError, write_json_atomic
+from lapo.data.format import DatasetError
 from lapo.data.optional import require
 from lapo.data.reader import LapoDataset
+from lapo.paths import write_json_atomic
 from lapo.safety import check_disjoint
 
 #: The LeRobot camera key of exported frames.

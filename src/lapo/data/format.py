@@ -24,7 +24,6 @@ that ended it, for recordings) but no successor frame, so transitions never cros
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +92,6 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     if fortran:
         raise DatasetError(f"{path}: expected a C-ordered array, found Fortran order")
     return tuple(shape), dtype, offset
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` atomically and durably (``lapo.paths.atomic_file``)."""
-    with atomic_file(path, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
 
 
 class HashingWriter:

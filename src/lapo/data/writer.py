@@ -35,9 +35,8 @@ from lapo.data.format import (
     save_npy_hashed,
     shard_name,
     transition_array_layout,
-    write_json_atomic,
 )
-from lapo.paths import atomic_file, fsync_dir, pid_alive
+from lapo.paths import atomic_file, fsync_dir, pid_alive, write_json_atomic
 from lapo.safety import check_replaceable, exclusive, lapo_made, prepare_output
 
 DEFAULT_SHARD_FRAMES = 8192  # 96 MiB per shard at 64x64x3

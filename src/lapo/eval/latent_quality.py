@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from lapo.checkpoint import read_meta
 from lapo.config import LAMConfig
 from lapo.data import WindowIndex, manifest_digest, open_dataset, split_windows
-from lapo.data.format import write_json_atomic
 from lapo.device import autocast
 from lapo.eval.probes import (
     code_action_histogram,
@@ -35,6 +34,7 @@ from lapo.eval.probes import (
 )
 from lapo.load import checkpoint_path, load_lam
 from lapo.models.lam import LatentActionModel, frames_to_float
+from lapo.paths import write_json_atomic
 
 
 def window_batch(index: WindowIndex, windows, device: torch.device) -> torch.Tensor:

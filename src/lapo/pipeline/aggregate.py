@@ -28,6 +28,7 @@ from lapo.eval.aggregate_stats import (
     profile_of,
     stratified_bootstrap,
 )
+from lapo.paths import write_json_atomic
 from lapo.pipeline.aggregate_report import OFFLINE, write_report
 from lapo.safety import RUN_LOCK, check_disjoint, holds_lock
 
@@ -231,5 +232,5 @@ def _write(config: AggregateConfig, records: list[RunRecord]) -> dict:
         "paper": {m: _paper(m, {r.labels for r in records}) for m in scores},
     }
     result["figures"] = write_report(games, records, result, out)
-    (out / "aggregate.json").write_text(json.dumps(result, indent=1))
+    write_json_atomic(out / "aggregate.json", result, indent=1)
     return result

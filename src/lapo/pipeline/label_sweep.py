@@ -4,7 +4,6 @@ transitions, for the decoded LAPO policy and, beside it, label-only behaviour cl
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import EvalResult, evaluate_policy
 from lapo.load import load_lam, load_latent_policy
 from lapo.models.policy import DecodedPolicy
+from lapo.paths import write_json_atomic
 from lapo.stages.decode import draw_labelled_set, train_decoder, train_label_bc
 
 #: ``method`` of the label sweep's rows: the decoded LAPO policy and label-only BC.
@@ -100,7 +100,7 @@ def label_sweep(
                 ),
             }
         )
-        Path(out_path).write_text(json.dumps(rows, indent=2))
+        write_json_atomic(Path(out_path), rows)
 
     total = len(counts) * len(seeds) * (2 if baseline else 1)
     with tqdm(total=total, desc="label sweep", disable=not progress) as bar:

@@ -31,10 +31,10 @@ from lapo.config import (
     FinetuneConfig,
     ILPOConfig,
 )
-from lapo.data.format import write_json_atomic
 from lapo.device import resolve_device
 from lapo.eval.evaluate import evaluate_checkpoint, result_dict
 from lapo.load import latent_policy_network
+from lapo.paths import write_json_atomic
 from lapo.pipeline.expert_stage import format_duration
 from lapo.pipeline.plan import StageInterrupted
 from lapo.stages.finetune import train_finetune

@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from lapo.checkpoint import checkpoint_exists
 from lapo.config import CollectConfig
-from lapo.data.format import write_json_atomic
 from lapo.envs import env_action_spec
 from lapo.envs.scripted import SCRIPTED_EXPERTS
 from lapo.eval.actors import PolicyActor, ScriptedActor
@@ -23,6 +22,7 @@ from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import evaluate_policy
 from lapo.experts import shipped_expert, shipped_games
 from lapo.load import checkpoint_path, load_policy
+from lapo.paths import write_json_atomic
 from lapo.pipeline.expert_stage import (
     below_bar_note,
     expert_config,

@@ -41,13 +41,12 @@ from lapo.data import (
     open_dataset,
     split_windows,
 )
-from lapo.data.format import write_json_atomic
 from lapo.data.prefetch import to_device
 from lapo.device import autocast, resolve_device
 from lapo.load import CHECKPOINT, LAM_KIND, check_finished, expect_kind, load_lam
 from lapo.models.build import build_latent_policy, check_policy_frames
 from lapo.models.lam import ACCELERATOR_LABEL_BATCH, LatentActionModel, frames_to_float
-from lapo.paths import atomic_file
+from lapo.paths import atomic_file, write_json_atomic
 from lapo.rng import set_rng_state
 from lapo.runtime import check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock

@@ -20,7 +20,6 @@ are the coefficient of determination R^2 instead of accuracy.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from lapo.eval.probes import fit_classifier, r2_score
 from lapo.load import check_finished, load_lam, load_latent_policy, save_policy
 from lapo.models.build import build_encoder
 from lapo.models.policy import ActionClassifier, ActionDecoder, DecodedPolicy
+from lapo.paths import write_json_atomic
 from lapo.safety import holds_lock
 from lapo.stages.bc import cached_latents, label_stamps, label_windows
 from lapo.stages.lam import weights_digest
@@ -294,44 +294,49 @@ def decode_offline(
         "test/decoded_actions": decoded_actions.tolist(),
     }
     if config.pseudo_label_updates:
-        rng = np.random.default_rng(config.seed)
-        count = min(config.pseudo_label_frames, len(train_index))
-        windows = np.sort(rng.choice(len(train_index), size=count, replace=False))
-        latents = (
-            np.asarray(cached["train"][windows])
-            if cached["train"] is not None  # stage 2 labelled every training window
-            else label_windows(lam, WindowSubset(train_index, windows), bc_config.target)
-        )
-        train, val = labelled.split(config.validation_fraction)
-        finetuned, pseudo_info = pseudo_label_finetune(
-            decoded, train_index, windows, latents, (train.observations, train.actions),
-            (val.observations, val.actions), config, bf16=bc_config.bf16, progress=progress,
-        )  # fmt: skip
-        save_policy(
-            out_dir / PSEUDO_LABEL / "checkpoint",
-            "decoded-policy",
-            {"latent_policy": finetuned.latent_policy, "decoder": finetuned.decoder},
-            {**common, "hidden": list(config.hidden), "metrics": pseudo_info},
-        )
-        facts["pseudo_label"] = pseudo_info
-        facts["test/pseudo_label_accuracy"] = float(
-            (predict_actions(finetuned, test.observations) == test.actions).mean()
-        )
+        facts |= _pseudo_label(config, decoded, lam, train_index, cached["train"], labelled,
+                               test, bc_config, common, out_dir, progress)  # fmt: skip
     if baseline:
-        net, bc_info = train_label_bc(labelled, config, bc_config, num_actions)
-        save_policy(
-            out_dir / LABEL_BC / "checkpoint",
-            "bc-policy",
-            {"policy": net},
-            {**common, "metrics": bc_info},
-        )
-        facts["label_bc"] = bc_info
-        facts["test/label_bc_accuracy"] = float(
-            (predict_actions(net, test.observations) == test.actions).mean()
-        )
+        facts |= _label_bc(config, labelled, test, bc_config, num_actions, common, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "decode.json").write_text(json.dumps(facts, indent=2))
+    write_json_atomic(out_dir / "decode.json", facts)
     return facts
+
+
+def _pseudo_label(config, decoded, lam, train_index, cached_train, labelled, test, bc_config,
+                  common, out_dir, progress) -> dict:  # fmt: skip
+    """Fine-tune the decoded policy on soft labels of unlabelled training windows (the IDM's
+    latents from stage 2's cache when it holds them), save it and return its facts."""
+    rng = np.random.default_rng(config.seed)
+    count = min(config.pseudo_label_frames, len(train_index))
+    windows = np.sort(rng.choice(len(train_index), size=count, replace=False))
+    latents = (
+        np.asarray(cached_train[windows])
+        if cached_train is not None  # stage 2 labelled every training window
+        else label_windows(lam, WindowSubset(train_index, windows), bc_config.target)
+    )
+    train, val = labelled.split(config.validation_fraction)
+    finetuned, pseudo_info = pseudo_label_finetune(
+        decoded, train_index, windows, latents, (train.observations, train.actions),
+        (val.observations, val.actions), config, bf16=bc_config.bf16, progress=progress,
+    )  # fmt: skip
+    save_policy(
+        out_dir / PSEUDO_LABEL / "checkpoint",
+        "decoded-policy",
+        {"latent_policy": finetuned.latent_policy, "decoder": finetuned.decoder},
+        {**common, "hidden": list(config.hidden), "metrics": pseudo_info},
+    )
+    accuracy = (predict_actions(finetuned, test.observations) == test.actions).mean()
+    return {"pseudo_label": pseudo_info, "test/pseudo_label_accuracy": float(accuracy)}
+
+
+def _label_bc(config, labelled, test, bc_config, num_actions, common, out_dir) -> dict:
+    """Train the label-only baseline on the same labels, save it and return its facts."""
+    net, bc_info = train_label_bc(labelled, config, bc_config, num_actions)
+    save_policy(out_dir / LABEL_BC / "checkpoint", "bc-policy", {"policy": net},
+                {**common, "metrics": bc_info})  # fmt: skip
+    accuracy = (predict_actions(net, test.observations) == test.actions).mean()
+    return {"label_bc": bc_info, "test/label_bc_accuracy": float(accuracy)}
 
 
 @torch.no_grad()
@@ -367,5 +372,5 @@ def _continuous_facts(config, game, labelled, test, decoder_test, decoded, decod
         facts["label_bc"] = bc_info
         facts["test/label_bc_r2"] = r2_score(_predict(net, test.observations), test.actions)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "decode.json").write_text(json.dumps(facts, indent=2))
+    write_json_atomic(out_dir / "decode.json", facts)
     return facts

@@ -21,13 +21,13 @@ from lapo.checkpoint import (
     save_checkpoint,
 )
 from lapo.config import PPOConfig
-from lapo.data.format import write_json_atomic
 from lapo.device import resolve_device
 from lapo.envs import VecEnv, make_env_from_config
 from lapo.eval.actors import PolicyActor
 from lapo.eval.rollouts import evaluate_policy
 from lapo.load import load_expert
 from lapo.models.build import build_expert_policy
+from lapo.paths import write_json_atomic
 from lapo.rl.loop import check_run_dir, run_ppo
 from lapo.rl.trainer import PPOTrainer
 from lapo.safety import holds_lock

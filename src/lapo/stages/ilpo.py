@@ -44,6 +44,7 @@ from lapo.eval.rollouts import evaluate_policy
 from lapo.load import ILPO_POLICY_KIND
 from lapo.models.build import build_ilpo_model, build_ilpo_policy
 from lapo.models.ilpo import ILPOModel, ILPOPolicy, ilpo_losses, transition_errors
+from lapo.paths import write_json_atomic
 from lapo.rng import set_rng_state
 from lapo.runtime import check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock
@@ -168,7 +169,7 @@ def train_ilpo_offline(
     if loop.step == config.steps or loop.stop_reason == "time budget":
         model.eval()
         diagnostic = collapse_diagnostic(model, test_index, config.diagnostic_samples)
-        (run_dir / "collapse.json").write_text(json.dumps(diagnostic, indent=2))
+        write_json_atomic(run_dir / "collapse.json", diagnostic)
         write_diagnostic_figures(model, test_index, diagnostic, run_dir)
         metrics |= {k: v for k, v in diagnostic.items() if isinstance(v, float)}
     return metrics

@@ -31,10 +31,10 @@ from lapo.data import (
     open_dataset,
     split_windows,
 )
-from lapo.data.format import write_json_atomic
 from lapo.device import autocast, resolve_device
 from lapo.eval.latent_quality import latent_quality, window_batch
 from lapo.models.lam import LatentActionModel, check_lam_frames, frames_to_float
+from lapo.paths import write_json_atomic
 from lapo.rng import set_rng_state
 from lapo.runtime import check_resume_config, save_training_checkpoint
 from lapo.safety import holds_lock

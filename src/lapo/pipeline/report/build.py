@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from lapo.envs.games import REFERENCE_RETURNS, reference_returns
+from lapo.paths import write_json_atomic
 from lapo.pipeline.report.banner import BANNER_HEADING, report_warnings
 from lapo.pipeline.report.comparisons import optional_sections
 from lapo.pipeline.report.stage_sections import lam_section, latent_figures, policy_sections
@@ -77,7 +78,7 @@ def build_report(config, run_dir: Path, report_dir: Path) -> dict:
 def _write(rep, report_dir: Path, metrics: dict) -> dict:
     report_dir.mkdir(parents=True, exist_ok=True)
     rep.write(report_dir)
-    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_json_atomic(report_dir / "metrics.json", metrics, default=float)
     return {"report": str(report_dir / "report.html")}
 
 
