@@ -278,11 +278,26 @@ def decode_offline(
         {**common, "hidden": list(config.hidden), "metrics": decoder_info},
     )
     if bounds is not None:
-        return _continuous_facts(config, game, labelled, test, decoder_test, decoded,
-                                 decoder_info, bc_config, common, out_dir, baseline)  # fmt: skip
+        facts = _continuous_facts(config, game, test, decoder_test, decoded, decoder_info)
+    else:
+        facts = _discrete_facts(config, game, test, decoder_test, decoded, decoder_info)
+    if config.pseudo_label_updates:
+        facts |= _pseudo_label(config, decoded, lam, train_index, cached["train"], labelled,
+                               test, bc_config, common, out_dir, progress)  # fmt: skip
+    if baseline:
+        facts |= _label_bc(config, labelled, test, bc_config, num_actions, bounds, common, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "decode.json", facts)
+    return facts
+
+
+def _discrete_facts(config, game, test, decoder_test, decoded, decoder_info) -> dict:
+    """``decode_offline``'s facts for discrete actions: accuracy on the held-out windows of the
+    decoder on IDM latents (``decoder_test (N, num_actions)`` logits) and of the decoded policy
+    on o_t, with the true and decoded actions (for a confusion matrix)."""
     decoder_test = decoder_test.argmax(-1)
     decoded_actions = predict_actions(decoded, test.observations)
-    facts = {
+    return {
         "env": game,
         "labels": config.labels,
         "seed": config.seed,
@@ -293,14 +308,6 @@ def decode_offline(
         "test/true_actions": test.actions.tolist(),
         "test/decoded_actions": decoded_actions.tolist(),
     }
-    if config.pseudo_label_updates:
-        facts |= _pseudo_label(config, decoded, lam, train_index, cached["train"], labelled,
-                               test, bc_config, common, out_dir, progress)  # fmt: skip
-    if baseline:
-        facts |= _label_bc(config, labelled, test, bc_config, num_actions, common, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "decode.json", facts)
-    return facts
 
 
 def _pseudo_label(config, decoded, lam, train_index, cached_train, labelled, test, bc_config,
@@ -330,11 +337,17 @@ def _pseudo_label(config, decoded, lam, train_index, cached_train, labelled, tes
     return {"pseudo_label": pseudo_info, "test/pseudo_label_accuracy": float(accuracy)}
 
 
-def _label_bc(config, labelled, test, bc_config, num_actions, common, out_dir) -> dict:
-    """Train the label-only baseline on the same labels, save it and return its facts."""
-    net, bc_info = train_label_bc(labelled, config, bc_config, num_actions)
+def _label_bc(config, labelled, test, bc_config, num_actions, bounds, common, out_dir) -> dict:
+    """Train the label-only baseline on the same labels, save it and return its facts: held-out
+    accuracy, or with continuous action ``bounds`` the R^2 of its unit-space actions."""
+    if bounds is not None:
+        bounds = tuple(np.asarray(b, np.float32) for b in bounds)
+    net, bc_info = train_label_bc(labelled, config, bc_config, num_actions, bounds)
     save_policy(out_dir / LABEL_BC / "checkpoint", "bc-policy", {"policy": net},
                 {**common, "metrics": bc_info})  # fmt: skip
+    if bounds is not None:
+        r2 = r2_score(_predict(net, test.observations), test.actions)
+        return {"label_bc": bc_info, "test/label_bc_r2": r2}
     accuracy = (predict_actions(net, test.observations) == test.actions).mean()
     return {"label_bc": bc_info, "test/label_bc_accuracy": float(accuracy)}
 
@@ -348,12 +361,11 @@ def _predict(net, observations: np.ndarray, batch_size: int = 256) -> np.ndarray
     return torch.cat(out).numpy()
 
 
-def _continuous_facts(config, game, labelled, test, decoder_test, decoded, decoder_info,
-                      bc_config, common, out_dir, baseline) -> dict:  # fmt: skip
-    """``decode_offline``'s facts and label-only baseline for continuous actions: R^2 of the
-    unit-space actions on the held-out windows (``test/decoder_r2`` from the IDM latents,
-    ``decoder_test (N, A)``; ``test/decoded_policy_r2`` and ``test/label_bc_r2`` from o_t)."""
-    facts = {
+def _continuous_facts(config, game, test, decoder_test, decoded, decoder_info) -> dict:
+    """``decode_offline``'s facts for continuous actions: R^2 of the unit-space actions on the
+    held-out windows (``test/decoder_r2`` from the IDM latents, ``decoder_test (N, A)``;
+    ``test/decoded_policy_r2`` from o_t)."""
+    return {
         "env": game,
         "labels": config.labels,
         "seed": config.seed,
@@ -363,14 +375,3 @@ def _continuous_facts(config, game, labelled, test, decoder_test, decoded, decod
         "test/decoder_r2": r2_score(decoder_test, test.actions),
         "test/decoded_policy_r2": r2_score(_predict(decoded, test.observations), test.actions),
     }
-    if baseline:
-        bounds = tuple(np.asarray(b, np.float32) for b in common["action_bounds"])
-        dim = labelled.actions.shape[1]
-        net, bc_info = train_label_bc(labelled, config, bc_config, dim, bounds)
-        save_policy(out_dir / LABEL_BC / "checkpoint", "bc-policy", {"policy": net},
-                    {**common, "metrics": bc_info})  # fmt: skip
-        facts["label_bc"] = bc_info
-        facts["test/label_bc_r2"] = r2_score(_predict(net, test.observations), test.actions)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "decode.json", facts)
-    return facts
