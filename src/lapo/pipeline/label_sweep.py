@@ -49,8 +49,10 @@ def label_sweep(
     behaviour cloning is trained on the same N labels and evaluated on the same levels (same
     evaluation seed), so the two methods are compared pairwise. The labelled sets are nested:
     for one seed the N labels are the first N of the largest count's. Rows are appended to
-    ``out_path`` (JSON list) as they finish. The latent policy, the IDM and the decoded policies
-    compute on ``device`` (None: ``lapo.device.default_device``); decoders fit on the CPU.
+    ``out_path`` (JSON list) as they finish, each time rewriting it atomically (a temporary file
+    beside it, then a rename: it must be a regular file in a writable directory). The latent
+    policy, the IDM and the decoded policies compute on ``device`` (None:
+    ``lapo.device.default_device``); decoders fit on the CPU.
     With ``heldout_frames`` > 0 (discrete actions), each policy is also run on that many frames
     of stage 1's held-out episodes (``lapo.eval.actors.action_diagnostics``): its accuracy
     against the true actions there and how decisively it acts, which tells a decoder that has

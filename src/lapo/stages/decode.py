@@ -219,6 +219,10 @@ def decode_offline(
         latents, the decoded policy's and the baseline's accuracy on o_t, the true and decoded
         actions (for a confusion matrix) and the game the data came from; with pseudo-label
         fine-tuning also its facts (``pseudo_label``) and ``test/pseudo_label_accuracy``.
+        With continuous actions (Appendix A.3) the accuracies are replaced by the coefficient of
+        determination R^2: ``test/decoder_r2``, ``test/decoded_policy_r2``,
+        ``test/label_bc_r2``, and ``loss`` names the decoder's loss (MSE on actions scaled
+        to [-1, 1]).
 
     Raises:
         ValueError: no true actions in the data; more labels than training windows; ``out_dir``
@@ -241,7 +245,10 @@ def decode_offline(
     bounds = dataset.action_bounds  # None: discrete
     num_actions = len(bounds[0]) if bounds is not None else (dataset.num_actions or 15)
     if bounds is not None and config.pseudo_label_updates:
-        raise ValueError("pseudo-label fine-tuning supports discrete actions only")
+        raise ValueError(
+            f"pseudo-label fine-tuning supports discrete actions only, but {data_dir} has "
+            f"continuous actions ({num_actions} dimensions): set pseudo_label_updates to 0"
+        )
     train_index, test_index = split_windows(dataset, lam_config.context,
                                             lam_config.test_fraction, lam_config.seed)  # fmt: skip
     # stage 2 labelled every window of both splits with this IDM: reuse its labels when its
@@ -313,7 +320,10 @@ def _discrete_facts(config, game, test, decoder_test, decoded, decoder_info) -> 
 def _pseudo_label(config, decoded, lam, train_index, cached_train, labelled, test, bc_config,
                   common, out_dir, progress) -> dict:  # fmt: skip
     """Fine-tune the decoded policy on soft labels of unlabelled training windows (the IDM's
-    latents from stage 2's cache when it holds them), save it and return its facts."""
+    latents from stage 2's cache when it holds them), save it and return its facts.
+
+    Discrete actions only (its test accuracy compares action indices): ``decode_offline`` refuses
+    ``pseudo_label_updates > 0`` with continuous actions before any work."""
     rng = np.random.default_rng(config.seed)
     count = min(config.pseudo_label_frames, len(train_index))
     windows = np.sort(rng.choice(len(train_index), size=count, replace=False))
