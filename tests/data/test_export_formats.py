@@ -75,5 +75,5 @@ def test_cli_export_with_a_trained_stage_1(tmp_path: Path) -> None:
     train_lam(LAMConfig(**LAM_PRESETS["smoke"]), data, tmp_path / "lam", progress=False)
     out = tmp_path / "export"
     args = ["data", "export", str(data), "--lam", str(tmp_path / "lam"), "--out", str(out)]
-    assert main([*args, "--format", "minari", "--no-progress"]) == 0
+    assert main([*args, "--format", "minari", "--no-progress", "--device", "cpu"]) == 0
     assert json.loads((out / "data/metadata.json").read_text())["total_episodes"] == 6

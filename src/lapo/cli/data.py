@@ -128,6 +128,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--out", required=True, type=Path, help="output directory")
     exp.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     exp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_device_option(exp)
     exp.set_defaults(func=_run_export)
     info = data_sub.add_parser(
         "info",
@@ -204,7 +205,7 @@ def _run_export(args: argparse.Namespace) -> None:
 
     out = export_latent_actions(
         args.path, args.lam, args.out, args.format, overwrite=args.overwrite,
-        progress=not args.no_progress,
+        progress=not args.no_progress, device=args.device,
     )  # fmt: skip
     print(f"exported {args.path} with latent actions as {args.format} into {out}")
 

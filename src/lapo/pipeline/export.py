@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from lapo.data import open_dataset
 from lapo.data.reader import LapoDataset
+
+if TYPE_CHECKING:
+    import torch
 
 EXPORT_FORMATS = ("lerobot", "minari")
 
@@ -54,9 +58,11 @@ def export_latent_actions(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> Path:
     """Label ``data_dir`` with the stage-1 model in ``lam_dir`` and write it to ``out`` as
-    ``fmt`` (``lerobot`` or ``minari``).
+    ``fmt`` (``lerobot`` or ``minari``). The IDM computes on ``device`` (None:
+    ``lapo.device.default_device``).
 
     Raises:
         ValueError: an unknown format; frames of another shape than the model's.
@@ -69,7 +75,7 @@ def export_latent_actions(
 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-    lam, _ = load_lam(lam_dir)
+    lam, _ = load_lam(lam_dir, device)
     with open_dataset(data_dir) as dataset:
         latent, codes = latent_labels(lam, dataset, progress)
         write = export_lerobot if fmt == "lerobot" else export_minari
