@@ -61,13 +61,23 @@ def _ci_text(value: float, ci: float) -> str:
     return f"{value:.3f} ± {ci:.3f}" if math.isfinite(ci) else f"{value:.3f} (no CI)"
 
 
-def _expert_warning(returns: dict) -> str | None:
-    expert, rand = returns.get("expert"), returns.get("random")
-    if not expert or not rand:
-        return None
+def expert_above_random(expert: dict, rand: dict) -> bool:
+    """Whether the expert that recorded the data beats the uniform random policy: a higher mean
+    return and 95% CIs of the normalized return that do not overlap (an unknown, NaN, CI is
+    not above).
+
+    Args:
+        expert, rand: ``eval/returns.json`` entries (``mean``, ``normalized``,
+            ``normalized_ci95``) of the expert and of the uniform random policy.
+    """
     lowest_expert = expert["normalized"] - expert["normalized_ci95"]  # NaN CI: NaN, not above
     highest_random = rand["normalized"] + rand["normalized_ci95"]
-    if expert["mean"] > rand["mean"] and lowest_expert > highest_random:
+    return bool(expert["mean"] > rand["mean"] and lowest_expert > highest_random)
+
+
+def _expert_warning(returns: dict) -> str | None:
+    expert, rand = returns.get("expert"), returns.get("random")
+    if not expert or not rand or expert_above_random(expert, rand):
         return None
     shown_expert = _ci_text(expert["normalized"], expert["normalized_ci95"])
     shown_random = _ci_text(rand["normalized"], rand["normalized_ci95"])
