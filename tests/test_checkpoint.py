@@ -15,6 +15,7 @@ from torch import nn
 from lapo.checkpoint import (
     CheckpointError,
     checkpoint_exists,
+    checkpoint_path,
     load_checkpoint,
     read_meta,
     save_checkpoint,
@@ -228,8 +229,20 @@ def test_tensor_file_of_another_checkpoint_is_refused(tmp_path):
 
 def test_missing_files_and_foreign_json(tmp_path):
     assert not checkpoint_exists(tmp_path / "c")
-    with pytest.raises(FileNotFoundError, match="c.json: no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="c: no such run directory or checkpoint"):
         load_checkpoint(tmp_path / "c")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="notes.txt is a file, not a checkpoint"):
+        load_checkpoint(tmp_path / "notes.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty is a directory, not a checkpoint"):
+        load_checkpoint(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="checkpoint.json: no checkpoint"):
+        read_meta(checkpoint_path(tmp_path / "empty"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "pipeline.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="is a `lapo run` directory; name the folder"):
+        load_checkpoint(tmp_path / "run")
     save_checkpoint(tmp_path / "c", tensors={"x": torch.ones(2)})
     assert checkpoint_exists(tmp_path / "c")
     doc = json.loads((tmp_path / "c.json").read_text())

@@ -116,6 +116,21 @@ def test_resolve_device_keeps_an_explicit_choice(monkeypatch):
     assert device.resolve_device(None) == torch.device("cuda", 0)
 
 
+def test_a_device_this_machine_lacks_is_refused_naming_what_it_has(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            device.resolve_device(name)
+    with pytest.raises(ValueError, match="MPS is not available"):
+        device.check_available("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device.check_available("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="has 2 CUDA device"):
+        device.check_available("cuda:2")
+
+
 def test_cuda_precision_follows_is_bf16_supported_and_names_the_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert device.native_bf16("cuda:1") == (True, "CUDA bf16")

@@ -21,7 +21,7 @@ from lapo.checkpoint import CheckpointError, load_checkpoint, read_meta, save_ch
 from lapo.cli import main
 from lapo.data import DatasetError, open_dataset
 from lapo.data.synthetic import write_sprite_dataset
-from lapo.safety import check_replaceable, exclusive, lapo_made
+from lapo.safety import check_replaceable, check_run_output, exclusive, lapo_made
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -106,6 +106,42 @@ def test_overwrite_refuses_a_plain_file(tmp_path, capsys) -> None:
     assert main(argv) == 1
     assert "is a file, not a lapo dataset" in _error(capsys)
     assert out.read_text() == "keep me"
+
+
+def test_a_run_is_never_written_among_a_users_files(sprites, tmp_path, capsys) -> None:
+    # a run written into a foreign folder would mark it as lapo's, and a later --overwrite
+    # would delete the user's files with it: refused before anything is created there
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.tex").write_text("years of work")
+    argv = ["train-lam", "--data", str(sprites), "--preset", "smoke", "--steps", "1",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    message = _error(capsys)
+    assert "not a lapo run directory" in message and "chapter1.tex" in message
+    assert sorted(p.name for p in out.iterdir()) == ["chapter1.tex"]  # not even a lock file
+    assert lapo_made(out) is None
+    # a lapo dataset is no run directory either; a new, an empty and lapo's own run are fine
+    with pytest.raises(FileExistsError, match="is a lapo dataset"):
+        check_run_output(sprites)
+    (tmp_path / "empty").mkdir()
+    check_run_output(tmp_path / "empty")
+    check_run_output(tmp_path / "new")
+    with exclusive(tmp_path / "run"):
+        (tmp_path / "run" / "metrics.jsonl").write_text("")
+    check_run_output(tmp_path / "run")  # its lock file marks it, before any checkpoint
+    with pytest.raises(FileExistsError, match="is a file"):
+        check_run_output(out / "chapter1.tex")
+
+
+def test_expert_export_refuses_a_foreign_folder_before_evaluating(tmp_path, capsys) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    argv = ["expert", "export", "src/lapo/experts/coinrun", "--out", str(out)]
+    assert main(argv) == 1  # --episodes 200 by default: refused before those episodes run
+    assert "keep.txt" in _error(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
 def test_overwrite_replaces_a_lapo_dataset(tmp_path, capsys) -> None:

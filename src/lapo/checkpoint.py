@@ -266,7 +266,35 @@ def checkpoint_digest(path: str | os.PathLike) -> str:
     try:
         return hashlib.sha256(json_path.read_bytes()).hexdigest()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{json_path}: no checkpoint (its .json file is missing)") from None
+        raise _missing(json_path) from None
+
+
+def _missing(json_path: Path) -> FileNotFoundError:
+    """The error for a checkpoint whose ``P.json`` is not there, saying what is there instead:
+    nothing, a file, a lapo dataset, a ``lapo run`` directory (whose stages hold the
+    checkpoints) or a folder without one."""
+    from lapo.safety import lapo_made  # imports this module: here, not at the top
+
+    path = json_path.with_name(json_path.name.removesuffix(".json"))
+    folder = path if path.is_dir() else None
+    if folder is None and path.name == CHECKPOINT and path.parent.is_dir():
+        folder = path.parent  # a run directory given, its checkpoint looked for
+    if folder is None:
+        if path.exists():
+            return FileNotFoundError(f"{path} is a file, not a checkpoint (no {json_path.name})")
+        return FileNotFoundError(f"{path}: no such run directory or checkpoint")
+    if lapo_made(folder) == "lapo dataset":
+        return FileNotFoundError(
+            f"{folder} is a lapo dataset; expected a run directory or checkpoint here"
+        )
+    if (folder / "pipeline.json").is_file():
+        return FileNotFoundError(
+            f"{folder} is a `lapo run` directory; name the folder of one of its stages here "
+            "(e.g. lam, bc, decode/decoded, expert)"
+        )
+    if folder == path:
+        return FileNotFoundError(f"{path} is a directory, not a checkpoint (no {json_path.name})")
+    return FileNotFoundError(f"{json_path}: no checkpoint (its .json file is missing)")
 
 
 def checkpoint_exists(path: str | os.PathLike) -> bool:
@@ -280,7 +308,7 @@ def _read_doc(path: str | os.PathLike) -> dict:
     try:
         doc = json.loads(json_path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{json_path}: no checkpoint (its .json file is missing)") from None
+        raise _missing(json_path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{json_path}: not valid JSON ({exc})") from None
     found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__

@@ -35,8 +35,38 @@ def default_device() -> torch.device:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; None means ``default_device()``."""
-    return default_device() if device is None else torch.device(device)
+    """``device`` as a ``torch.device``; None means ``default_device()``.
+
+    Raises:
+        ValueError: a device this machine does not have (``check_available``).
+    """
+    return default_device() if device is None else check_available(device)
+
+
+def check_available(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` once this PyTorch can compute on it.
+
+    Raises:
+        ValueError: a CUDA device without CUDA (a CPU-only build, or no driver or GPU), a CUDA
+            index past the last GPU, or MPS where it is not available; the message names what
+            this machine has.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device}: this PyTorch sees no CUDA GPU ({torch.__version__}; a CPU-only "
+                "build or no driver); use cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"device {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device}: MPS is not available here (Apple GPUs only); use cpu")
+    return device
 
 
 def default_preset() -> str:

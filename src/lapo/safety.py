@@ -7,11 +7,12 @@
   never a file, a symbolic link or a foreign directory, and never a path that holds an input of
   the command (``check_disjoint``).
 - ``exclusive``: an exclusive lock per output (run directory or dataset) held for the life of the
-  work, so that two lapo processes never write one output. The lock is an ``flock`` on a lock file
-  (``filelock.FileLock``, timeout 0: fail at once, never wait); the holder writes its pid to a
-  side file so that the refusal can name it. The lock is released by the kernel when the process
-  dies, however it dies, so a crashed run never blocks the next one. Lock files stay (empty, they
-  hold no state); the pid file is removed on release.
+  work, so that two lapo processes never write one output; a run directory is only ever new,
+  empty or lapo's own (``check_run_output``), so lapo's files never mix with a user's. The lock
+  is an ``flock`` on a lock file (``filelock.FileLock``, timeout 0: fail at once, never wait);
+  the holder writes its pid to a side file so that the refusal can name it. The lock is
+  released by the kernel when the process dies, however it dies, so a crashed run never blocks
+  the next one. Lock files stay (empty, they hold no state); the pid file is removed on release.
 - ``confined_file`` (``lapo.paths``): a file named by metadata must lie inside its directory.
 """
 
@@ -127,6 +128,40 @@ def check_replaceable(path: str | os.PathLike) -> None:
         )
 
 
+def check_run_output(path: str | os.PathLike) -> None:
+    """Refuse to write a run directory into a directory that holds something else.
+
+    A run directory may be written into a new path, an empty directory, or one that lapo made
+    as a run directory: it holds the run lock (``.lapo.lock``, taken before anything is
+    written) or a run's marker (``lapo_made``). Anything else, a user's folder or a lapo
+    dataset, is refused: a run written among foreign files would mark their folder as lapo's,
+    and a later ``--overwrite`` would then delete them with it.
+
+    Raises:
+        FileExistsError: ``path`` is a file, a lapo dataset or a foreign, non-empty directory
+            (the message lists a few of its entries).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(
+            f"{path} is a file; a run is written into a new or empty directory: choose another "
+            "--out"
+        )
+    if (path / RUN_LOCK).exists() or lapo_made(path) == "lapo run directory":
+        return
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return
+    more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+    what = "a lapo dataset" if lapo_made(path) else "not a lapo run directory"
+    raise FileExistsError(
+        f"{path} is {what} (it holds {', '.join(entries[:3])}{more}); a run is written into a "
+        "new or empty directory or continues its own: choose another --out"
+    )
+
+
 def prepare_output(
     path: str | os.PathLike,
     overwrite: bool,
@@ -186,14 +221,18 @@ def exclusive(target: str | os.PathLike, *, inside: bool = True) -> Iterator[Non
 
     Raises:
         InUseError: another process holds it; the message names its pid.
+        FileExistsError: ``inside`` and ``target`` holds something other than a lapo run
+            (``check_run_output``), checked before anything is created.
     """
     if int(os.environ.get("RANK", "0") or 0) != 0:
         yield
         return
     target = Path(target)
     lock_file = _lock_file(target, inside)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
     key = lock_file.resolve()
+    if inside and key not in _HELD:
+        check_run_output(target)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
     if key in _HELD:
         _HELD[key] += 1
         try:

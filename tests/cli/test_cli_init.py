@@ -175,6 +175,7 @@ COMPUTING = {
     "expert eval": ["expert", "eval", "c"],
     "expert export": ["expert", "export", "c", "--out", "o"],
     "run": ["run"],
+    "data export": ["data", "export", "d", "--lam", "l", "--format", "lerobot", "--out", "o"],
 }
 
 
@@ -187,6 +188,38 @@ def test_every_computing_command_takes_device(command, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([*argv, "--device", "gpu"])
     assert exc.value.code == 2 and "expected cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(COMPUTING))
+def test_a_missing_gpu_is_one_error_line_before_any_work(command, tmp_path, monkeypatch,
+                                                         capsys) -> None:  # fmt: skip
+    import torch
+
+    monkeypatch.chdir(tmp_path)  # relative outputs (o, runs/...) land here, if anywhere
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*COMPUTING[command], "--device", "cuda"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lapo: error: device cuda: this PyTorch sees no CUDA GPU")
+    assert "\n" not in err  # one line: no progress bar, no traceback
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["expert", "eval", "c", "--episodes", "0"], "--episodes: expected at least 1, got 0"),
+        (["expert", "export", "c", "--out", "o", "--episodes", "-3"], "expected at least 0"),
+        (["decode-offline", "--policy", "p", "--lam", "l", "--data", "d", "--sweep", "16,32",
+          "--episodes", "x"], "expected an integer, got 'x'"),
+        (["evaluate", "p", "--json", "."], "is a directory; expected a file path"),
+        (["expert", "eval", "c", "--json", "."], "is a directory"),
+        (["probe-lam", "l", "--data", "d", "--out", "."], "is a directory"),
+    ],
+)  # fmt: skip
+def test_bad_counts_and_json_paths_are_usage_errors(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_help_imports_no_torch() -> None:

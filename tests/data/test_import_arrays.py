@@ -130,3 +130,16 @@ def test_arrays_overwrite(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="uint8"):
         import_arrays(tmp_path / "bad.npy", out, overwrite=True, progress=False)
     assert open_dataset(out).num_frames == 6
+
+
+def test_mixed_import_sources_name_the_odd_one(tmp_path: Path) -> None:
+    from lapo.data.sniff import detect_import_format
+
+    video, notes, arr = tmp_path / "v.mp4", tmp_path / "notes.txt", tmp_path / "a.npy"
+    for path in (video, notes, arr):
+        path.write_bytes(b"")  # the kind is told from the name; nothing is read
+    with pytest.raises(ValueError, match=r"notes\.txt: unsupported source"):
+        detect_import_format([video, notes])
+    with pytest.raises(ValueError, match=r"mix kinds \(v\.mp4: video, a\.npy: npy\)"):
+        detect_import_format([video, arr])
+    assert detect_import_format([video, video]) == "video"

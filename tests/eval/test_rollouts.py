@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from lapo.eval.rollouts import EvalResult, mean_ci95, student_t_quantile
+from lapo.eval.rollouts import EvalResult, evaluate_policy, mean_ci95, student_t_quantile
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,12 @@ def test_eval_result_reports_the_t_interval() -> None:
     result = EvalResult("bigfish", np.array([0.0, 2.0]), np.array([10, 10]), 0, 0)
     assert result.ci95 == pytest.approx(12.7062, abs=1e-4)
     assert "+- 12.71 (95% CI)" in result.summary()
+
+
+def test_evaluate_policy_refuses_fewer_than_one_episode_before_making_an_env() -> None:
+    def act(obs):  # never called: the count is checked first
+        raise AssertionError
+
+    for episodes in (0, -1):
+        with pytest.raises(ValueError, match=f"episodes must be at least 1, got {episodes}"):
+            evaluate_policy(act, "not-a-game", episodes)

@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        if getattr(args, "device", None) is not None:  # before any work, not at its first use
+            from lapo.device import check_available
+
+            check_available(args.device)
         stop_reason = args.func(args)
     except (
         DatasetError, ValueError, FileExistsError, FileNotFoundError, ImportError, InUseError,

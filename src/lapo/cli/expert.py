@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 
 from lapo.cli.common import PROCGEN_CHOICES, HelpFormatter, add_training_options, budget_seconds
-from lapo.cli.options import add_config_options, add_device_option, config_from_args, with_device
+from lapo.cli.options import (
+    add_config_options,
+    add_device_option,
+    at_least,
+    config_from_args,
+    json_file,
+    with_device,
+)
 
 #: ``PPOConfig`` fields without an ``expert train`` option (none: every field has one).
 PPO_EXCLUDE: tuple[str, ...] = ()
@@ -62,7 +69,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "checkpoint", type=Path, metavar="CHECKPOINT", help="run directory or checkpoint path"
     )
-    ev.add_argument("--episodes", type=int, default=100, help="episodes to average over")
+    ev.add_argument("--episodes", type=at_least(1), default=100, help="episodes to average over")
     ev.add_argument(
         "--start-level",
         type=int,
@@ -70,7 +77,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--num-levels", type=int, default=0, help="evaluation levels, 0 = all")
     ev.add_argument("--seed", type=int, default=1, help="evaluation seed")
-    ev.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    ev.add_argument("--json", type=json_file, help="also write the result to this JSON file")
     add_device_option(ev)
     ev.set_defaults(func=_run_expert_eval)
     exp = ex_sub.add_parser(
@@ -83,7 +90,9 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     )
     exp.add_argument("checkpoint", type=Path, metavar="RUN", help="expert run directory")
     exp.add_argument("--out", type=Path, required=True, help="output directory")
-    exp.add_argument("--episodes", type=int, default=200, help="evaluation episodes (0: none)")
+    exp.add_argument(
+        "--episodes", type=at_least(0), default=200, help="evaluation episodes (0: none)"
+    )
     exp.add_argument("--seed", type=int, default=1, help="evaluation seed")
     add_device_option(exp)
     exp.set_defaults(func=_run_expert_export)
@@ -144,8 +153,9 @@ def _run_expert_eval(args: argparse.Namespace) -> None:
 def _run_expert_export(args: argparse.Namespace) -> None:
     from lapo.eval.evaluate import result_dict
     from lapo.load import load_expert
-    from lapo.stages.expert import evaluate_expert, export_expert
+    from lapo.stages.expert import check_export_output, evaluate_expert, export_expert
 
+    check_export_output(args.out)  # before the evaluation, not after it
     evaluation = None
     if args.episodes > 0:
         net, config = load_expert(args.checkpoint, **with_device(load_expert, args.device))

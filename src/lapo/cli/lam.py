@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lapo.cli.common import HelpFormatter, add_training_options, budget_seconds
-from lapo.cli.options import add_config_options, add_device_option, config_from_args
+from lapo.cli.options import add_config_options, add_device_option, config_from_args, json_file
 
 if TYPE_CHECKING:
     from lapo.config import LAMConfig
@@ -97,7 +97,7 @@ def _add_probe_lam(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset with true actions")
     p.add_argument("--samples", type=int, default=32768, help="windows drawn for the probes")
     p.add_argument(
-        "--out", type=Path, help="write the result as JSON here (default: print it only)"
+        "--out", type=json_file, help="write the result as JSON here (default: print it only)"
     )
     add_device_option(p)
     p.set_defaults(func=_run_probe_lam)

@@ -21,6 +21,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 TRUE = ("1", "true", "yes", "on")
@@ -276,6 +277,40 @@ def parse_assignment(text: str, targets: Mapping[str, type]) -> tuple[str, str, 
         return stage, name, parse_value(hints[name], value.strip())
     except ValueError as exc:
         raise ValueError(f"--set {text}: {exc}") from None
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum`` (a count of episodes, frames).
+
+    Raises (from the returned function):
+        argparse.ArgumentTypeError: not an integer, or below ``minimum``.
+    """
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {value}")
+        return value
+
+    count.__name__ = f"integer >= {minimum}"  # argparse names the type in its messages
+    return count
+
+
+def json_file(text: str) -> Path:
+    """An argparse ``type`` for a JSON output file: any path but an existing directory (checked
+    before the work, not when the result is written). An existing file is replaced, as asked;
+    ``/dev/stdout`` works.
+
+    Raises (from argparse):
+        argparse.ArgumentTypeError: ``text`` names an existing directory.
+    """
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; expected a file path")
+    return path
 
 
 def device_name(text: str) -> str:

@@ -17,7 +17,9 @@ from lapo.cli.common import (
 from lapo.cli.options import (
     add_config_options,
     add_device_option,
+    at_least,
     config_from_args,
+    json_file,
     with_device,
 )
 
@@ -103,7 +105,9 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
         help="label counts for the sweep, e.g. 16,32,64,128,256,512,1024",
     )
     p.add_argument("--seeds", type=int, default=3, help="sweep: seeds per label count")
-    p.add_argument("--episodes", type=int, default=32, help="sweep: episodes per evaluation")
+    p.add_argument(
+        "--episodes", type=at_least(1), default=32, help="sweep: episodes per evaluation"
+    )
     add_allow_unfinished(p, "stage-2 (--policy)")
     add_device_option(p)
     add_config_options(p, DecodeConfig, exclude=DECODE_EXCLUDE)
@@ -195,7 +199,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         default=1.0,
         help="sample from softmax(logits / T) (e.g. the T an expert recorded with)",
     )
-    p.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    p.add_argument("--json", type=json_file, help="also write the result to this JSON file")
     add_device_option(p)
     p.set_defaults(func=_run_evaluate)
 

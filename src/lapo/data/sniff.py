@@ -23,6 +23,15 @@ def _npz_format(path: Path) -> str:
     )
 
 
+def _kind(source: Path, video_extensions: Sequence[str]) -> str:
+    suffix = source.suffix.lower().lstrip(".")
+    if source.is_dir():
+        return "folder"
+    if suffix in video_extensions:
+        return "video"
+    return suffix if suffix in ("npy", "npz") else "unsupported"
+
+
 def detect_import_format(sources: Sequence[Path]) -> str:
     """Return ``video``, ``arrays``, ``lapo-release``, ``lerobot`` or ``minari`` for the given
     import sources.
@@ -47,6 +56,17 @@ def detect_import_format(sources: Sequence[Path]) -> str:
             raise FileNotFoundError(f"import source {s} does not exist")
     if all(s.is_file() and s.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS for s in sources):
         return "video"  # single video files
+    if len(sources) > 1:  # several sources are one kind: name the one that is not
+        kinds = {s: _kind(s, VIDEO_EXTENSIONS) for s in sources}
+        odd = [s for s, kind in kinds.items() if kind == "unsupported"]
+        if odd:
+            raise ValueError(
+                f"{odd[0]}: unsupported source; expected video files, .npy or .npz files, or "
+                "one folder (or pass --format)"
+            )
+        if len(set(kinds.values())) > 1:
+            listed = ", ".join(f"{s.name}: {kind}" for s, kind in kinds.items())
+            raise ValueError(f"the sources mix kinds ({listed}); import one kind at a time")
     if len(sources) == 1 and sources[0].is_dir():
         folder = sources[0]
         if (folder / "meta" / "info.json").is_file():

@@ -183,8 +183,11 @@ def evaluate_policy(
         on_env: called with the environment once it is made (e.g. ``ScriptedActor.bind``).
 
     Raises:
+        ValueError: ``episodes`` below 1.
         RuntimeError: ``max_steps`` vector steps passed before enough episodes finished.
     """
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
     num_envs = min(num_envs, episodes)
     per_env = -(-episodes // num_envs)
     env = make_env(game, num_envs, distribution_mode=distribution_mode, start_level=start_level,

@@ -30,7 +30,7 @@ from lapo.models.build import build_expert_policy
 from lapo.paths import write_json_atomic
 from lapo.rl.loop import check_run_dir, run_ppo
 from lapo.rl.trainer import PPOTrainer
-from lapo.safety import holds_lock
+from lapo.safety import check_run_output, holds_lock
 
 #: Sub-folder of an expert run holding its best checkpoint (``run_ppo``'s ``best_dir``).
 BEST = "best"
@@ -170,6 +170,18 @@ def _initial_weights(
     return net.state_dict()
 
 
+def check_export_output(out: str | Path) -> None:
+    """Refuse an export directory that is not new or empty (``lapo.safety.check_run_output``)
+    or already holds a checkpoint: an export never replaces one.
+
+    Raises:
+        FileExistsError: naming ``out`` and what it holds.
+    """
+    check_run_output(out)
+    if checkpoint_exists(Path(out) / CHECKPOINT):
+        raise FileExistsError(f"{out} already holds a checkpoint; remove it first")
+
+
 def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = None) -> Path:
     """Write a weights-only copy of an expert (for shipping in ``lapo/experts/<game>/``).
 
@@ -182,12 +194,12 @@ def export_expert(run: str | Path, out: str | Path, evaluation: dict | None = No
     prior_env_steps`` is the expert's whole training.
 
     Raises:
-        FileExistsError: ``out`` already holds a checkpoint.
+        FileExistsError: ``out`` already holds a checkpoint or something else
+            (``check_export_output``).
         lapo.checkpoint.CheckpointError: ``run`` is not a PPO expert.
     """
     out = Path(out)
-    if checkpoint_exists(out / CHECKPOINT):
-        raise FileExistsError(f"{out} already holds a checkpoint; remove it first")
+    check_export_output(out)
     net, config = load_expert(run, device="cpu")  # weights only: nothing computes
     meta = read_meta(checkpoint_path(run))
     keep = {k: meta[k] for k in ("config", "update", "env_steps", "metrics", "selected_by")
