@@ -19,6 +19,7 @@ from lapo.pipeline.expert_stage import (
     trains_expert,
 )
 from lapo.pipeline.run_config import RunConfig
+from lapo.safety import exclusive
 from lapo.stages.expert import train_expert
 
 
@@ -86,8 +87,10 @@ def test_lapo_run_trains_and_resumes_the_expert_of_an_unshipped_game(
 ) -> None:
     out = tmp_path / "run"
     config = RunConfig(env="bigfish", preset="smoke", out=out, train_expert=True)
-    # an expert stage stopped after 1 of its 3 updates (as by Ctrl-C): rerunning resumes it
-    train_expert(expert_config(config), out / "expert", max_updates=1, progress=False)
+    # an expert stage stopped after 1 of its 3 updates (as by Ctrl-C), inside the run
+    # directory's lock as `lapo run` holds it: rerunning resumes it
+    with exclusive(out):
+        train_expert(expert_config(config), out / "expert", max_updates=1, progress=False)
     args = ["run", "--preset", "smoke", "--env", "bigfish", "--train-expert", "--out", str(out)]
     assert main([*args, "--no-progress"]) == 0
     printed = capsys.readouterr().out
