@@ -101,7 +101,12 @@ def add_training_options(p: argparse.ArgumentParser, budget_help: str = "") -> N
     training command; ``budget_help`` adds to ``--time-budget``'s help."""
     from lapo.cli.options import add_device_option
 
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out exactly from its checkpoint; with no checkpoint there "
+        "yet it starts one, so one command serves the first start and every restart",
+    )
     p.add_argument(
         "--time-budget",
         type=float,
