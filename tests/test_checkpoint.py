@@ -237,7 +237,7 @@ def test_missing_files_and_foreign_json(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty is a directory, not a checkpoint"):
         load_checkpoint(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="checkpoint.json: no checkpoint"):
+    with pytest.raises(FileNotFoundError, match=r"empty holds no checkpoint \(no checkpoint\.json"):
         read_meta(checkpoint_path(tmp_path / "empty"))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "pipeline.json").write_text("{}")

@@ -294,7 +294,10 @@ def _missing(json_path: Path) -> FileNotFoundError:
         )
     if folder == path:
         return FileNotFoundError(f"{path} is a directory, not a checkpoint (no {json_path.name})")
-    return FileNotFoundError(f"{json_path}: no checkpoint (its .json file is missing)")
+    return FileNotFoundError(
+        f"{folder} holds no checkpoint (no {json_path.name}); expected a run directory or "
+        "checkpoint"
+    )
 
 
 def checkpoint_exists(path: str | os.PathLike) -> bool:

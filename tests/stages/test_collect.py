@@ -105,5 +105,7 @@ def test_policy_specs(tmp_path: Path) -> None:
     assert np.array_equal(
         RandomPolicy(seed=1).act(np.zeros((50, 1))), RandomPolicy(seed=1).act(np.zeros((50, 1)))
     )
-    with pytest.raises(FileNotFoundError, match="'random' or a policy checkpoint"):
+    with pytest.raises(FileNotFoundError, match="'scripted' or a policy checkpoint: .*missing"):
         make_policy(str(tmp_path / "missing.safetensors"))
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        make_policy(str(tmp_path))  # an existing folder is not called "not found"

@@ -54,9 +54,9 @@ def make_policy(
         return RandomPolicy(15 if action_spec is None else action_spec.dim, seed)
     try:
         net, config = load_expert(spec, device)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:  # the error says what is at spec instead
         raise FileNotFoundError(
-            f"--policy must be 'random' or a policy checkpoint; {spec} not found"
+            f"--policy must be 'random', 'scripted' or a policy checkpoint: {exc}"
         ) from None
     return PolicyActor(net, bf16=config.bf16, seed=seed, temperature=temperature)
 
