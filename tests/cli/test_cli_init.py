@@ -229,3 +229,18 @@ def test_help_imports_no_torch() -> None:
         "assert 'torch' not in sys.modules, 'lapo --help imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_lapo_warnings_print_as_one_line_and_others_as_python_shows_them() -> None:
+    import warnings
+
+    import lapo.device
+    from lapo import cli
+
+    ours = cli._format_warning("bf16 dropped", UserWarning, lapo.device.__file__, 155)
+    assert ours == "lapo: warning: bf16 dropped\n"
+    theirs = cli._format_warning("deprecated", FutureWarning, "/elsewhere/x.py", 3)
+    assert theirs.startswith("/elsewhere/x.py:3: FutureWarning: deprecated")
+    before = warnings.formatwarning
+    assert main(["expert", "list"]) == 0
+    assert warnings.formatwarning is before  # restored after the command

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from lapo import __version__
@@ -47,6 +49,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """lapo's own warnings as one ``lapo: warning: ...`` line, without the source line that
+    Python's format prints (which reads like part of a traceback); others as Python shows them."""
+    if Path(filename).resolve().is_relative_to(_PACKAGE):
+        return f"lapo: warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+_PACKAGE = Path(__file__).resolve().parents[1]  # the lapo package
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lapo`` console script; returns the exit status.
 
@@ -60,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lapo.safety import InUseError
 
     previous = signal.signal(signal.SIGTERM, _terminate)
+    warnings.formatwarning = _format_warning  # for this command; restored below
     try:
         if getattr(args, "device", None) is not None:  # before any work, not at its first use
             from lapo.device import check_available
@@ -78,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return STOP_EXIT.get(reason, STOP_EXIT["SIGINT"])
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = _PYTHON_FORMAT
     if stop_reason in STOP_EXIT:
         print(
             f"lapo: stopped ({stop_reason}) with a checkpoint; rerun with --resume to continue",
