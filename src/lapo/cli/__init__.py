@@ -49,7 +49,13 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+def _format_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
     """lapo's own warnings as one ``lapo: warning: ...`` line, without the source line that
     Python's format prints (which reads like part of a traceback); others as Python shows them."""
     if Path(filename).resolve().is_relative_to(_PACKAGE):
