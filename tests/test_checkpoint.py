@@ -241,8 +241,9 @@ def test_missing_files_and_foreign_json(tmp_path):
         read_meta(checkpoint_path(tmp_path / "empty"))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "pipeline.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="is a `lapo run` directory; name the folder"):
-        load_checkpoint(tmp_path / "run")
+    (tmp_path / "run" / "lam").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"run holds no checkpoint .*holds lam, pipeline"):
+        read_meta(checkpoint_path(tmp_path / "run"))
     save_checkpoint(tmp_path / "c", tensors={"x": torch.ones(2)})
     assert checkpoint_exists(tmp_path / "c")
     doc = json.loads((tmp_path / "c.json").read_text())

@@ -271,31 +271,21 @@ def checkpoint_digest(path: str | os.PathLike) -> str:
 
 def _missing(json_path: Path) -> FileNotFoundError:
     """The error for a checkpoint whose ``P.json`` is not there, saying what is there instead:
-    nothing, a file, a lapo dataset, a ``lapo run`` directory (whose stages hold the
-    checkpoints) or a folder without one."""
-    from lapo.safety import lapo_made  # imports this module: here, not at the top
-
+    nothing, a file, or a folder and a few of its entries (a dataset's ``manifest.json``, a
+    ``lapo run`` directory's ``pipeline.json`` and stage folders tell the user what they gave)."""
     path = json_path.with_name(json_path.name.removesuffix(".json"))
-    folder = path if path.is_dir() else None
-    if folder is None and path.name == CHECKPOINT and path.parent.is_dir():
-        folder = path.parent  # a run directory given, its checkpoint looked for
-    if folder is None:
-        if path.exists():
-            return FileNotFoundError(f"{path} is a file, not a checkpoint (no {json_path.name})")
-        return FileNotFoundError(f"{path}: no such run directory or checkpoint")
-    if lapo_made(folder) == "lapo dataset":
-        return FileNotFoundError(
-            f"{folder} is a lapo dataset; expected a run directory or checkpoint here"
-        )
-    if (folder / "pipeline.json").is_file():
-        return FileNotFoundError(
-            f"{folder} is a `lapo run` directory; name the folder of one of its stages here "
-            "(e.g. lam, bc, decode/decoded, expert)"
-        )
-    if folder == path:
+    if path.is_dir():
         return FileNotFoundError(f"{path} is a directory, not a checkpoint (no {json_path.name})")
+    if path.exists():
+        return FileNotFoundError(f"{path} is a file, not a checkpoint (no {json_path.name})")
+    folder = path.parent
+    if path.name != CHECKPOINT or not folder.is_dir():
+        return FileNotFoundError(f"{path}: no such run directory or checkpoint")
+    entries = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
     return FileNotFoundError(
-        f"{folder} holds no checkpoint (no {json_path.name}); expected a run directory or "
+        f"{folder} holds no checkpoint (no {json_path.name}; "
+        f"{'it holds ' + shown if entries else 'it is empty'}); expected a run directory or "
         "checkpoint"
     )
 

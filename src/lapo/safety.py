@@ -149,13 +149,14 @@ def check_run_output(path: str | os.PathLike) -> None:
             f"{path} is a file; a run is written into a new or empty directory: choose another "
             "--out"
         )
-    if (path / RUN_LOCK).exists() or lapo_made(path) == "lapo run directory":
+    made = lapo_made(path)
+    if (path / RUN_LOCK).exists() or made == "lapo run directory":
         return
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         return
     more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
-    what = "a lapo dataset" if lapo_made(path) else "not a lapo run directory"
+    what = "a lapo dataset" if made else "not a lapo run directory"
     raise FileExistsError(
         f"{path} is {what} (it holds {', '.join(entries[:3])}{more}); a run is written into a "
         "new or empty directory or continues its own: choose another --out"
