@@ -54,10 +54,10 @@ def detect_import_format(sources: Sequence[Path]) -> str:
     for s in sources:
         if not s.exists():
             raise FileNotFoundError(f"import source {s} does not exist")
-    if all(s.is_file() and s.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS for s in sources):
+    kinds = {s: _kind(s, VIDEO_EXTENSIONS) for s in sources}
+    if set(kinds.values()) == {"video"}:
         return "video"  # single video files
     if len(sources) > 1:  # several sources are one kind: name the one that is not
-        kinds = {s: _kind(s, VIDEO_EXTENSIONS) for s in sources}
         odd = [s for s, kind in kinds.items() if kind == "unsupported"]
         if odd:
             raise ValueError(
