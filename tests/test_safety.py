@@ -867,3 +867,18 @@ def test_atomic_file_leaves_the_old_file_or_the_new_one(tmp_path) -> None:
     with atomic_file(target, "w") as fh:
         fh.write("new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_failed_run_leaves_no_folder_holding_only_the_lock(tmp_path) -> None:
+    run = tmp_path / "new" / "run"
+    with pytest.raises(RuntimeError), exclusive(run):
+        assert (run / ".lapo.lock").exists()
+        raise RuntimeError("failed before writing")
+    assert not run.exists() and (tmp_path / "new").is_dir()
+    with exclusive(run):  # a run that wrote something keeps its directory
+        (run / "config.json").write_text("{}")
+    assert sorted(p.name for p in run.iterdir()) == [".lapo.lock", "config.json"]
+    (tmp_path / "mine").mkdir()
+    with exclusive(tmp_path / "mine"):  # a directory that existed before is never removed
+        pass
+    assert (tmp_path / "mine").is_dir()

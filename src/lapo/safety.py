@@ -23,7 +23,7 @@ import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,8 @@ def exclusive(target: str | os.PathLike, *, inside: bool = True) -> Iterator[Non
             the lock is the sibling ``.<name>.lapo.lock``).
 
     Re-entrant within a process (a ``lapo run`` holds its run directory while its stages take
-    their own). Under ``torchrun`` only rank 0 (``RANK`` unset or 0) takes it.
+    their own). A run directory this call created is removed again on exit when the block
+    wrote nothing into it (a command that failed early leaves no folder holding only the lock). Under ``torchrun`` only rank 0 (``RANK`` unset or 0) takes it.
 
     Raises:
         InUseError: another process holds it; the message names its pid.
@@ -233,6 +234,7 @@ def exclusive(target: str | os.PathLike, *, inside: bool = True) -> Iterator[Non
     key = lock_file.resolve()
     if inside and key not in _HELD:
         check_run_output(target)
+    created = inside and key not in _HELD and not target.exists()
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     if key in _HELD:
         _HELD[key] += 1
@@ -259,7 +261,14 @@ def exclusive(target: str | os.PathLike, *, inside: bool = True) -> Iterator[Non
     finally:
         _HELD.pop(key, None)
         pid_file.unlink(missing_ok=True)
+        # A run that failed before writing anything leaves no folder holding only the lock.
+        empty = created and target.is_dir() and [p.name for p in target.iterdir()] == [RUN_LOCK]
+        if empty:
+            lock_file.unlink(missing_ok=True)
         lock.release()
+        if empty:
+            with suppress(OSError):  # another process may have begun writing into it
+                target.rmdir()
 
 
 def holds_lock(

@@ -79,3 +79,27 @@ def test_api_overrides_are_checked_like_the_cli() -> None:
         RunConfig(preset="smoke", overrides={"decode": {"epochs": 1}})
     config = RunConfig(preset="smoke", overrides={"bc": {"steps": 3}})
     assert dataclasses.replace(config, labels=16).overrides == {"bc": {"steps": 3}}
+
+
+@pytest.mark.parametrize(
+    ("expert", "message"),
+    [("missing", "expert {p}: no such run directory or checkpoint"),
+     ("empty", "expert {p} holds no checkpoint (no checkpoint.json; it is empty)"),
+     ("run", "expert {p} holds no checkpoint (no checkpoint.json; it holds notes.txt)")],
+)  # fmt: skip
+def test_a_bad_expert_is_one_error_line_and_leaves_no_run_directory(
+    expert, message, tmp_path: Path, capsys
+) -> None:
+    path = tmp_path / expert
+    if expert == "empty":
+        path.mkdir()
+    elif expert == "run":
+        path.mkdir()
+        (path / "notes.txt").write_text("mine")
+    out = tmp_path / "out"
+    argv = ["run", "--env", "maze", "--preset", "smoke", "--expert", str(path), "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lapo: error:") and err.count("\n") == 1, err
+    assert message.format(p=path) in err, err
+    assert not out.exists()  # the run lock's folder is removed again

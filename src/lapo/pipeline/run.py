@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lapo.checkpoint import checkpoint_exists
+from lapo.checkpoint import checkpoint_exists, read_meta
 from lapo.config import CollectConfig
 from lapo.envs import env_action_spec
 from lapo.envs.scripted import SCRIPTED_EXPERTS
@@ -60,7 +60,12 @@ def _expert_path(config: RunConfig) -> Path:
 def _expert_digest(path: Path) -> str:
     if str(path) == SCRIPTED:
         return SCRIPTED
-    return json.loads(checkpoint_path(path).with_suffix(".json").read_text())["tensors_sha256"]
+    path = checkpoint_path(path)
+    try:
+        read_meta(path)  # a lapo checkpoint, or one clear line saying what is there instead
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"expert {error}") from None
+    return json.loads(path.with_name(path.name + ".json").read_text())["tensors_sha256"]
 
 
 def _check_finished(metrics: dict, stage: str) -> dict:
