@@ -219,7 +219,8 @@ def exclusive(target: str | os.PathLike, *, inside: bool = True) -> Iterator[Non
 
     Re-entrant within a process (a ``lapo run`` holds its run directory while its stages take
     their own). A run directory this call created is removed again on exit when the block
-    wrote nothing into it (a command that failed early leaves no folder holding only the lock). Under ``torchrun`` only rank 0 (``RANK`` unset or 0) takes it.
+    wrote nothing into it (a command that failed early leaves no folder holding only the
+    lock). Under ``torchrun`` only rank 0 (``RANK`` unset or 0) takes it.
 
     Raises:
         InUseError: another process holds it; the message names its pid.

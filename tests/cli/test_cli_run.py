@@ -103,3 +103,18 @@ def test_a_bad_expert_is_one_error_line_and_leaves_no_run_directory(
     assert err.startswith("lapo: error:") and err.count("\n") == 1, err
     assert message.format(p=path) in err, err
     assert not out.exists()  # the run lock's folder is removed again
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "hint"),
+    [(["run"], "coinrn", "; did you mean coinrun?"),
+     (["expert", "train"], "Pendulm-v1", "; did you mean Pendulum-v1?"),
+     (["collect", "--out", "ds"], "nosuch", "")],
+)  # fmt: skip
+def test_an_unknown_env_is_named_with_the_closest_known_one(command, env, hint, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([*command, "--env", env])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "expected a Procgen game (bigfish, bossfight," in err
+    assert err.endswith(f"got {env!r}{hint}"), err

@@ -4,6 +4,7 @@ options every training command has."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 
 from lapo.envs.games import DISTRIBUTION_MODES, GAMES
@@ -37,6 +38,30 @@ class EnvChoices(tuple):
 
 #: ``--env`` choices of every command: a Procgen game or a Gymnasium id.
 ENV_CHOICES = EnvChoices(GAMES)
+
+
+def env_name(text: str) -> str:
+    """argparse type of ``--env``: a Procgen game or a registered Gymnasium id, else one error
+    line that lists the games and names the closest known id (a typo such as ``coinrn`` or
+    ``Pendulm-v1``; argparse's own message would list only the games).
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is neither.
+    """
+    if text in ENV_CHOICES:
+        return text
+    from lapo.envs.gymnasium import gymnasium_ids
+
+    close = difflib.get_close_matches(text, [*GAMES, *gymnasium_ids()], n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise argparse.ArgumentTypeError(
+        f"expected a Procgen game ({', '.join(GAMES)}) or a registered Gymnasium id such as "
+        f"Pendulum-v1, got {text!r}{hint}"
+    )
+
+
+#: ``--env`` converters of the commands whose config has a Procgen ``env`` field.
+PROCGEN_TYPES = {"env": env_name}
 
 #: Choices of the Procgen fields of the configs (``lapo.config`` imports nothing from lapo).
 PROCGEN_CHOICES = {"env": ENV_CHOICES, "distribution_mode": DISTRIBUTION_MODES}

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.common import PROCGEN_CHOICES, HelpFormatter
+from lapo.cli.common import PROCGEN_CHOICES, PROCGEN_TYPES, HelpFormatter
 from lapo.cli.options import add_config_options, add_device_option, config_from_args, with_device
 from lapo.config import RESIZE_MODES
 
@@ -25,7 +25,7 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     )
     add_device_option(p)
     add_config_options(
-        p, CollectConfig, choices=PROCGEN_CHOICES,
+        p, CollectConfig, choices=PROCGEN_CHOICES, types_=PROCGEN_TYPES,
         help_={"overwrite": "replace an existing dataset at --out (only after recording succeeds)"},
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from lapo.cli.common import PROCGEN_CHOICES, HelpFormatter, add_training_options, budget_seconds
+from lapo.cli.common import (
+    PROCGEN_CHOICES,
+    PROCGEN_TYPES,
+    HelpFormatter,
+    add_training_options,
+    budget_seconds,
+)
 from lapo.cli.options import (
     add_config_options,
     add_device_option,
@@ -56,7 +62,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     add_training_options(tr)
     add_config_options(
         tr, PPOConfig, PPO_PRESETS, exclude=PPO_EXCLUDE, aliases=PPO_ALIASES,
-        choices=PROCGEN_CHOICES, required=("env",),
+        choices=PROCGEN_CHOICES, types_=PROCGEN_TYPES, required=("env",),
     )  # fmt: skip
     tr.set_defaults(func=_run_expert_train)
     ev = ex_sub.add_parser(

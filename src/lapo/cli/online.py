@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lapo.cli.common import (
     PROCGEN_CHOICES,
+    PROCGEN_TYPES,
     HelpFormatter,
     add_allow_unfinished,
     add_training_options,
@@ -39,7 +40,7 @@ def _common(p: argparse.ArgumentParser, exclude: tuple[str, ...], learning_rate:
     add_training_options(p)
     add_config_options(
         p, FinetuneConfig, FINETUNE_PRESETS, exclude=exclude, aliases=ALIASES,
-        choices=PROCGEN_CHOICES, required=("env",),
+        choices=PROCGEN_CHOICES, types_=PROCGEN_TYPES, required=("env",),
         help_={"learning_rate": learning_rate},
     )  # fmt: skip
 

@@ -12,6 +12,7 @@ from lapo.cli.common import (
     add_allow_unfinished,
     add_training_options,
     budget_seconds,
+    env_name,
     label_counts,
 )
 from lapo.cli.options import (
@@ -181,6 +182,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--env",
         choices=ENV_CHOICES,
+        type=env_name,
         metavar="GAME",
         help="Procgen game or Gymnasium id (default: the one stored in the checkpoint)",
     )

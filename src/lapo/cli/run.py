@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lapo.cli.common import ENV_CHOICES, HelpFormatter, budget_seconds, label_counts
+from lapo.cli.common import ENV_CHOICES, HelpFormatter, budget_seconds, env_name, label_counts
 from lapo.cli.options import add_config_options, config_overrides, device_name, parse_assignment
 
 REDO_STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
@@ -32,7 +32,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         p, RunConfig, {name: {**RUN_DEFAULTS, **values} for name, values in RUN_PRESETS.items()},
         exclude=RUN_EXCLUDE,
         choices={"env": ENV_CHOICES, "preset": RUN_PRESETS},
-        types_={"sweep": label_counts, "device": device_name},
+        types_={"env": env_name, "sweep": label_counts, "device": device_name},
         help_={
             "env": "game (default: the first shipped expert's, coinrun when shipped)",
             "preset": "cpu, paper or smoke: every stage's preset and the defaults of the "

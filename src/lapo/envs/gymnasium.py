@@ -50,6 +50,13 @@ def is_gymnasium_id(name: str) -> bool:
     return name in _gymnasium().registry
 
 
+def gymnasium_ids() -> list[str]:
+    """The registered Gymnasium ids (empty when gymnasium is missing)."""
+    if not gymnasium_available():
+        return []
+    return sorted(_gymnasium().registry)
+
+
 def action_spec_of(space) -> ActionSpec:
     """The ``ActionSpec`` of a single Gymnasium action space.
 
