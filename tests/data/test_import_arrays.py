@@ -140,6 +140,11 @@ def test_mixed_import_sources_name_the_odd_one(tmp_path: Path) -> None:
         path.write_bytes(b"")  # the kind is told from the name; nothing is read
     with pytest.raises(ValueError, match=r"notes\.txt: unsupported source"):
         detect_import_format([video, notes])
-    with pytest.raises(ValueError, match=r"mix kinds \(v\.mp4: video, a\.npy: npy\)"):
+    with pytest.raises(ValueError, match=r"different importers \(v\.mp4: video, a\.npy: arrays\)"):
         detect_import_format([video, arr])
     assert detect_import_format([video, video]) == "video"
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "c.webm").write_bytes(b"")
+    assert detect_import_format([tmp_path / "clips", video]) == "video"  # the README's quickstart
+    with pytest.raises(ValueError, match=r"\(clips: video, a\.npy: arrays\)"):
+        detect_import_format([tmp_path / "clips", arr])

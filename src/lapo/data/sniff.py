@@ -23,30 +23,51 @@ def _npz_format(path: Path) -> str:
     )
 
 
-def _kind(source: Path, video_extensions: Sequence[str]) -> str:
-    suffix = source.suffix.lower().lstrip(".")
-    if source.is_dir():
-        return "folder"
+def _folder_format(folder: Path, video_extensions: Sequence[str]) -> str:
+    if (folder / "meta" / "info.json").is_file():
+        return "lerobot"
+    if any((f / "main_data.hdf5").is_file() for f in (folder, folder / "data")):
+        return "minari"
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if any(p.suffix.lower().lstrip(".") in video_extensions for p in files):
+        return "video"
+    arrays = [p for p in files if p.suffix.lower() in (".npy", ".npz")]
+    if not arrays:
+        raise ValueError(
+            f"{folder}: found neither video files ({', '.join(video_extensions)}) "
+            "nor .npy/.npz files"
+        )
+    return _file_format(arrays[0], video_extensions)
+
+
+def _file_format(path: Path, video_extensions: Sequence[str]) -> str:
+    suffix = path.suffix.lower().lstrip(".")
     if suffix in video_extensions:
         return "video"
-    return suffix if suffix in ("npy", "npz") else "unsupported"
+    if suffix == "npy":
+        return "arrays"
+    if suffix == "npz":
+        return _npz_format(path)
+    raise ValueError(
+        f"{path}: unsupported source; expected video files, .npy or .npz files, or a folder of "
+        "them (or pass --format)"
+    )
 
 
 def detect_import_format(sources: Sequence[Path]) -> str:
     """Return ``video``, ``arrays``, ``lapo-release``, ``lerobot`` or ``minari`` for the given
-    import sources.
+    import sources, each told apart on its own; all of them must need the same importer.
 
     A folder with ``meta/info.json`` is ``lerobot``; one with ``main_data.hdf5`` (in it or in
-    its ``data/``) is ``minari``.
-
-    A folder holding video files, or video files named, is ``video``; .npy files are
-    ``arrays``; .npz files are ``lapo-release`` when they have the release's keys (obs, ta,
-    done), ``arrays`` when they have ``frames``. A folder of .npz/.npy files is judged by its
-    first file.
+    its ``data/``) is ``minari``; one holding video files is ``video``; a folder of .npz/.npy
+    files is judged by its first file. Video files are ``video`` (so video files and folders
+    of them import together); .npy files are ``arrays``; .npz files are ``lapo-release`` when
+    they have the release's keys (obs, ta, done), ``arrays`` when they have ``frames``.
 
     Raises:
         FileNotFoundError: a source does not exist.
-        ValueError: the format cannot be told; the message lists what was found.
+        ValueError: the format of a source cannot be told, or the sources need different
+            importers; the message names the source(s).
     """
     from lapo.data.import_video import VIDEO_EXTENSIONS
 
@@ -54,41 +75,13 @@ def detect_import_format(sources: Sequence[Path]) -> str:
     for s in sources:
         if not s.exists():
             raise FileNotFoundError(f"import source {s} does not exist")
-    kinds = {s: _kind(s, VIDEO_EXTENSIONS) for s in sources}
-    if set(kinds.values()) == {"video"}:
-        return "video"  # single video files
-    if len(sources) > 1:  # several sources are one kind: name the one that is not
-        odd = [s for s, kind in kinds.items() if kind == "unsupported"]
-        if odd:
-            raise ValueError(
-                f"{odd[0]}: unsupported source; expected video files, .npy or .npz files, or "
-                "one folder (or pass --format)"
-            )
-        if len(set(kinds.values())) > 1:
-            listed = ", ".join(f"{s.name}: {kind}" for s, kind in kinds.items())
-            raise ValueError(f"the sources mix kinds ({listed}); import one kind at a time")
-    if len(sources) == 1 and sources[0].is_dir():
-        folder = sources[0]
-        if (folder / "meta" / "info.json").is_file():
-            return "lerobot"
-        if any((f / "main_data.hdf5").is_file() for f in (folder, folder / "data")):
-            return "minari"
-        files = sorted(p for p in folder.iterdir() if p.is_file())
-        if any(p.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS for p in files):
-            return "video"
-        arrays = [p for p in files if p.suffix.lower() in (".npy", ".npz")]
-        if not arrays:
-            raise ValueError(
-                f"{folder}: found neither video files ({', '.join(VIDEO_EXTENSIONS)}) "
-                "nor .npy/.npz files"
-            )
-        sources = arrays[:1]
-    first = sources[0]
-    if first.suffix.lower() == ".npy":
-        return "arrays"
-    if first.suffix.lower() == ".npz":
-        return _npz_format(first)
-    raise ValueError(
-        f"{first}: unsupported source; expected a folder of videos, .npy or .npz files "
-        "(or pass --format)"
-    )
+    formats = {
+        s: _folder_format(s, VIDEO_EXTENSIONS) if s.is_dir() else _file_format(s, VIDEO_EXTENSIONS)
+        for s in sources
+    }
+    if len(set(formats.values())) > 1:
+        listed = ", ".join(f"{s.name}: {fmt}" for s, fmt in formats.items())
+        raise ValueError(
+            f"the sources need different importers ({listed}); import one kind at a time"
+        )
+    return formats[sources[0]]
