@@ -54,6 +54,7 @@ def test_run_on_action_free_data_writes_latent_figures_and_says_why_no_decoding(
     assert "confusion.png" not in figures and "returns.png" not in figures
     assert "Skipped: the run has no action labels" in md
     assert "coloured by its quantized code" in md
+    assert f"| data | the given dataset {data} |" in md and "expert (records" not in md
     assert not (out / "data").exists()  # the dataset is not copied into the run
     stages = json.loads((out / "pipeline.json").read_text())["stages"]
     assert set(stages) == {"collect", "lam", "bc", "report"}

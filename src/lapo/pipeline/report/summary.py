@@ -42,8 +42,11 @@ def collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
             for name, r in raw["returns"].items()
         },
         "seconds": {s: v["seconds"] for s, v in stages.items()},
-        "expert_origin": expert_origin(config, stages),
     }
+    if getattr(config, "data", None):  # given data: no expert recorded it
+        metrics["data_origin"] = f"the given dataset {config.data}"
+    else:
+        metrics["expert_origin"] = expert_origin(config, stages)
     if "expert" in stages:
         metrics["expert_stage"] = stages["expert"]["summary"]
     if "online" in stages:
@@ -75,6 +78,8 @@ def summary_section(rep, metrics: dict, codebook_size: int) -> None:
         )
     if "expert_origin" in metrics:
         rows.append(["expert (records the data)", metrics["expert_origin"]])
+    if "data_origin" in metrics:
+        rows.append(["data", metrics["data_origin"]])
     if "test/fdm_mse" in lam:
         rows.append(["next-frame MSE of the FDM (held-out)", f"{lam['test/fdm_mse']:.5f}"])
     if "test/decoder_accuracy" in metrics["decode"]:
