@@ -95,3 +95,11 @@ def test_cli_prints_the_figures_and_reports_errors_in_one_line(trained, tmp_path
         capture_output=True, text=True,
     )  # fmt: skip
     assert failed.returncode == 1 and failed.stderr.startswith("lapo: error:")
+
+
+def test_too_few_held_out_windows_skip_the_probes_with_a_reason(trained, tmp_path: Path) -> None:
+    run, _ = trained
+    write_sprite_dataset(tmp_path / "short", episodes=1, length=5, size=32, seed=2)  # 3 windows
+    result = probe_lam(run, tmp_path / "short")
+    assert result["num_samples"] == 3 and "probe_mlp_accuracy" not in result
+    assert "hold 3 transitions, the probes need at least 4" in result["probes_skipped"]

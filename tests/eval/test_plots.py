@@ -165,6 +165,10 @@ def test_fdm_prediction_grid(tmp_path) -> None:
     assert_png(path)
     gray = obs[..., :1]
     assert_png(plots.plot_fdm_predictions(gray, gray, preds[..., :1], labels, tmp_path / "g.png"))
+    rgba = np.concatenate([obs, np.full_like(obs[..., :1], 255)], axis=-1)  # e.g. imported RGBA
+    alpha = np.concatenate([preds, np.zeros_like(preds[..., :1])], axis=-1)
+    assert_png(plots.plot_fdm_predictions(rgba, rgba, alpha, labels, tmp_path / "a.png"))
+    assert plots._image(rgba[0])[0].shape == (16, 16, 3)  # the fourth channel is not drawn
     with pytest.raises(ValueError, match="predictions must be"):
         plots.plot_fdm_predictions(obs, obs, preds, labels[:2], tmp_path / "x.png")
     with pytest.raises(ValueError, match="uint8"):

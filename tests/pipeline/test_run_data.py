@@ -95,7 +95,14 @@ def test_run_data_refuses_bad_labels_before_work(tmp_path: Path, capsys) -> None
     write_sprite_dataset(small, episodes=2, length=8, size=32)
     assert _run(data, out, "--labels-from", str(small)) == 1
     assert "frames of shape (32, 32, 3), expected (64, 64, 3)" in capsys.readouterr().err
-    assert not (out / "lam").exists()
+    assert _run(small, out) == 1  # stage 1 would take 32x32 frames, stage 2's encoder not
+    assert "nature policy encoder needs square frames" in capsys.readouterr().err
+    labelled = tmp_path / "labelled"
+    write_sprite_dataset(labelled, episodes=4, length=8)
+    assert _run(data, out, "--labels-from", str(labelled), "--labels", "1000") == 1
+    err = capsys.readouterr().err
+    assert "stage 3 draws 1000 labelled transitions (--labels), but the training" in err
+    assert not out.exists()  # nothing trained, no run directory left behind
     with pytest.raises(SystemExit):
         main(["run", "--data"])
 

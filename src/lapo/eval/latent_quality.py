@@ -60,8 +60,10 @@ def latent_quality(
     ``frame_difference_mlp_accuracy`` (the same MLP probe on the 4x-pooled o_{t+1} - o_t: what
     the latents should beat), ``majority_accuracy``, ``nmi`` (joint code vs action, discrete
     quantizers only), ``code_action_histogram`` (the ``top_codes`` most used joint codes),
-    ``distinct_codes``, ``num_samples``. Continuous actions (a box action space): instead
-    ``probe_linear_r2``, ``probe_mlp_r2`` and ``frame_difference_mlp_r2``, the R^2 of
+    ``distinct_codes``, ``num_samples``; with fewer than 4 held-out windows only
+    ``num_samples`` and ``probes_skipped`` (why, in a sentence). Continuous actions (a box
+    action space): instead ``probe_linear_r2``, ``probe_mlp_r2`` and
+    ``frame_difference_mlp_r2``, the R^2 of
     regression probes on the actions scaled to ``[-1, 1]`` (``lapo.eval.probes.probe_r2``).
 
     Raises:
@@ -72,6 +74,12 @@ def latent_quality(
     if not dataset.has_actions:
         raise ValueError(f"{dataset.path}: latent-quality probes need true actions; it has none")
     count = min(samples or config.probe_samples, len(index))
+    if count < 4:  # each probe trains on half and tests on the other half
+        return {
+            "num_samples": count,
+            "probes_skipped": f"No action probes: the held-out episodes hold {count} "
+            "transitions, the probes need at least 4 (import more frames or episodes).",
+        }
     windows = np.sort(index.labelled_subset(count, seed=123))
     actions = np.asarray(dataset.actions[index.frame_index(windows)])
     device = next(model.parameters()).device

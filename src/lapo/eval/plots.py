@@ -254,7 +254,9 @@ def plot_latent_map(
 
 
 def _image(frame: np.ndarray) -> tuple[np.ndarray, str | None]:
-    return (frame[..., 0], "gray") if frame.shape[-1] == 1 else (frame, None)
+    """A ``(H, W, C) uint8`` frame as matplotlib shows it: RGB for C >= 3 (a fourth channel,
+    such as alpha, is not drawn), else the first channel in gray."""
+    return (frame[..., :3], None) if frame.shape[-1] >= 3 else (frame[..., 0], "gray")
 
 
 def plot_fdm_predictions(
@@ -272,7 +274,8 @@ def plot_fdm_predictions(
     then the prediction under each of K latent codes.
 
     Args:
-        observations, next_frames: ``(M, H, W, C) uint8`` (C = 1 or 3).
+        observations, next_frames: ``(M, H, W, C) uint8`` (C >= 3: the first three are drawn
+            as RGB; else the first channel in gray).
         predictions: ``(M, K, H, W, C) uint8``; K >= 0.
         code_labels: K column titles, e.g. the code indices and their share of use.
         own_predictions: ``(M, H, W, C) uint8`` or None.
@@ -292,8 +295,6 @@ def plot_fdm_predictions(
         )
         if arr.shape != expected or arr.dtype != np.uint8:
             raise ValueError(f"{name} must be {expected} uint8, got {arr.shape} {arr.dtype}")
-    if frame_shape[-1] not in (1, 3):
-        raise ValueError(f"frames must have 1 or 3 channels (H, W, C), got shape {frame_shape}")
     columns = [(r"$o_t$", observations), (r"$o_{t+1}$ (real)", next_frames)]
     if own_predictions is not None:
         columns.append(("own IDM latent", own_predictions))

@@ -78,16 +78,23 @@ def _check_finished(metrics: dict, stage: str) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float) or v is None}
 
 
-def _given_data(config: RunConfig) -> tuple[dict, dict | None]:
+def _given_data(config: RunConfig, configs: dict) -> tuple[dict, dict | None]:
     """Settings of the ``collect`` stage of a run on given data (``config.data``), and of the
     labelled dataset stage 3 decodes with: ``labels_from``, else the data itself when it has
-    true actions, else None (no stage 3). Both are checked before any work.
+    true actions, else None (no stage 3). Both are checked before any work, against what the
+    stages will ask of them (``configs``, the run's stage configs): frames the latent action
+    model and the policy encoder take, and as many labelled training transitions as stage 3's
+    ``labels``.
 
     Raises:
-        lapo.data.DatasetError: a dataset is missing or invalid.
-        ValueError: the labelled dataset has no actions, or another frame shape than ``data``.
+        lapo.data.DatasetError: a dataset is missing or invalid, or too short to split.
+        ValueError: the frames do not fit the models; the labelled dataset has no actions,
+            another frame shape than ``data`` or fewer training transitions than ``labels``.
     """
     from lapo.data import manifest_digest, open_dataset
+    from lapo.data.windows import split_windows
+    from lapo.models.build import check_policy_frames
+    from lapo.models.lam import check_lam_frames
 
     with open_dataset(config.data) as data:
         given = {
@@ -98,6 +105,8 @@ def _given_data(config: RunConfig) -> tuple[dict, dict | None]:
             "has_actions": data.has_actions,
         }
         frame_shape = tuple(data.frame_shape)
+    check_lam_frames(configs["lam"], frame_shape, str(config.data))
+    check_policy_frames(configs["bc"], frame_shape, str(config.data))
     labels_from = config.labels_from
     if labels_from is None and given["has_actions"]:
         labels_from = Path(config.data)  # the data's own actions label stage 3, as in a recording
@@ -112,6 +121,15 @@ def _given_data(config: RunConfig) -> tuple[dict, dict | None]:
             raise ValueError(
                 f"{labels_from}: frames of shape {tuple(labelled.frame_shape)}, expected "
                 f"{frame_shape} as in {config.data} (the same source, imported alike)"
+            )
+        lam = configs["lam"]
+        train, _ = split_windows(labelled, lam.context, lam.test_fraction, lam.seed)
+        labels = configs["decode"].labels
+        if labels > train.num_windows:
+            raise ValueError(
+                f"{labels_from}: stage 3 draws {labels} labelled transitions (--labels), but the "
+                f"training episodes hold only {train.num_windows}: pass --labels "
+                f"{train.num_windows} or fewer, or label more frames"
             )
         return given, {
             "labels_from": str(Path(labels_from).resolve()),
@@ -291,7 +309,7 @@ def stage_settings(config: RunConfig, configs: dict, expert: Path | None) -> dic
     lam = {**dataclasses.asdict(configs["lam"]), "minutes": config.lam_minutes}
     bc = {**dataclasses.asdict(configs["bc"]), "minutes": config.bc_minutes}
     if config.own_data:  # the given dataset stands for the recording; nothing is played
-        given, labelled = _given_data(config)
+        given, labelled = _given_data(config, configs)
         settings: dict[str, dict] = {"collect": given, "lam": lam, "bc": bc}
         if labelled is not None:
             settings["decode"] = {**dataclasses.asdict(configs["decode"]), **labelled}

@@ -144,6 +144,8 @@ def lam_section(
              ["MLP on 4x-pooled frame difference (baseline)",
               quality["frame_difference_mlp_r2"]]],
         )  # fmt: skip
+    elif "probes_skipped" in quality:
+        rep.paragraph(quality["probes_skipped"])
     elif quality:
         rep.table(
             ["probe (held-out)", "accuracy"],
