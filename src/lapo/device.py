@@ -76,7 +76,8 @@ def default_preset() -> str:
 
 NO_NATIVE_BF16 = (
     "bf16 was requested but this {device} has no native bf16 arithmetic ({why}); computing in "
-    "fp32 instead, which is faster here (bf16=False, or --no-bf16, silences this)"
+    "fp32 instead (bf16 off silences this: bf16=False in a config, --no-bf16 on a training "
+    "command, --set lam.bf16=false --set bc.bf16=false on lapo run)"
 )
 
 
@@ -126,12 +127,15 @@ def _onednn_bf16() -> bool | None:
 def bf16_enabled(requested: bool, device: torch.device | str) -> bool:
     """The effective bf16 setting: ``requested`` and native bf16 on ``device``.
 
-    Warns (``UserWarning``) the first time a request is dropped in this process, and only then.
+    Warns (``UserWarning``) the first time a request is dropped on an accelerator in this
+    process, and only then: a GPU without bf16 is worth a line. A CPU without native bf16 (AVX2
+    only) falls back silently: fp32 is the faster choice there, the one the user would make,
+    and every stage records the precision it computed in (the report's configuration table).
     """
     if not requested:
         return False
     native, why = native_bf16(device)
-    if not native:
+    if not native and torch.device(device).type != "cpu":
         _warn_once(NO_NATIVE_BF16.format(device=torch.device(device).type.upper(), why=why))
     return native
 

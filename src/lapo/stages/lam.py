@@ -103,8 +103,8 @@ def collapse_warning(metrics: dict, config: LAMConfig, step: int) -> str | None:
         return None
     return (
         f"warning: the codebook has collapsed at update {step} (every window gets the same "
-        f"code), so the latent action tells the FDM nothing; --restart-dead-codes usually "
-        f"revives it"
+        f"code), so the latent action tells the FDM nothing; dead-code restarts usually "
+        f"revive it (--restart-dead-codes; lapo run: --set lam.restart_dead_codes=true)"
     )
 
 
