@@ -118,7 +118,7 @@ def check_finished(path: str | Path, *, allow_unfinished: bool = False, what: st
         named = f"{what} " if what else ""
         raise UnfinishedRunError(
             f"{named}{path.parent}: its training stopped at {done}{why}; resume it with --resume "
-            "to finish, or pass --allow-unfinished to use it as it is"
+            "to finish, or pass allow_unfinished=True (--allow-unfinished) to use it as it is"
         )
     return meta
 

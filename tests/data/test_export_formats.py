@@ -58,7 +58,7 @@ def test_export_round_trips(tmp_path: Path) -> None:
         assert (ds.read_frames(0, 21) == dataset.read_frames(0, 21)).all()  # lossless
         kept = np.load(back / "continuous_actions.npy").reshape(3, 7, -1)
         np.testing.assert_array_equal(kept[:, :6], zeroed.reshape(3, 7, -1)[:, :6])
-    with pytest.raises(FileExistsError, match="pass --overwrite"):
+    with pytest.raises(FileExistsError, match=r"pass overwrite=True \(--overwrite\)"):
         export_minari(dataset, minari, latent, codes, progress=False)
     export_minari(dataset, minari, latent, codes, overwrite=True, progress=False)
 

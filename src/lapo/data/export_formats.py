@@ -47,7 +47,9 @@ def _prepare(out: Path, overwrite: bool, dataset: LapoDataset, kind: str) -> Pat
     check_disjoint(out, [dataset.path])
     if out.exists():
         if not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace an earlier export")
+            raise FileExistsError(
+                f"{out} exists; pass overwrite=True (--overwrite) to replace an earlier export"
+            )
         if not (out / MARKER).is_file():
             raise FileExistsError(f"{out} exists and is not a lapo export; not replacing it")
         shutil.rmtree(out)

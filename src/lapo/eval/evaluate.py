@@ -64,7 +64,7 @@ def evaluate_checkpoint(
     net, meta = load_policy(path, device)  # None: lapo.device.default_device()
     game = game or meta.get("env") or meta.get("config", {}).get("env")
     if not game:
-        raise ValueError(f"{path} does not say which game it plays; pass --env GAME")
+        raise ValueError(f"{path} does not say which game it plays; pass game=GAME (--env GAME)")
     actor = PolicyActor(net, greedy=greedy, seed=seed, temperature=temperature)
     return evaluate_policy(
         actor.act,

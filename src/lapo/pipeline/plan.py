@@ -165,7 +165,8 @@ def plan(
         listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
         raise StageConflict(
             f"stage {stage!r} in {config.out} finished with other settings ({listed}); "
-            f"pass --redo {stage} to run it (and the stages that read its output) again"
+            f'pass redo=("{stage}",) (--redo {stage}) to run it (and the stages that read its '
+            "output) again"
         )
     return todo, extended
 

@@ -59,7 +59,9 @@ def check_run_dir(run_dir: Path, config: Any, resume: bool) -> bool:
     if not checkpoint_exists(path):
         return False
     if not resume:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+        raise FileExistsError(
+            f"{run_dir} already holds a run; pass resume=True (--resume) to continue it"
+        )
     check_resume_config(config, read_meta(path)["config"], path)
     return True
 

@@ -289,7 +289,9 @@ def train_bc(
     run_dir = Path(run_dir)
     ckpt = run_dir / CHECKPOINT
     if checkpoint_exists(ckpt) and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+        raise FileExistsError(
+            f"{run_dir} already holds a run; pass resume=True (--resume) to continue it"
+        )
     device = resolve_device(device)
     lam, lam_config = load_lam(lam_path, device=str(device))
     dataset = open_dataset(data_dir)

@@ -117,7 +117,9 @@ def train_ilpo_offline(
     """
     run_dir, ckpt = Path(run_dir), Path(run_dir) / CHECKPOINT
     if checkpoint_exists(ckpt) and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+        raise FileExistsError(
+            f"{run_dir} already holds a run; pass resume=True (--resume) to continue it"
+        )
     device = resolve_device(device)
     dataset = open_dataset(data_dir)
     train_eps, test_eps = split_episodes(dataset, config.test_fraction, config.seed)
@@ -283,7 +285,9 @@ def train_ilpo_online(
     """
     run_dir, ckpt = Path(run_dir), Path(run_dir) / CHECKPOINT
     if checkpoint_exists(ckpt) and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+        raise FileExistsError(
+            f"{run_dir} already holds a run; pass resume=True (--resume) to continue it"
+        )
     if config.num_rollouts < 1:
         raise ValueError(f"online_steps ({config.online_steps}) must be >= one rollout "
                          f"(num_envs * num_steps = {config.rollout_size})")  # fmt: skip

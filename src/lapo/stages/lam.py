@@ -242,7 +242,9 @@ def train_lam(
     """
     run_dir, ckpt_path = Path(run_dir), Path(run_dir) / CHECKPOINT
     if checkpoint_exists(ckpt_path) and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it")
+        raise FileExistsError(
+            f"{run_dir} already holds a run; pass resume=True (--resume) to continue it"
+        )
     rank, world = _distributed()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} ranks")
