@@ -66,7 +66,8 @@ def test_changed_settings_are_refused_unless_redone(tmp_path: Path) -> None:
     config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
     calls: list[str] = []
     run_stages(config, _settings(), _actions(calls), progress=False)
-    with pytest.raises(StageConflict, match=r"stage .lam.*lr: 0.001 -> 0.01.*redo=\(\"lam\",\) \(--redo lam\)"):
+    conflict = r"stage .lam.*lr: 0.001 -> 0.01.*redo=\(\"lam\",\) \(--redo lam\)"
+    with pytest.raises(StageConflict, match=conflict):
         run_stages(config, _settings(lr=1e-2), _actions(calls), progress=False)
     assert len(calls) == 4
     run_stages(config, _settings(lr=1e-2), _actions(calls), redo=("lam",), progress=False)
