@@ -251,7 +251,7 @@ def test_manifest_claims_empty_dataset(small_dataset):
 def test_path_is_a_file(tmp_path):
     file = tmp_path / "manifest.json"
     file.write_text("{}")
-    with pytest.raises(DatasetError, match="no such dataset directory"):
+    with pytest.raises(DatasetError, match="a dataset's manifest; pass its directory"):
         LapoDataset(file)
 
 

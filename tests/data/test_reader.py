@@ -130,3 +130,9 @@ def test_open_missing_directory(tmp_path):
 
     with pytest.raises(DatasetError, match="no such dataset directory"):
         open_dataset(tmp_path / "nope")
+    (tmp_path / "frames.npz").write_bytes(b"")  # raw data given where a dataset belongs
+    with pytest.raises(DatasetError, match=r"a file, not a lapo dataset directory; import it"):
+        open_dataset(tmp_path / "frames.npz")
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(DatasetError, match=r"imported first: lapo data import .*videos --out"):
+        open_dataset(tmp_path / "videos")

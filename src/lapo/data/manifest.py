@@ -32,13 +32,23 @@ def load_manifest(path: Path) -> dict[str, Any]:
         DatasetError: no such directory, no manifest, not JSON, another format or schema
             version, a required key missing or a value of the wrong type (named).
     """
+    if path.is_file() and path.name == MANIFEST:
+        raise DatasetError(f"{path}: a dataset's manifest; pass its directory {path.parent}")
+    if path.is_file():
+        raise DatasetError(
+            f"{path}: a file, not a lapo dataset directory; import it first (lapo data import "
+            f"{path} --out DATASET; in Python lapo.data.import_arrays.import_arrays and friends)"
+        )
     if not path.is_dir():
         raise DatasetError(f"{path}: no such dataset directory")
     file = path / MANIFEST
     try:
         manifest = json.loads(file.read_text())
     except FileNotFoundError:
-        raise DatasetError(f"{file}: manifest is missing; {path} is not a lapo dataset") from None
+        raise DatasetError(
+            f"{file}: manifest is missing; {path} is not a lapo dataset (videos, arrays, LeRobot "
+            f"and Minari data are imported first: lapo data import {path} --out DATASET)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{file}: manifest is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
