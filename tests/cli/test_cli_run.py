@@ -118,3 +118,16 @@ def test_an_unknown_env_is_named_with_the_closest_known_one(command, env, hint, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "expected a Procgen game (bigfish, bossfight," in err
     assert err.endswith(f"got {env!r}{hint}"), err
+
+
+def test_game_playing_parts_asked_for_on_given_data_are_refused_by_api_and_cli(
+    tmp_path: Path, capsys
+) -> None:
+    for asked in ({"online": True}, {"sweep": (16, 64)}):
+        with pytest.raises(ValueError, match="sweep and online play the game"):
+            RunConfig(data=tmp_path / "ds", preset="smoke", **asked)
+    quiet = RunConfig(data=tmp_path / "ds", preset="paper")  # the preset's online is dropped
+    assert quiet.online is False and quiet.sweep == ()
+    argv = ["run", "--data", str(tmp_path / "ds"), "--online", "--out", str(tmp_path / "r")]
+    assert main(argv) == 1
+    assert "sweep and online play the game" in capsys.readouterr().err

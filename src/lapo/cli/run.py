@@ -79,8 +79,6 @@ def run_config_from_args(args: argparse.Namespace):
     given = config_overrides(RunConfig, args, exclude=RUN_EXCLUDE)
     if given.get("data") is None and given.get("labels_from") is not None:
         raise ValueError("--labels-from needs --data (the unlabelled dataset it labels)")
-    if given.get("data") is not None and (given.get("sweep") or given.get("online")):
-        raise ValueError("--sweep and --online play the game; a run on --data has none to play")
     if "env" not in given:  # a run on given data plays no game: no shipped expert needed
         given["env"] = "coinrun" if given.get("data") is not None else default_env()
     return RunConfig(**given, overrides=overrides)

@@ -81,7 +81,8 @@ class RunConfig:
             (same frame shape) on which stage 3 trains the decoder and measures its held-out
             accuracy; None: the data's own actions when it has them, else stage 3 is skipped
             and the report says why. With ``data``,
-            ``sweep`` and ``online`` are off whatever the preset says (they play the game).
+            ``sweep`` and ``online`` are off whatever the preset says (they play the game;
+            asking for them with ``data`` is a ValueError).
         wandb: also mirror the run to Weights & Biases when the report is written (the
             resolved config, the stages' logged metrics, the report's figures and numbers;
             needs ``pip install 'lapo[wandb]'``; wandb's own ``WANDB_MODE`` says online or
@@ -144,6 +145,10 @@ class RunConfig:
             name = self.env if self.data is None else Path(self.data).resolve().name
             object.__setattr__(self, "out", Path("runs") / f"lapo-{name}-{preset}")
         object.__setattr__(self, "out", Path(self.out))
+        if self.data is not None and (self.online or self.sweep):  # asked for, not the preset's
+            raise ValueError(
+                "sweep and online play the game; a run on data (--data) has none to play"
+            )
         for name, value in {**RUN_DEFAULTS, **RUN_PRESETS[preset]}.items():
             if getattr(self, name) is None:  # not set by the caller: the preset's value
                 object.__setattr__(self, name, value)
