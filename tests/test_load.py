@@ -123,6 +123,8 @@ def test_latent_models_load_and_refuse_to_act(tmp_path: Path) -> None:
     assert bc_loaded == bc and _same_output(loaded_policy, policy)
     with pytest.raises(CheckpointError, match="does not act in the environment; expected one of"):
         load_policy(tmp_path / "lam")
+    with pytest.raises(CheckpointError, match=r"load it with lapo\.load\.load_latent_policy"):
+        load_policy(tmp_path / "pi")
     with pytest.raises(CheckpointError, match="expected a ppo-expert or bc-policy checkpoint, "
                        "found 'latent-policy'"):  # fmt: skip
         expect_kind(tmp_path / "pi", "ppo-expert", "bc-policy")

@@ -350,9 +350,14 @@ def load_policy(
     meta = read_meta(path)
     kind = meta.get("kind")
     if kind not in LOADERS:
+        other = {
+            LATENT_POLICY_KIND: "; load it with lapo.load.load_latent_policy (it predicts latent "
+            "actions; stage 3 decodes them to true actions)",
+            LAM_KIND: "; load it with lapo.load.load_lam (its label() gives latent actions)",
+        }.get(kind, "")
         raise CheckpointError(
             f"{path}: a {kind!r} checkpoint does not act in the environment; expected one of "
-            f"{', '.join(LOADERS)}"
+            f"{', '.join(LOADERS)}{other}"
         )
     with meta_errors(path):
         return LOADERS[kind](path, meta, device).eval(), meta
