@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from lapo.config import BC_PRESETS, LAM_PRESETS, BCConfig, LAMConfig
 from lapo.eval.actors import PolicyActor, predict_actions
@@ -32,7 +33,11 @@ def test_policy_actor_and_predict_actions_check_the_frames() -> None:
     assert model_frame_shape(policy) == (48, 48, 3)
     good = np.zeros((2, 48, 48, 3), np.uint8)
     assert predict_actions(policy, good).shape == (2,)
-    assert PolicyActor(policy, bf16=False).act(good).shape == (2,)
+    actor = PolicyActor(policy, bf16=False, greedy=True)
+    assert actor.act(good).shape == (2,)
+    assert (actor.act(torch.from_numpy(good)) == actor.act(good)).all()  # a tensor acts alike
+    with pytest.raises(ValueError, match=r"expects a \(N, H, W, C\) uint8 numpy array or tensor"):
+        actor.act(list(good))
     with pytest.raises(ValueError, match=r"PolicyActor.act expects \(N, 48, 48, 3\) uint8"):
         PolicyActor(policy, bf16=False).act(np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match=r"predict_actions expects \(N, 48, 48, 3\).*\(64, 48"):

@@ -118,15 +118,17 @@ class PolicyActor:
         self.generator = torch.Generator(self.device).manual_seed(seed)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Actions ``(N,) int64`` for observations ``(N, H, W, C) uint8``.
+    def act(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Actions ``(N,) int64`` (continuous: ``(N, A) float32``) for observations
+        ``(N, H, W, C) uint8``, a numpy array or a tensor on any device.
 
         Raises:
-            ValueError: observations of another shape or dtype than the network takes.
+            ValueError: observations of another type, shape or dtype than the network takes.
         """
         check_frames(obs, self.frame_shape, "PolicyActor.act")
+        frames = obs if isinstance(obs, torch.Tensor) else torch.from_numpy(obs)
         with autocast(self.device, self.bf16):
-            out = self.net(torch.from_numpy(obs).to(self.device))
+            out = self.net(frames.to(self.device))
         logits = (out[0] if isinstance(out, tuple) else out).float()  # (N, A)
         bounds = getattr(self.net, "action_bounds", None)
         if bounds is not None:  # continuous: unit-space mean (and Gaussian log_std, if any)

@@ -28,6 +28,11 @@ def check_frames(
         ValueError: another rank, dtype or frame shape; the message says what was expected
             and what came (and that the data must be imported at the model's resolution).
     """
+    if not isinstance(frames, np.ndarray | torch.Tensor):
+        raise ValueError(
+            f"{what} expects a ({leading}, H, W, C) uint8 numpy array or tensor of frames, got "
+            f"{type(frames).__name__} (stack a list of frames with np.stack)"
+        )
     shape = tuple(int(s) for s in frames.shape)
     dtype = str(frames.dtype).replace("torch.", "")
     want = "H, W, C" if frame_shape is None else ", ".join(str(s) for s in frame_shape)
