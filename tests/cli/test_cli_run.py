@@ -131,3 +131,19 @@ def test_game_playing_parts_asked_for_on_given_data_are_refused_by_api_and_cli(
     argv = ["run", "--data", str(tmp_path / "ds"), "--online", "--out", str(tmp_path / "r")]
     assert main(argv) == 1
     assert "sweep and online play the game" in capsys.readouterr().err
+
+
+def test_the_console_summary_names_stage_3s_held_out_figures() -> None:
+    from lapo.cli.run import summary_table
+
+    discrete = {"decode": {"test/decoder_accuracy": 0.41, "test/decoded_policy_accuracy": 0.3,
+                           "test/label_bc_accuracy": 0.25}}  # fmt: skip
+    assert summary_table(discrete) == (
+        "decoded action accuracy (held-out): decoder on IDM latents 0.410, decoded policy "
+        "0.300, label-only BC 0.250"
+    )
+    continuous = {"decode": {"test/decoder_r2": 0.8, "test/decoded_policy_r2": 0.5}}
+    assert summary_table(continuous) == (
+        "decoded action R^2 (held-out): decoder on IDM latents 0.800, decoded policy 0.500"
+    )
+    assert summary_table({"decode": {}}) == ""  # stage 3 skipped: nothing to say

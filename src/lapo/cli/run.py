@@ -111,7 +111,8 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def summary_table(summaries: dict[str, dict]) -> str:
-    """The console summary: probe accuracy and normalized returns with 95% CIs."""
+    """The console summary: probe accuracy, stage 3's held-out accuracy (or R^2) and normalized
+    returns with 95% CIs."""
     lines, nan = [], float("nan")
     lam = summaries.get("lam", {})
     if "probe_mlp_accuracy" in lam:
@@ -119,6 +120,16 @@ def summary_table(summaries: dict[str, dict]) -> str:
             f"latent probe accuracy (MLP, held-out): {lam['probe_mlp_accuracy']:.3f} "
             f"(frame-difference baseline {lam.get('frame_difference_mlp_accuracy', nan):.3f})"
         )
+    decode = summaries.get("decode", {})
+    for metric in ("accuracy", "r2"):  # discrete actions: accuracy; continuous: R^2
+        if f"test/decoder_{metric}" in decode:
+            baseline = decode.get(f"test/label_bc_{metric}")
+            lines.append(
+                f"decoded action {metric.replace('r2', 'R^2')} (held-out): decoder on IDM "
+                f"latents {decode[f'test/decoder_{metric}']:.3f}, decoded policy "
+                f"{decode[f'test/decoded_policy_{metric}']:.3f}"
+                + (f", label-only BC {baseline:.3f}" if baseline is not None else "")
+            )
     returns = summaries.get("evaluate", {})
     if returns:
         lines.append(f"{'policy':<14}{'return':>16}{'normalized':>20}")
