@@ -75,6 +75,10 @@ def test_changed_settings_are_refused_unless_redone(tmp_path: Path) -> None:
     kept = sorted(p.name for p in tmp_path.iterdir() if ".replaced-" in p.name)
     assert [k.split(".")[0] for k in kept] == ["bc", "lam", "report"]  # old results kept aside
     assert (tmp_path / "lam" / "out.txt").read_text() == "lam"
+    other_data = {**_settings(lr=1e-2), "collect": {"frames": 10, "data": "/elsewhere"}}
+    with pytest.raises(StageConflict, match=r"holds a run on other data \(data: None -> "
+                       r"'/elsewhere'\); choose another out \(--out\)"):  # fmt: skip
+        run_stages(config, other_data, _actions(calls), progress=False)
 
 
 def test_more_online_seeds_or_the_ilpo_arm_extend_the_finished_stage_in_place(

@@ -163,6 +163,12 @@ def plan(
             continue
         diff = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
         listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        if stage == "collect" and {"data", "env"} & set(diff):  # another dataset or game
+            raise StageConflict(
+                f"{config.out} holds a run on other data ({listed}); choose another out "
+                f'(--out) for this one, or pass redo=("collect",) (--redo collect) to retrain '
+                "every stage of that run on the new data"
+            )
         raise StageConflict(
             f"stage {stage!r} in {config.out} finished with other settings ({listed}); "
             f'pass redo=("{stage}",) (--redo {stage}) to run it (and the stages that read its '
