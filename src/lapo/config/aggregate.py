@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lapo.config.checks import check_ints, check_seed
+from lapo.config.checks import check_ints, check_seed, check_types
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class AggregateConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         object.__setattr__(self, "runs", tuple(Path(p) for p in self.runs))
         object.__setattr__(self, "out", Path(self.out))
         if not self.runs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lapo.config.checks import check_ints, check_reals, check_seed
+from lapo.config.checks import check_ints, check_reals, check_seed, check_types
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class BCConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.target not in ("continuous", "quantized"):
             raise ValueError(f"target must be continuous or quantized, got {self.target!r}")
         if self.encoder not in ("impala", "nature"):

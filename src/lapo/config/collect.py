@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lapo.config.checks import check_temperature
+from lapo.config.checks import check_temperature, check_types
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class CollectConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.num_envs < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lapo.config.checks import check_reals, check_seed
+from lapo.config.checks import check_reals, check_seed, check_types
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class DecodeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.labels < 2:
             raise ValueError(f"labels must be >= 2 (train + validation), got {self.labels}")
         if not 0.0 < self.validation_fraction < 1.0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lapo.config.checks import check_ints, check_reals
+from lapo.config.checks import check_ints, check_reals, check_types
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class ILPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         object.__setattr__(self, "remap_hidden", tuple(self.remap_hidden))
         if self.num_latents < 2:
             raise ValueError(f"num_latents must be >= 2, got {self.num_latents}")

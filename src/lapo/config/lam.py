@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lapo.config.checks import check_ints, check_reals, check_seed
+from lapo.config.checks import check_ints, check_reals, check_seed, check_types
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class LAMConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.quantizer not in ("vq", "none", "fsq"):
             raise ValueError(f"quantizer must be one of vq, none, fsq; got {self.quantizer!r}")
         if self.context < 0:

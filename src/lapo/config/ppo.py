@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lapo.config.checks import check_ints, check_reals, check_seed
+from lapo.config.checks import check_ints, check_reals, check_seed, check_types
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class PPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_ints(self, 1, "multiplier", "features", "num_envs", "num_steps", "epochs",
                     "num_minibatches", "checkpoint_every", "eval_episodes")  # fmt: skip
         check_ints(self, 0, "total_steps", "num_levels", "start_level", "eval_start_level",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+from lapo.config.checks import check_types
+
 #: ``VideoImportConfig.resize`` modes.
 RESIZE_MODES = ("crop", "pad", "stretch")
 
@@ -36,6 +38,7 @@ class VideoImportConfig:
     clip_frames: int | None = None
 
     def __post_init__(self) -> None:
+        check_types(self)
         try:
             height, width = self.resolution
         except (TypeError, ValueError):
