@@ -59,7 +59,7 @@ def test_run_options_are_generated_from_runconfig_and_resolved_by_it() -> None:
      ("bc.step=3", "BCConfig has no field 'step'; valid fields: encoder, multiplier,"),
      ("lam.steps=many", "expected an integer, got 'many'"),
      ("lam.quantizer=pq", "expected one of vq, none, fsq"),
-     ("lam.steps=0", "steps must be >= 1")],
+     ("lam.steps=0", "LAMConfig (lam): steps must be >= 1")],
 )  # fmt: skip
 def test_bad_set_is_one_error_line_before_any_work(
     assignment, message, tmp_path: Path, capsys

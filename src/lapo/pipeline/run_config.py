@@ -290,7 +290,12 @@ def stage_configs(config: RunConfig) -> dict:
         "bc": dict(BC_PRESETS[config.preset]),
         "decode": decode,
     }
-    return {
-        stage: STAGE_CONFIGS[stage](**{**base, **config.overrides.get(stage, {})})
-        for stage, base in bases.items()
-    }
+    configs = {}
+    for stage, base in bases.items():
+        try:
+            configs[stage] = STAGE_CONFIGS[stage](**{**base, **config.overrides.get(stage, {})})
+        except ValueError as error:  # name the stage: a field such as steps is in several
+            if str(error).startswith(STAGE_CONFIGS[stage].__name__):
+                raise
+            raise ValueError(f"{STAGE_CONFIGS[stage].__name__} ({stage}): {error}") from None
+    return configs
