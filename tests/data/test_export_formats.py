@@ -42,9 +42,11 @@ def test_export_round_trips(tmp_path: Path) -> None:
     assert np.array(table.column("latent_action.code").to_pylist()).tolist() == codes[7:14].tolist()
     back = tmp_path / "lr-back"
     import_lerobot(lerobot, back, config=VideoImportConfig(resolution=(32, 32)), progress=False)
-    with open_dataset(back) as ds:
+    with open_dataset(back) as ds:  # the latent actions come back as the box actions
         assert ds.episodes.tolist() == dataset.episodes.tolist()
-        np.testing.assert_array_equal(np.load(back / "continuous_actions.npy"), zeroed)
+        np.testing.assert_array_equal(ds.actions, zeroed)
+        assert ds.action_bounds[0].tolist() == zeroed.min(0).tolist()
+        assert ds.action_bounds[1].tolist() == zeroed.max(0).tolist()
         diff = np.abs(ds.read_frames(0, 21).astype(int) - dataset.read_frames(0, 21)).mean()
         assert diff < 12  # mpeg4 is lossy; a wrong frame order would differ by far more
     minari = export_minari(dataset, tmp_path / "mi", latent, codes, progress=False)
@@ -56,11 +58,37 @@ def test_export_round_trips(tmp_path: Path) -> None:
     with open_dataset(back) as ds:
         assert ds.episodes.tolist() == dataset.episodes.tolist()
         assert (ds.read_frames(0, 21) == dataset.read_frames(0, 21)).all()  # lossless
-        kept = np.load(back / "continuous_actions.npy").reshape(3, 7, -1)
+        kept = np.asarray(ds.actions).reshape(3, 7, -1)  # the Box is unbounded: observed bounds
         np.testing.assert_array_equal(kept[:, :6], zeroed.reshape(3, 7, -1)[:, :6])
+        assert kept.dtype == np.float32 and ds.continuous_actions
+        assert np.isfinite(ds.action_bounds[1] - ds.action_bounds[0]).all()
     with pytest.raises(FileExistsError, match=r"pass overwrite=True \(--overwrite\)"):
         export_minari(dataset, minari, latent, codes, progress=False)
     export_minari(dataset, minari, latent, codes, overwrite=True, progress=False)
+
+
+def test_export_keeps_true_box_actions(tmp_path: Path) -> None:
+    """A dataset with float actions exports them as true_action, and its re-import keeps the
+    latent actions as its actions."""
+    from lapo.data.synthetic import write_continuous_sprite_dataset
+
+    write_continuous_sprite_dataset(tmp_path / "ds", episodes=2, length=5, size=16)
+    dataset = open_dataset(tmp_path / "ds")
+    true = np.asarray(dataset.actions)  # (10, 2) float32
+    latent = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    lerobot = export_lerobot(dataset, tmp_path / "lr", latent, progress=False)
+    info = json.loads((lerobot / "meta/info.json").read_text())
+    assert info["features"]["true_action"]["dtype"] == "float32"
+    assert info["features"]["true_action"]["shape"] == [2]
+    table = pq.read_table(lerobot / "data/chunk-000/episode_000001.parquet")
+    np.testing.assert_array_equal(np.array(table.column("true_action").to_pylist()), true[5:])
+    minari = export_minari(dataset, tmp_path / "mi", latent, progress=False)
+    with h5py.File(minari / "data/main_data.hdf5") as f:
+        np.testing.assert_array_equal(f["episode_0/infos/true_action"][()], true[:5])
+    import_lerobot(lerobot, tmp_path / "back", config=VideoImportConfig(resolution=(16, 16)),
+                   progress=False)  # fmt: skip
+    with open_dataset(tmp_path / "back") as back:
+        np.testing.assert_array_equal(back.actions, latent)
 
 
 def test_cli_export_with_a_trained_stage_1(tmp_path: Path) -> None:

@@ -73,6 +73,11 @@ def test_num_actions_argument(tmp_path: Path) -> None:
 
 
 FRAMES = np.zeros((6, 8, 8, 3), np.uint8)
+NAN_ACTIONS = np.zeros((6, 2))
+NAN_ACTIONS[2, 1] = np.nan
+INF_ACTIONS = np.zeros((6, 2))
+INF_ACTIONS[0] = np.inf, np.nan
+BOUNDS = {"action_low": [0.0, 0.0], "action_high": [2.0, 2.0]}
 
 
 def test_frame_zero_always_starts_an_episode(tmp_path: Path) -> None:
@@ -88,7 +93,28 @@ def test_frame_zero_always_starts_an_episode(tmp_path: Path) -> None:
         ({"frames": np.zeros((6, 3, 8, 8), np.uint8)}, r"channel-first.*transpose\(0, 2, 3, 1\)"),
         ({"frames": FRAMES[..., 0]}, r"\(N, H, W, C\).*channel axis"),
         ({"frames": FRAMES, "actions": np.zeros(5, int)}, r"actions must have shape \(6,\)"),
-        ({"frames": FRAMES, "actions": np.zeros(6)}, "actions must be signed int or unsigned"),
+        ({"frames": FRAMES, "actions": np.zeros(6)}, r"float actions must have shape \(6, A\)"),
+        ({"frames": FRAMES, "actions": np.zeros((5, 2))}, r"shape \(6, A\).*got \(5, 2\)"),
+        (
+            {"frames": FRAMES, "actions": np.zeros((6, 2), int)},
+            r"discrete actions are \(N,\) ints, continuous",
+        ),
+        ({"frames": FRAMES, "actions": NAN_ACTIONS}, r"actions\[2\] = \[0.0, nan\] is not finite"),
+        ({"frames": FRAMES, "actions": INF_ACTIONS}, r"actions\[0\] = \[inf, nan\] is not"),
+        ({"frames": FRAMES, "actions": np.ones((6, 2)), "action_low": [0, 0]}, "needs its partner"),
+        (
+            {"frames": FRAMES, "actions": np.ones((6, 2)), **BOUNDS, "action_high": [1, 1, 1]},
+            r"action_high must be \(2,\) numbers",
+        ),
+        (
+            {"frames": FRAMES, "actions": np.ones((6, 2)), **BOUNDS, "action_high": [0.5, 2]},
+            r"actions\[:, 0\] range \[1.0, 1.0\] lies outside action_low/action_high \[0.0, 0.5\]",
+        ),
+        (
+            {"frames": FRAMES, "actions": np.ones((6, 2)), **BOUNDS, "action_low": [3, 0]},
+            r"action_low <= action_high",
+        ),
+        ({"frames": FRAMES, "actions": np.zeros(6, int), **BOUNDS}, "only for float"),
         ({"frames": FRAMES, "actions": -np.ones(6, int)}, r"actions must lie in \[0\)"),
         ({"frames": FRAMES, "episode_starts": [0, 4, 2]}, "strictly increasing"),
         ({"frames": FRAMES, "episode_starts": [0, 6]}, r"in \[0, 6\)"),
@@ -148,3 +174,48 @@ def test_mixed_import_sources_name_the_odd_one(tmp_path: Path) -> None:
     assert detect_import_format([tmp_path / "clips", video]) == "video"  # the README's quickstart
     with pytest.raises(ValueError, match=r"\(clips: video, a\.npy: arrays\)"):
         detect_import_format([tmp_path / "clips", arr])
+
+
+def test_float_actions_become_box_actions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    actions = np.c_[rng.uniform(-1, 1, (6, 2)), np.full(6, 3.0)]  # (6, 3) float64
+    np.savez(tmp_path / "x.npz", frames=FRAMES, actions=actions, episode_starts=[0, 4])
+    np.savez(tmp_path / "y.npz", frames=FRAMES[:2], actions=actions[:2] * 2)
+    manifest = import_arrays([tmp_path / "x.npz", tmp_path / "y.npz"], tmp_path / "ds",
+                             progress=False)  # fmt: skip
+    both = np.r_[actions, actions[:2] * 2].astype(np.float32)
+    want_low, want_high = both.min(0), both.max(0)  # observed over every file
+    assert manifest["action_space"]["type"] == "box" and manifest["action_space"]["shape"] == [3]
+    with open_dataset(tmp_path / "ds") as ds:
+        assert ds.actions.dtype == np.float32 and ds.actions.shape == (8, 3)
+        np.testing.assert_array_equal(ds.actions, both)
+        assert ds.episodes.tolist() == [[0, 4], [4, 2], [6, 2]]
+        low, high = ds.action_bounds
+        np.testing.assert_array_equal(low[:2], want_low[:2])
+        np.testing.assert_array_equal(high[:2], want_high[:2])
+        assert (low[2], high[2]) == (3.0, 6.0)  # constant in each file, not over both
+    # one file, a constant dimension: widened by 1 around it
+    np.savez(tmp_path / "c.npz", frames=FRAMES, actions=np.full((6, 1), -2.0, np.float32))
+    import_arrays(tmp_path / "c.npz", tmp_path / "c", progress=False)
+    with open_dataset(tmp_path / "c") as ds:
+        low, high = ds.action_bounds
+        assert (low.tolist(), high.tolist()) == ([-2.5], [-1.5])
+        assert np.isfinite(2 * (ds.actions - low) / (high - low) - 1).all()
+    with pytest.raises(ValueError, match="num_actions is for integer actions"):
+        import_arrays(tmp_path / "c.npz", tmp_path / "c2", num_actions=3, progress=False)
+
+
+def test_float_actions_with_given_bounds(tmp_path: Path) -> None:
+    actions = np.linspace(0, 1, 12).reshape(6, 2)
+    bounds = {"action_low": [-1.0, -np.inf], "action_high": [1.0, 5.0]}  # inf: observed
+    np.savez(tmp_path / "x.npz", frames=FRAMES, actions=actions, **bounds)
+    manifest = import_arrays(tmp_path / "x.npz", tmp_path / "ds", progress=False)
+    assert manifest["action_space"]["low"] == [-1.0, actions[:, 1].min().astype(np.float32)]
+    assert manifest["action_space"]["high"] == [1.0, 1.0]
+    np.savez(tmp_path / "y.npz", frames=FRAMES, actions=actions, **BOUNDS)  # other bounds
+    with pytest.raises(DatasetError, match=r"y\.npz: actions .* differ from the first file"):
+        import_arrays([tmp_path / "x.npz", tmp_path / "y.npz"], tmp_path / "d2", progress=False)
+    np.savez(tmp_path / "z.npz", frames=FRAMES, actions=np.zeros(6, int))  # ints: discrete
+    with pytest.raises(DatasetError, match=r"z\.npz: actions .* differ from the first file"):
+        import_arrays([tmp_path / "x.npz", tmp_path / "z.npz"], tmp_path / "d3", progress=False)
+    assert no_output(tmp_path / "d2") and no_output(tmp_path / "d3")

@@ -37,7 +37,7 @@ def make_lerobot(write_video, grey):
         features = {
             "observation.images.top": {"dtype": "video", "shape": [16, 32, 3]},
             "observation.images.wrist": {"dtype": "image", "shape": [16, 16, 3]},
-            "action": {"dtype": "float32", "shape": [2]} if continuous
+            "action": {"dtype": "float32", "shape": [3], "names": ["x", "y", "grip"]} if continuous
             else {"dtype": "int64", "shape": [1], "names": ["a", "b", "c", "d", "e"]},
             "next.reward": {"dtype": "float32", "shape": [1]},
             "frame_index": {"dtype": "int64", "shape": [1]},
@@ -56,8 +56,8 @@ def make_lerobot(write_video, grey):
         for e, n in enumerate(lengths):
             top = grey(n, start, (16, 32))
             write_video(root / f"videos/chunk-000/observation.images.top/episode_{e:06d}.mp4", top)
-            act = (
-                np.arange(2 * n, dtype=np.float32).reshape(n, 2) + e
+            act = (  # continuous: two varying dimensions and a constant one
+                np.c_[np.arange(2 * n, dtype=np.float32).reshape(n, 2) + e, np.full(n, 0.25)]
                 if continuous
                 else (np.arange(n) + e) % 5
             )
@@ -98,17 +98,58 @@ def test_lerobot_import_video_and_image_cameras(tmp_path: Path, make_lerobot, le
             assert ds.manifest["source"]["camera"] == key
 
 
-def test_lerobot_continuous_actions_are_kept(tmp_path: Path, make_lerobot) -> None:
+def test_lerobot_float_actions_become_box_actions(tmp_path: Path, make_lerobot, capsys) -> None:
     root = tmp_path / "lerobot"
-    actions = make_lerobot(root, continuous=True)
+    actions = np.concatenate(make_lerobot(root, continuous=True))  # (10, 3)
     out = tmp_path / "ds"
     args = ["data", "import", str(root), "--out", str(out), "--camera", "observation.images.top"]
     assert main([*args, "--resolution", "8", "8", "--no-progress"]) == 0
     with open_dataset(out) as ds:
-        assert ds.fields == ("rewards",) and ds.manifest["source"]["kind"] == "lerobot"
-        kept = np.load(out / ds.manifest["source"]["continuous_actions"]["file"])
-        ds.verify()  # the extra file is listed with its sha256
-    np.testing.assert_array_equal(kept, np.concatenate(actions))
+        assert ds.fields == ("actions", "rewards") and ds.manifest["source"]["kind"] == "lerobot"
+        assert ds.actions.dtype == np.float32 and ds.actions.shape == (10, 3)
+        np.testing.assert_array_equal(ds.actions, actions)
+        low, high = ds.action_bounds  # observed min/max; the constant 0.25 widened by 1
+        assert low.tolist() == [0.0, 1.0, -0.25] and high.tolist() == [10.0, 11.0, 0.75]
+        assert ds.manifest["action_space"]["names"] == ["x", "y", "grip"]
+        assert ds.continuous_actions and ds.num_actions is None
+        assert not (out / "continuous_actions.npy").exists()
+        ds.verify()
+    assert main(["data", "info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "actions     3 continuous in [[0.0, 1.0, -0.25], [10.0, 11.0, 0.75]]" in info
+    assert "names [x, y, grip]" in info
+
+
+def test_lerobot_non_finite_float_action_is_refused(tmp_path: Path, make_lerobot) -> None:
+    root = tmp_path / "lerobot"
+    make_lerobot(root, continuous=True)
+    path = root / "data/chunk-000/episode_000001.parquet"
+    table = pq.read_table(path)
+    bad = [[float("nan"), 0.0, 0.25]] + table.column("action").to_pylist()[1:]
+    pq.write_table(table.set_column(1, "action", pa.array(bad)), path)
+    out = tmp_path / "ds"
+    with pytest.raises(DatasetError, match=r"episode 1 frame \d: action \[nan, 0.0, 0.25\] is not"):
+        import_lerobot(root, out, camera="observation.images.top", progress=False)
+    assert not out.exists()
+
+
+def test_dataset_with_the_old_side_file_still_reads(tmp_path: Path) -> None:
+    """What LeRobot / Minari imports wrote before float actions became ``actions``."""
+    from lapo.data import DatasetWriter
+    from lapo.data.import_lerobot import CONTINUOUS_ACTIONS
+    from lapo.data.info import describe
+
+    side = np.arange(8, dtype=np.float32).reshape(4, 2)
+    source = {"kind": "lerobot", "continuous_actions": {"file": CONTINUOUS_ACTIONS, "dim": 2}}
+    with DatasetWriter(tmp_path / "old", frame_shape=(4, 4, 3), source=source) as writer:
+        writer.add_episode(np.zeros((4, 4, 4, 3), np.uint8))
+        writer.add_file(CONTINUOUS_ACTIONS, side)
+        writer.close()
+    with open_dataset(tmp_path / "old") as ds:
+        ds.verify()
+        assert not ds.has_actions and ds.action_bounds is None
+        np.testing.assert_array_equal(np.load(tmp_path / "old" / CONTINUOUS_ACTIONS), side)
+        assert "2 continuous in the side file continuous_actions.npy" in describe(ds)
 
 
 @pytest.fixture

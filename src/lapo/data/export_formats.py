@@ -6,14 +6,20 @@ first k frames of an episode and its last one, see ``lapo.models.lam.LatentActio
 and optionally ``codes (N, M) int64`` (-1 there). What each format gets:
 
 * LeRobot: ``action`` = the latent action (0 where undefined), ``latent_action.valid`` (bool),
-  ``latent_action.code`` (when codes), ``true_action`` (when the dataset has actions),
-  ``next.reward`` / ``next.done`` (when it has them); frames as ``observation.image`` mp4 video
-  (mpeg4, lossy: colours move by a few levels). Readable by ``import_lerobot``.
+  ``latent_action.code`` (when codes), ``true_action`` (when the dataset has actions: int64
+  ``[1]``, or float32 ``[A]`` for a box action space, with its names), ``next.reward`` /
+  ``next.done`` (when it has them); frames as ``observation.image`` mp4 video (mpeg4, lossy:
+  colours move by a few levels).
 * Minari: one episode per lapo episode with its N frames as the N observations and the N - 1
-  latent actions between them (0 where undefined) as the actions (Box); rewards, terminations
-  (the dataset's ``dones``, else False) and truncations (False); ``infos`` holds the per
-  observation ``latent_valid``, ``latent_code`` and ``true_action``. Readable by
-  ``import_minari`` (its actions are continuous: the latent vectors).
+  latent actions between them (0 where undefined) as the actions (Box, unbounded); rewards,
+  terminations (the dataset's ``dones``, else False) and truncations (False); ``infos`` holds the
+  per observation ``latent_valid``, ``latent_code`` and ``true_action`` (``(N,)`` ints or
+  ``(N, A)`` floats).
+
+Both read back with ``import_lerobot`` / ``import_minari`` as any dataset of the format: their
+``action`` is the latent action, so the re-imported dataset's ``actions`` are the latent vectors
+``(N, D) float32`` (zeros where undefined) with a box action space over their observed range; the
+true actions stay in the export's ``true_action`` column / info and are not imported.
 
 The output directory must not exist (or ``overwrite`` replaces one that lapo made).
 """
@@ -128,6 +134,10 @@ def export_lerobot(
     dtypes = {"actions": "int64", "rewards": "float32", "dones": "bool"}
     for field in dataset.fields:
         features[extra[field]] = {"dtype": dtypes[field], "shape": [1], "names": None}
+    box = dataset.action_bounds  # true actions (N, A) float32 of a box action space, or None
+    if box is not None:
+        names = (dataset.manifest["action_space"] or {}).get("names")
+        features["true_action"] = {"dtype": "float32", "shape": [len(box[0])], "names": names}
     chunks_size = 1000
     lines = []
     for e, (start, length) in enumerate(tqdm(dataset.episodes.tolist(), desc="episodes",
@@ -150,7 +160,9 @@ def export_lerobot(
                 list(codes[rows].astype(np.int64)), type=pa.list_(pa.int64(), codes.shape[1])
             )
         for field in dataset.fields:
-            columns[extra[field]] = pa.array(np.asarray(getattr(dataset, field)[rows]))
+            values = np.asarray(getattr(dataset, field)[rows])
+            kind = pa.list_(pa.float32(), values.shape[1]) if values.ndim == 2 else None
+            columns[extra[field]] = pa.array(list(values) if kind else values, type=kind)
         data = out / f"data/chunk-{chunk:03d}/episode_{e:06d}.parquet"
         data.parent.mkdir(parents=True, exist_ok=True)
         parquet.write_table(pa.table(columns), data)

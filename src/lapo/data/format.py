@@ -126,3 +126,60 @@ def save_npy_hashed(path: Path, array: np.ndarray) -> dict[str, Any]:
         writer = HashingWriter(fh)
         np.lib.format.write_array(writer, np.ascontiguousarray(array), allow_pickle=False)
     return {"bytes": writer.bytes_written, "sha256": writer.hexdigest()}
+
+
+def box_action_space(
+    data_min: np.ndarray,
+    data_max: np.ndarray,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> dict[str, Any]:
+    """The manifest's box action space for float actions observed in ``[data_min, data_max]``.
+
+    Args:
+        data_min, data_max: ``(A,)`` per-dimension minimum and maximum of the (float32) actions
+            over the whole dataset.
+        low, high: ``(A,)`` declared bounds (e.g. a Box space's), or None. A dimension takes them
+            where both are finite and ``high - low`` is finite in float32; otherwise (and with
+            None) it takes the observed minimum and maximum. Callers check that the actions lie
+            within declared bounds.
+        names: the A action names, kept as the space's ``"names"``; None: no names.
+
+    Returns:
+        ``{"type": "box", "shape": [A], "low": [...], "high": [...]}`` (and ``"names"``), the
+        bounds float32 values with ``high > low`` in every dimension.
+
+    Raises:
+        ValueError: shapes that differ or are not ``(A,)`` with A >= 1; observed bounds that are
+            not finite or whose range is not finite in float32.
+    """
+    data_min = np.asarray(data_min, np.float32)
+    data_max = np.asarray(data_max, np.float32)
+    if data_min.ndim != 1 or len(data_min) < 1 or data_max.shape != data_min.shape:
+        raise ValueError(f"bounds must be (A,) with A >= 1, got {data_min.shape}, {data_max.shape}")
+    out_low, out_high = data_min.copy(), data_max.copy()
+    if low is not None and high is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            low = np.asarray(low, np.float64).astype(np.float32).reshape(data_min.shape)
+            high = np.asarray(high, np.float64).astype(np.float32).reshape(data_min.shape)
+            usable = np.isfinite(low) & np.isfinite(high) & np.isfinite(high - low)
+        out_low[usable], out_high[usable] = low[usable], high[usable]
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = out_high - out_low
+    if not (np.isfinite(span).all() and (span >= 0).all()):
+        raise ValueError(
+            f"action bounds [{out_low.tolist()}, {out_high.tolist()}] are not finite, ordered "
+            "float32 ranges"
+        )
+    # A constant dimension (low == high) would make the decoder's scaling 2 (a - low) / (high -
+    # low) - 1 divide by zero: widen it symmetrically by 1 (0.5 on each side; relatively more
+    # where float32 cannot resolve 0.5 at that magnitude), so the constant maps to 0.
+    flat = out_high <= out_low
+    pad = np.maximum(np.float32(0.5), np.abs(out_low) * np.float32(1e-3))
+    out_low[flat], out_high[flat] = out_low[flat] - pad[flat], out_high[flat] + pad[flat]
+    space: dict[str, Any] = {"type": "box", "shape": [len(out_low)], "low": out_low.tolist(),
+                             "high": out_high.tolist()}  # fmt: skip
+    if names is not None:
+        space["names"] = [str(n) for n in names]
+    return space

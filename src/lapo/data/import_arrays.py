@@ -17,13 +17,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from lapo.data.format import DatasetError
+from lapo.data.format import DatasetError, box_action_space
 from lapo.data.writer import DEFAULT_SHARD_FRAMES, DatasetWriter, check_output_dir
 
 PathArg = str | os.PathLike | Iterable[str | os.PathLike]
 #: Arrays ``import_arrays`` accepts in a .npz file (``frames`` is required).
-ARRAY_KEYS = ("frames", "actions", "episode_starts", "rewards", "dones")
+ARRAY_KEYS = (
+    "frames", "actions", "episode_starts", "rewards", "dones", "action_low", "action_high"
+)  # fmt: skip
 _STORED = ("actions", "rewards", "dones")
+_BOUNDS = ("action_low", "action_high")
 
 
 def _given(paths: PathArg) -> list[Path]:
@@ -167,8 +170,67 @@ def _check_dones(path: Path, dones: np.ndarray, starts: np.ndarray) -> None:
         )
 
 
-def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.ndarray, int]:
-    """Check one import_arrays input; return its headers, episode starts and max action."""
+def _box_bounds(path: Path, headers: dict, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``(A,)`` float64 ``action_low`` / ``action_high`` of a file, checked; None if absent.
+
+    Infinite entries leave that dimension's bound to the observed actions."""
+    given = [key for key in _BOUNDS if key in headers]
+    if not given:
+        return None
+    if len(given) == 1:
+        raise DatasetError(f"{path}: {given[0]} needs its partner; give both action_low and "
+                           "action_high, or neither")  # fmt: skip
+    bounds = []
+    for key in _BOUNDS:
+        shape, dtype = headers[key]
+        if shape != (dim,) or dtype.kind not in "iuf":
+            raise DatasetError(
+                f"{path}: {key} must be ({dim},) numbers like the actions' last axis, got "
+                f"{dtype} {shape}"
+            )
+        bounds.append(np.asarray(_load(path, key), np.float64))
+    low, high = bounds
+    if np.isnan(low).any() or np.isnan(high).any() or (low > high).any():
+        raise DatasetError(
+            f"{path}: action_low {low.tolist()} and action_high {high.tolist()} must be "
+            "numbers with action_low <= action_high"
+        )
+    return low, high
+
+
+def _inspect_box_actions(path: Path, headers: dict, n: int) -> dict[str, Any]:
+    """Check ``(n, A)`` float actions and their optional bounds; return ``{"dim", "min", "max",
+    "bounds"}`` (``(A,)`` per-dimension minimum and maximum, declared bounds or None)."""
+    shape, dtype = headers["actions"]
+    if len(shape) != 2 or shape[0] != n or shape[1] < 1:
+        raise DatasetError(
+            f"{path}: float actions must have shape ({n}, A) like the frames (continuous, A >= 1; "
+            f"one dimension: x[:, None]; discrete actions are ints: x.astype(int)), got {shape}"
+        )
+    actions = np.asarray(_load(path, "actions"), np.float32)  # stored as float32
+    bad = np.flatnonzero(~np.isfinite(actions).all(axis=1))
+    if len(bad):
+        raise DatasetError(
+            f"{path}: actions[{bad[0]}] = {actions[bad[0]].tolist()} is not finite ({len(bad)} "
+            "such frame(s)); float actions must be finite numbers"
+        )
+    low_high = _box_bounds(path, headers, shape[1])
+    data_min, data_max = actions.min(axis=0), actions.max(axis=0)
+    if low_high is not None:
+        low, high = (np.asarray(b, np.float32) for b in low_high)  # compared as stored
+        outside = np.flatnonzero((data_min < low) | (data_max > high))
+        if len(outside):
+            d = outside[0]
+            raise DatasetError(
+                f"{path}: actions[:, {d}] range [{data_min[d]}, {data_max[d]}] lies outside "
+                f"action_low/action_high [{low[d]}, {high[d]}]"
+            )
+    return {"dim": shape[1], "min": data_min, "max": data_max, "bounds": low_high}
+
+
+def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.ndarray, Any]:
+    """Check one import_arrays input; return its headers, episode starts and actions summary:
+    the max action (ints; -1 without actions) or ``_inspect_box_actions``'s dict (floats)."""
     headers = _headers(path)
     if "frames" not in headers:
         hint = (
@@ -181,14 +243,26 @@ def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.n
     shape, dtype = headers["frames"]
     _check_frames(path, "frames", shape, dtype)
     n = shape[0]
+    box = "actions" in headers and headers["actions"][1].kind == "f"
+    if "actions" in headers and not box and len(headers["actions"][0]) == 2:
+        if headers["actions"][0][1] != 1:  # (N, A) ints: neither discrete nor continuous
+            raise DatasetError(
+                f"{path}: actions of shape {headers['actions'][0]} {headers['actions'][1]}: "
+                "discrete actions are (N,) ints, continuous ones (N, A) floats "
+                "(x.astype(np.float32))"
+            )
     for key, kinds in (("actions", "iu"), ("rewards", "iuf"), ("dones", "biu")):
-        if key in headers:
+        if key in headers and not (key == "actions" and box):
             _check_vector(path, key, *headers[key], n, kinds)
+    if not box and any(key in headers for key in _BOUNDS):
+        raise DatasetError(f"{path}: action_low / action_high are only for float (N, A) actions")
     starts = np.zeros(1, dtype=np.int64)
     if "episode_starts" in headers:
         starts = _episode_starts(path, _load(path, "episode_starts"), n)
     if "dones" in headers:
         _check_dones(path, _load(path, "dones").reshape(-1), starts)
+    if box:
+        return headers, starts, _inspect_box_actions(path, headers, n)
     max_action = -1
     if "actions" in headers:
         actions = _load(path, "actions").reshape(-1)
@@ -202,9 +276,35 @@ def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.n
     return headers, starts, max_action
 
 
+def _action_kind(summary: Any) -> tuple:
+    """What must agree between files: discrete, or the box's A and declared bounds."""
+    if not isinstance(summary, dict):
+        return ("discrete",)
+    bounds = summary["bounds"]
+    return ("box", summary["dim"], None if bounds is None else [b.tolist() for b in bounds])
+
+
+def _action_space(summaries: list, num_actions: int | None) -> dict[str, Any]:
+    """The dataset's action space from the files' action summaries (all of one kind)."""
+    if not isinstance(summaries[0], dict):
+        return {"type": "discrete", "n": num_actions or max(summaries) + 1}
+    if num_actions is not None:
+        raise ValueError("num_actions is for integer actions; the files have float actions")
+    bounds = summaries[0]["bounds"] or (None, None)
+    data_min = np.min([s["min"] for s in summaries], axis=0)
+    data_max = np.max([s["max"] for s in summaries], axis=0)
+    return box_action_space(data_min, data_max, *bounds)
+
+
 def _episode_kwargs(arrays: dict[str, np.ndarray], start: int, stop: int) -> dict[str, Any]:
     """``add_episode`` keyword arguments for frames ``[start, stop)``; return only if complete."""
-    kwargs = {key: np.asarray(values[start:stop]).reshape(-1) for key, values in arrays.items()}
+    kwargs = {}
+    for key, values in arrays.items():
+        part = np.asarray(values[start:stop])
+        if key == "actions" and part.dtype.kind == "f":  # (T, A): as checked, in float32
+            kwargs[key] = part.astype(np.float32)
+        else:
+            kwargs[key] = part.reshape(-1)
     if "dones" in kwargs:
         kwargs["dones"] = kwargs["dones"].astype(bool)
     if "rewards" in kwargs and "dones" in kwargs and kwargs["dones"][-1]:
@@ -227,7 +327,12 @@ def import_arrays(
     taken sorted by name. A ``.npy`` holds frames only. A ``.npz`` holds:
 
     - ``frames``: ``(N, H, W, C) uint8``, channels last (required);
-    - ``actions``: ``(N,)`` non-negative ints, a_t taken at frame t (optional);
+    - ``actions``: a_t taken at frame t (optional): ``(N,)`` non-negative ints (discrete), or
+      ``(N, A)`` finite floats, A >= 1 (continuous, stored as float32 with a box action space);
+    - ``action_low``, ``action_high``: ``(A,)`` bounds of float actions (optional, both or
+      neither; actions outside them are refused). Without them, or where an entry is
+      infinite, a dimension's bounds are the observed minimum and maximum over all files; a
+      constant dimension is widened to ``[c - 0.5, c + 0.5]``;
     - ``rewards``: ``(N,)`` numbers, the reward for a_t (optional, stored as float32);
     - ``dones``: ``(N,)`` bool or 0/1, True where a_t ended the episode (optional; only allowed
       at an episode's last frame);
@@ -235,8 +340,9 @@ def import_arrays(
       increasing int indices of those frames (optional; without it the file is one episode).
       Frame 0 of a file always starts an episode: episodes never cross files.
 
-    All files must have the same frame shape and the same optional arrays. An episode's return
-    is the sum of its rewards when it ends with a done, else unknown (None).
+    All files must have the same frame shape and the same optional arrays (float actions: the
+    same A and the same bounds). An episode's return is the sum of its rewards when it ends with
+    a done, else unknown (None).
 
     Args:
         paths: a path or a list of paths (files or folders).
@@ -251,9 +357,12 @@ def import_arrays(
 
     Raises:
         DatasetError: a missing or unreadable file, a wrong dtype, shape or layout (e.g.
-            channel-first frames), inconsistent files, out-of-range actions or episode starts;
-            the message names the file. Raised before anything is written.
-        ValueError: ``num_actions`` given but not positive, or given for files without actions.
+            channel-first frames, ``(N,)`` float actions), inconsistent files, out-of-range
+            actions or episode starts, non-finite float actions or float actions outside the
+            given ``action_low`` / ``action_high``; the message names the file. Raised before
+            anything is written.
+        ValueError: ``num_actions`` given but not positive, or given for files without integer
+            actions.
         FileExistsError: ``out`` exists and ``overwrite`` is False, or ``overwrite`` is True but
             ``out`` is not a lapo dataset or run directory (raised before any work).
         ValueError: ``out`` is, contains or lies inside a source (raised before any work).
@@ -263,9 +372,9 @@ def import_arrays(
         raise ValueError(f"num_actions must be >= 1, got {num_actions}")
     files = _expand_paths(paths, (".npy", ".npz"))
     check_output_dir(out, overwrite, inputs=[*_given(paths), *files])
-    plans, max_action = [], -1
+    plans, summaries = [], []
     for path in files:
-        headers, starts, file_max = _inspect_array_file(path, num_actions)
+        headers, starts, summary = _inspect_array_file(path, num_actions)
         fields = tuple(k for k in _STORED if k in headers)
         shape = headers["frames"][0]
         if plans and (shape[1:], fields) != (plans[0][1][1:], plans[0][2]):
@@ -275,14 +384,22 @@ def import_arrays(
                 f"file {first[0]}: frames {first[1][1:]} with arrays {list(first[2])}; all files "
                 "must have the same frame shape and the same optional arrays"
             )
+        if (
+            "actions" in fields
+            and summaries
+            and _action_kind(summary) != _action_kind(summaries[0])
+        ):
+            raise DatasetError(
+                f"{path}: actions {_action_kind(summary)} differ from the first file "
+                f"{plans[0][0]}: {_action_kind(summaries[0])} (kind, A, bounds); all files must "
+                "agree"
+            )
         plans.append((path, shape, fields, starts))
-        max_action = max(max_action, file_max)
+        summaries.append(summary)
     fields = plans[0][2]
     if num_actions is not None and "actions" not in fields:
         raise ValueError("num_actions was given but the files have no actions")
-    space = (
-        {"type": "discrete", "n": num_actions or max_action + 1} if "actions" in fields else None
-    )
+    space = _action_space(summaries, num_actions) if "actions" in fields else None
     source = {"kind": "arrays", "files": [str(p.resolve()) for p in files]}
     total = sum(shape[0] for _, shape, _, _ in plans)
     with (

@@ -11,10 +11,13 @@ The reader follows the on-disk layout, not the ``lerobot`` package (which is not
 
 One lapo episode per LeRobot episode; the frames of the chosen camera (``camera``, a feature of
 dtype ``video`` or ``image``) are resized like video (``VideoImportConfig``; every frame, no
-fps resampling). Actions are kept: an integer ``action`` (shape ``[]`` or ``[1]``) becomes the
-lapo ``actions`` field; a float vector is stored as ``continuous_actions.npy`` ``(N, D)
-float32`` (listed in the manifest's ``files``). ``next.reward`` / ``next.done`` become
-``rewards`` / ``dones``.
+fps resampling). Actions are kept as the lapo ``actions`` field: an integer ``action`` (shape
+``[]`` or ``[1]``) with a discrete action space, any other (a float vector of D values) as
+``(N, D) float32`` with a box action space whose bounds are the observed per-dimension minimum
+and maximum over the whole dataset (``lapo.data.format.box_action_space``; the feature's ``names``
+become the space's ``names``). ``next.reward`` / ``next.done`` become ``rewards`` / ``dones``.
+Datasets imported before this kept float vectors in a side file ``continuous_actions.npy``
+(``CONTINUOUS_ACTIONS``) without ``actions``; they still read as they did.
 
 Codebase v3.0 keeps several episodes per file: ``meta/episodes/chunk-*/file-*.parquet`` gives each
 episode's ``data/chunk_index``, ``data/file_index`` and, per camera, ``videos/<key>/chunk_index``,
@@ -38,14 +41,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lapo.config import VideoImportConfig
-from lapo.data.format import DatasetError
+from lapo.data.format import DatasetError, box_action_space
 from lapo.data.import_video import _resized, decode_video, decode_video_times
 from lapo.data.optional import require
 from lapo.data.writer import DEFAULT_SHARD_FRAMES, DatasetWriter, check_output_dir
 
 #: The LeRobot codebase versions whose layout this reader knows.
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
-#: The extra file of float action vectors.
+#: The side file of float action vectors of datasets imported before they became ``actions``
+#: (``(N, D) float32``, listed in the manifest's ``files``); no longer written.
 CONTINUOUS_ACTIONS = "continuous_actions.npy"
 
 
@@ -232,13 +236,16 @@ def import_lerobot(
 
     Returns:
         The manifest; its source is ``{"kind": "lerobot", "root", "codebase_version", "camera",
-        "fps", "episodes", "action": "discrete" | "continuous" | None, ...}``.
+        "fps", "episodes", "action": "discrete" | "continuous" | None, ...}``; with a float
+        ``action`` its action space is ``{"type": "box", "shape": [D], "low", "high"(,
+        "names")}`` and ``actions`` are ``(N, D) float32``.
 
     Raises:
         ImportError: pyarrow is not installed (``pip install 'lapo[formats]'``).
         DatasetError: not a LeRobot dataset of a known version; no or an unknown camera; an
             episode's video has too few frames for its rows, or (v3.0) none near a row's time
-            (the message names the file).
+            (the message names the file); an episode without its ``action`` column, or with a
+            NaN or infinite float action.
         ValueError: sampling options in ``config``; ``out`` inside ``root``.
         FileExistsError: ``out`` exists and not ``overwrite``.
     """
@@ -255,49 +262,82 @@ def import_lerobot(
     discrete = action.get("dtype", "").startswith(("int", "uint")) and list(
         action.get("shape", [1])
     ) in ([], [1])
-    fields = [f for f, c in (("actions", discrete), ("rewards", "next.reward" in features),
+    fields = [f for f, c in (("actions", bool(action)), ("rewards", "next.reward" in features),
                              ("dones", "next.done" in features)) if c]  # fmt: skip
-    names = action.get("names")
-    space = None
-    continuous: list[np.ndarray] = []
     if info["codebase_version"] == "v3.0":
         tables = _v3_episodes(root, info, key, features, parquet, config)
     else:
         episodes = _episode_indices(root, info)
         tables = _v2_episodes(root, info, key, features, parquet, config, episodes)
-    if discrete:
-        top = max(int(_column(t, "action").max()) for _, t, _ in tables)
-        n = len(names) if isinstance(names, list) and len(names) > top else top + 1
-        space = {"type": "discrete", "n": n}
+    actions = [_episode_actions(root, ep, t, discrete) for ep, t, _ in tables] if action else []
+    names = action.get("names")
+    space = _action_space(actions, discrete, names) if action else None
     source = {"kind": "lerobot", "root": str(root.resolve()),
               "codebase_version": info["codebase_version"], "camera": key,
               "fps": info.get("fps"), "episodes": [ep for ep, _, _ in tables],
               "action": "discrete" if discrete else ("continuous" if action else None),
               "resolution": list(config.resolution), "resize": config.resize}  # fmt: skip
+    if names is not None and space is not None and space["type"] == "box" and "names" not in space:
+        source["action_names"] = names  # kept as given where they do not name each dimension
     height, width = config.resolution
     with DatasetWriter(
         out, frame_shape=(height, width, 3), fields=fields, source=source, action_space=space,
         shard_frames=shard_frames, overwrite=overwrite,
     ) as writer:  # fmt: skip
-        for _, table, read_frames in tqdm(tables, desc="episodes", disable=not progress):
+        for e, (_, table, read_frames) in enumerate(
+            tqdm(tables, desc="episodes", disable=not progress)
+        ):
             rows = table.num_rows
             frames = read_frames()
             kwargs: dict[str, Any] = {}
-            values = _column(table, "action")
-            if discrete:
-                kwargs["actions"] = values.reshape(rows).astype(np.int64)
-            elif values is not None:
-                continuous.append(values.reshape(rows, -1).astype(np.float32))
+            if action:
+                kwargs["actions"] = actions[e]
             if "rewards" in fields:
                 kwargs["rewards"] = _column(table, "next.reward").reshape(rows).astype(np.float32)
             if "dones" in fields:
                 kwargs["dones"] = _column(table, "next.done").reshape(rows).astype(bool)
             writer.add_episode(frames, **kwargs)
-        if continuous:
-            writer.add_file(CONTINUOUS_ACTIONS, np.concatenate(continuous))
-            writer.source["continuous_actions"] = {
-                "file": CONTINUOUS_ACTIONS,
-                "dim": int(continuous[0].shape[1]),
-                "names": names,
-            }
         return writer.close()
+
+
+def _episode_actions(root: Path, ep: int, table, discrete: bool) -> np.ndarray:
+    """One episode's ``action`` column: ``(T,) int64`` (discrete) or ``(T, D) float32``.
+
+    Raises:
+        DatasetError: the column is missing, or a float action is NaN or infinite.
+    """
+    values = _column(table, "action")
+    if values is None:
+        raise DatasetError(
+            f"{root}: episode {ep} has no 'action' column, though meta/info.json lists the feature"
+        )
+    rows = table.num_rows
+    if discrete:
+        return values.reshape(rows).astype(np.int64)
+    values = values.reshape(rows, -1).astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        raise DatasetError(
+            f"{root}: episode {ep} frame {bad[0]}: action {values[bad[0]].tolist()} is not finite"
+        )
+    return values
+
+
+def _action_space(actions: list[np.ndarray], discrete: bool, names: Any) -> dict[str, Any]:
+    """The action space of the episodes' ``actions``: discrete with ``n`` = max + 1 (or the
+    number of ``names`` when more), else a box over the observed range (constant dimensions
+    widened, see ``box_action_space``) with ``names`` where they name each dimension."""
+    if discrete:
+        top = max(int(a.max()) for a in actions)
+        n = len(names) if isinstance(names, list) and len(names) > top else top + 1
+        return {"type": "discrete", "n": n}
+    dim = actions[0].shape[1]
+    if any(a.shape[1] != dim for a in actions):
+        raise DatasetError(
+            f"action vectors of different sizes: {sorted({a.shape[1] for a in actions})}"
+        )
+    if isinstance(names, dict) and len(names) == 1:  # e.g. {"motors": [...]}
+        names = next(iter(names.values()))
+    fits = isinstance(names, list) and len(names) == dim and all(isinstance(n, str) for n in names)
+    stacked = np.concatenate(actions)  # (N, D) float32
+    return box_action_space(stacked.min(0), stacked.max(0), names=names if fits else None)

@@ -13,10 +13,14 @@ The reader follows Minari's on-disk layout (Minari 0.4 / 0.5, ``data_format: hdf
 ``root`` may be ``<dataset>`` or its ``data`` folder. Observations must be images (``(T + 1, H,
 W, C)`` uint8, C = 1, 3 or 4; channels-first is transposed; a Dict space's image entry is chosen
 with ``observation_key``). Each Minari episode becomes one lapo episode of its T + 1
-observations, resized like video. A Discrete action space becomes the lapo ``actions`` field, a
-Box one ``continuous_actions.npy`` ``(N, D) float32``; the final observation has no action of its
-own and repeats the last one (it has no successor frame, so no transition uses it). Rewards and
-``terminations`` become ``rewards`` and ``dones`` (the final observation: 0 and False).
+observations, resized like video. The actions become the lapo ``actions`` field: a Discrete
+space's as ints, a Box space's as ``(N, D) float32`` (flattened) with a box action space whose
+bounds are the Box's where finite (and, where the data exceed them, widened to the data), else
+the observed per-dimension minimum and maximum (``lapo.data.format.box_action_space``). The final
+observation has no action of its own and repeats the last one (it has no successor frame, so no
+transition uses it). Rewards and ``terminations`` become ``rewards`` and ``dones`` (the final
+observation: 0 and False). Datasets imported before kept Box actions in a side file
+``continuous_actions.npy`` without ``actions``; they still read as they did.
 """
 
 from __future__ import annotations
@@ -31,8 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lapo.config import VideoImportConfig
-from lapo.data.format import DatasetError
-from lapo.data.import_lerobot import CONTINUOUS_ACTIONS
+from lapo.data.format import DatasetError, box_action_space
 from lapo.data.import_video import _resized
 from lapo.data.optional import require
 from lapo.data.writer import DEFAULT_SHARD_FRAMES, DatasetWriter, check_output_dir
@@ -106,6 +109,37 @@ def _with_final(values: np.ndarray, fill) -> np.ndarray:
     return np.concatenate([values, last])
 
 
+def _box_bounds(space: dict, dim: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A serialized Box's ``low`` / ``high`` flattened to ``(D,)`` float64 (a scalar broadcast);
+    None where absent or not of D values."""
+    bounds = []
+    for key in ("low", "high"):
+        try:
+            value = np.asarray(space[key], np.float64).reshape(-1)
+            bounds.append(np.broadcast_to(value, (dim,)) if value.size in (1, dim) else None)
+        except (KeyError, TypeError, ValueError):
+            bounds.append(None)
+    return bounds[0], bounds[1]
+
+
+def _box_space(action_space: dict, actions: list[np.ndarray], where: Path) -> dict[str, Any]:
+    """The lapo box space of the episodes' ``(T, D) float32`` actions under Minari's Box."""
+    dims = {a.shape[1] for a in actions}
+    if len(dims) != 1:
+        raise DatasetError(f"{where}: action vectors of different sizes {sorted(dims)}")
+    stacked = np.concatenate(actions)  # (N, D) float32
+    bad = np.flatnonzero(~np.isfinite(stacked).all(axis=1))
+    if len(bad):
+        raise DatasetError(f"{where}: {len(bad)} action(s) not finite, e.g. {stacked[bad[0]]}")
+    data_min, data_max = stacked.min(0), stacked.max(0)
+    space = box_action_space(data_min, data_max, *_box_bounds(action_space, stacked.shape[1]))
+    # Actions outside the Box's own bounds (a dataset recorded without clipping) widen the
+    # bounds to the data: the writer keeps actions within the bounds, and nothing is lost.
+    space["low"] = np.minimum(np.float32(space["low"]), data_min).tolist()
+    space["high"] = np.maximum(np.float32(space["high"]), data_max).tolist()
+    return space
+
+
 def import_minari(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -128,12 +162,13 @@ def import_minari(
 
     Returns:
         The manifest; its source is ``{"kind": "minari", "root", "episodes", "action":
-        "discrete" | "continuous", ...}``.
+        "discrete" | "continuous", ...}``; with a Box action space its action space is ``{"type":
+        "box", "shape": [D], "low", "high"}`` and ``actions`` are ``(N, D) float32``.
 
     Raises:
         ImportError: h5py is not installed (``pip install 'lapo[formats]'``).
         DatasetError: not a Minari HDF5 dataset; observations that are not images; an action
-            space other than Discrete or Box.
+            space other than Discrete or Box; NaN or infinite Box actions.
         ValueError: sampling options in ``config``; ``out`` inside ``root``.
         FileExistsError: ``out`` exists and not ``overwrite``.
     """
@@ -151,54 +186,47 @@ def import_minari(
         )
     check_output_dir(out, overwrite, inputs=[root])
     discrete = kind == "Discrete"
-    space = None
-    if discrete:
-        start = int(action_space.get("start", 0))
-        space = {"type": "discrete", "n": int(action_space["n"]), "start": start}
+    start = int(action_space.get("start", 0)) if discrete else 0
     height, width = config.resolution
-    continuous: list[np.ndarray] = []
     with h5py.File(folder / MAIN_FILE, "r") as file:
         names = sorted((k for k in file if k.startswith("episode_")), key=lambda k: int(k[8:]))
         if not names:
             raise DatasetError(f"{folder / MAIN_FILE}: no episode_N groups")
+        # Every episode's actions first (small): a box's bounds span the whole dataset.
+        actions = [np.asarray(file[name]["actions"][()]) for name in names]
+        if discrete:
+            actions = [a.reshape(len(a)).astype(np.int64) - start for a in actions]
+            space = {"type": "discrete", "n": int(action_space["n"]), "start": start}
+        else:
+            actions = [a.reshape(len(a), -1).astype(np.float32) for a in actions]
+            space = _box_space(action_space, actions, folder / MAIN_FILE)
         source = {"kind": "minari", "root": str(Path(root).resolve()),
                   "dataset_id": metadata.get("dataset_id"), "episodes": len(names),
                   "action": "discrete" if discrete else "continuous",
                   "observation_key": observation_key, "resolution": [height, width],
                   "resize": config.resize}  # fmt: skip
-        fields = ("actions", "rewards", "dones") if discrete else ("rewards", "dones")
         with DatasetWriter(
-            out, frame_shape=(height, width, 3), fields=fields, source=source,
-            action_space=space, shard_frames=shard_frames, overwrite=overwrite,
+            out, frame_shape=(height, width, 3), fields=("actions", "rewards", "dones"),
+            source=source, action_space=space, shard_frames=shard_frames, overwrite=overwrite,
         ) as writer:  # fmt: skip
-            for name in tqdm(names, desc="episodes", disable=not progress):
+            for name, acts in tqdm(
+                zip(names, actions, strict=True), total=len(names), desc="episodes",
+                disable=not progress,
+            ):  # fmt: skip
                 group = file[name]
                 where = f"{folder / MAIN_FILE}:{name}"
                 obs = _images(group["observations"], observation_key, where)
-                actions = np.asarray(group["actions"][()])
-                steps = len(actions)
+                steps = len(acts)
                 if len(obs) != steps + 1:
                     raise DatasetError(
                         f"{where}: {len(obs)} observations for {steps} actions (expected T + 1)"
                     )
                 rewards = np.asarray(group["rewards"][()], np.float32).reshape(steps)
                 dones = np.asarray(group["terminations"][()], bool).reshape(steps)
-                kwargs: dict[str, Any] = {
-                    "rewards": _with_final(rewards, 0.0),
-                    "dones": _with_final(dones, False),
-                }
-                if discrete:
-                    kwargs["actions"] = _with_final(actions.reshape(steps) - start, None).astype(
-                        np.int64
-                    )
-                else:
-                    continuous.append(_with_final(actions.reshape(steps, -1), None))
-                writer.add_episode(_resize_all(obs, config), **kwargs)
-            if continuous:
-                stacked = np.concatenate(continuous).astype(np.float32)
-                writer.add_file(CONTINUOUS_ACTIONS, stacked)
-                writer.source["continuous_actions"] = {
-                    "file": CONTINUOUS_ACTIONS,
-                    "dim": int(stacked.shape[1]),
-                }
+                writer.add_episode(
+                    _resize_all(obs, config),
+                    actions=_with_final(acts, None),  # (T + 1,) int64 or (T + 1, D) float32
+                    rewards=_with_final(rewards, 0.0),
+                    dones=_with_final(dones, False),
+                )
             return writer.close()

@@ -48,9 +48,11 @@ def describe(dataset: LapoDataset) -> str:
         low, high = dataset.action_bounds
         mean = ", ".join(f"{v:.3f}" for v in actions.mean(0))
         std = ", ".join(f"{v:.3f}" for v in actions.std(0))
+        names = (m.get("action_space") or {}).get("names")
+        named = f", names [{', '.join(map(str, names))}]" if isinstance(names, list) else ""
         lines.append(
             f"actions     {actions.shape[1]} continuous in [{low.tolist()}, {high.tolist()}]: "
-            f"mean [{mean}], std [{std}]"
+            f"mean [{mean}], std [{std}]{named}"
         )
     elif dataset.has_actions:
         n = dataset.num_actions or int(dataset.actions.max()) + 1
@@ -60,4 +62,11 @@ def describe(dataset: LapoDataset) -> str:
             meanings = [str(i) for i in range(n)]
         freq = ", ".join(f"{meanings[i]} {c / counts.sum():.1%}" for i, c in enumerate(counts))
         lines.append(f"actions     {n} discrete: {freq}")
+    elif isinstance(given, dict) and isinstance(given.get("continuous_actions"), dict):
+        side = given["continuous_actions"]  # what LeRobot and Minari imports wrote before
+        lines.append(
+            f"actions     {side.get('dim')} continuous in the side file {side.get('file')} (an "
+            "earlier import): not the dataset's actions, so stage 3 skips them; import the "
+            "source again to store them as actions"
+        )
     return "\n".join(lines)
