@@ -69,3 +69,11 @@ def test_info_describes_continuous_actions(tmp_path) -> None:
     _write(tmp_path / "d", [np.array([[-2.0, 0.0], [2.0, 1.0]], np.float32)])
     text = describe(LapoDataset(tmp_path / "d"))
     assert "actions     2 continuous in [[-2.0, 0.0], [2.0, 1.0]]: mean [0.000, 0.500]" in text
+
+
+def test_info_shortens_long_action_vectors_and_source_lists() -> None:
+    from lapo.data.info import _short
+
+    assert _short([1, 2, 3]) == "[1, 2, 3]"
+    names = [f"z{i}" for i in range(128)]  # a latent-action export read back
+    assert _short(names) == "[z0, z1, z2, z3, ..., z126, z127] (128 values)"

@@ -8,6 +8,16 @@ from lapo.data.reader import LapoDataset
 from lapo.envs.games import normalized_return, reference_returns
 
 
+def _short(values, fmt: str = "{}", keep: int = 6) -> str:
+    """``[a, b, c, ..., y, z] (N values)`` for a long list, the whole list for a short one (a
+    128-dimensional latent action would fill a screen)."""
+    items = [fmt.format(v) for v in values]
+    if len(items) <= keep:
+        return f"[{', '.join(items)}]"
+    head, tail = items[: keep - 2], items[-2:]
+    return f"[{', '.join(head)}, ..., {', '.join(tail)}] ({len(items)} values)"
+
+
 def describe(dataset: LapoDataset) -> str:
     """Multi-line summary: source, counts, shapes, fields, returns, action frequencies, size."""
     m = dataset.manifest
@@ -15,7 +25,11 @@ def describe(dataset: LapoDataset) -> str:
     nbytes = sum(s["bytes"] for s in m["shards"]) + sum(f["bytes"] for f in m["files"].values())
     given = m.get("source")  # descriptive only: any shape is shown as it is
     source = (
-        ", ".join(f"{k}={v}" for k, v in given.items() if k != "files")
+        ", ".join(
+            f"{k}={_short(v) if isinstance(v, list) else v}"
+            for k, v in given.items()
+            if k != "files"
+        )
         if isinstance(given, dict)
         else repr(given)
     )
@@ -29,7 +43,7 @@ def describe(dataset: LapoDataset) -> str:
         f"episodes    {dataset.num_episodes} (length min {lengths.min()}, "
         f"mean {lengths.mean():.1f}, max {lengths.max()}), "
         f"{m.get('num_transitions', dataset.num_frames - dataset.num_episodes)} transitions",
-        f"fields      {', '.join(dataset.fields) or 'none (action-free video)'}",
+        f"fields      {', '.join(dataset.fields) or 'none (frames only, no actions)'}",
     ]
     returns = dataset.episode_returns
     known = returns[~np.isnan(returns)]
@@ -46,13 +60,12 @@ def describe(dataset: LapoDataset) -> str:
     if dataset.has_actions and dataset.continuous_actions:
         actions = np.asarray(dataset.actions)  # (N, A) float32
         low, high = dataset.action_bounds
-        mean = ", ".join(f"{v:.3f}" for v in actions.mean(0))
-        std = ", ".join(f"{v:.3f}" for v in actions.std(0))
         names = (m.get("action_space") or {}).get("names")
-        named = f", names [{', '.join(map(str, names))}]" if isinstance(names, list) else ""
+        named = f", names {_short(names)}" if isinstance(names, list) else ""
         lines.append(
-            f"actions     {actions.shape[1]} continuous in [{low.tolist()}, {high.tolist()}]: "
-            f"mean [{mean}], std [{std}]{named}"
+            f"actions     {actions.shape[1]} continuous in [{_short(low.tolist())}, "
+            f"{_short(high.tolist())}]: mean {_short(actions.mean(0), '{:.3f}')}, std "
+            f"{_short(actions.std(0), '{:.3f}')}{named}"
         )
     elif dataset.has_actions:
         n = dataset.num_actions or int(dataset.actions.max()) + 1
