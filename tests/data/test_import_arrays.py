@@ -219,3 +219,18 @@ def test_float_actions_with_given_bounds(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"z\.npz: actions .* differ from the first file"):
         import_arrays([tmp_path / "x.npz", tmp_path / "z.npz"], tmp_path / "d3", progress=False)
     assert no_output(tmp_path / "d2") and no_output(tmp_path / "d3")
+
+
+def test_arrays_given_in_memory_import_like_a_file(tmp_path: Path) -> None:
+    actions = np.arange(len(FRAMES)) % 3
+    manifest = import_arrays({"frames": FRAMES, "actions": actions}, tmp_path / "ds",
+                             progress=False)  # fmt: skip
+    assert manifest["source"]["files"] == ["(in memory)"]
+    with open_dataset(tmp_path / "ds") as dataset:
+        np.testing.assert_array_equal(dataset.read_frames(0, len(FRAMES)), FRAMES)
+        np.testing.assert_array_equal(np.asarray(dataset.actions), actions)
+    with pytest.raises(DatasetError, match="^arrays given in memory: frames must be uint8"):
+        import_arrays({"frames": FRAMES.astype(np.float32)}, tmp_path / "f", progress=False)
+    with pytest.raises(DatasetError, match="expected the keys frames, actions.*got frame"):
+        import_arrays({"frame": FRAMES}, tmp_path / "k", progress=False)
+    assert not (tmp_path / "f").exists() and not (tmp_path / "k").exists()

@@ -9,8 +9,9 @@ time (numpy cannot memory-map a zip member).
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -313,15 +314,16 @@ def _episode_kwargs(arrays: dict[str, np.ndarray], start: int, stop: int) -> dic
 
 
 def import_arrays(
-    paths: PathArg,
+    paths: PathArg | Mapping[str, np.ndarray],
     out: str | os.PathLike,
     *,
     num_actions: int | None = None,
     overwrite: bool = False,
     shard_frames: int = DEFAULT_SHARD_FRAMES,
     progress: bool = True,
+    _in_memory: bool = False,
 ) -> dict[str, Any]:
-    """Import frames (and optionally actions, rewards, dones) from numpy files.
+    """Import frames (and optionally actions, rewards, dones) from numpy files or arrays.
 
     Each path is a ``.npy`` file, a ``.npz`` file, or a folder whose ``.npy``/``.npz`` files are
     taken sorted by name. A ``.npy`` holds frames only. A ``.npz`` holds:
@@ -345,7 +347,9 @@ def import_arrays(
     a done, else unknown (None).
 
     Args:
-        paths: a path or a list of paths (files or folders).
+        paths: a path or a list of paths (files or folders), or the arrays themselves in
+            memory: a dict with the keys of one ``.npz`` (``{"frames": frames, "actions":
+            actions}``; written to a temporary ``.npz`` first, which is then removed).
         out: dataset directory to create.
         num_actions: size of the discrete action space; default ``max(actions) + 1``.
         overwrite: replace an existing dataset at ``out`` (only once the import has succeeded).
@@ -353,7 +357,8 @@ def import_arrays(
         progress: show a tqdm bar of frames written.
 
     Returns:
-        The manifest; its source is ``{"kind": "arrays", "files": [absolute paths]}``.
+        The manifest; its source is ``{"kind": "arrays", "files": [absolute paths]}``
+        (``["(in memory)"]`` for arrays given in memory).
 
     Raises:
         DatasetError: a missing or unreadable file, a wrong dtype, shape or layout (e.g.
@@ -370,6 +375,24 @@ def import_arrays(
     """
     if num_actions is not None and num_actions < 1:
         raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+    if isinstance(paths, Mapping):  # the same checks as a file's, on a temporary .npz
+        unknown = sorted(set(paths) - set(ARRAY_KEYS))
+        if unknown or "frames" not in paths:
+            raise DatasetError(
+                f"arrays given in memory: expected the keys {', '.join(ARRAY_KEYS)} (frames "
+                f"required), got {', '.join(map(str, paths))}"
+            )
+        with tempfile.TemporaryDirectory(prefix="lapo-arrays-") as tmp:
+            file = Path(tmp) / "arrays.npz"
+            np.savez(file, **{k: np.asarray(v) for k, v in paths.items()})
+            try:
+                return import_arrays(file, out, num_actions=num_actions, overwrite=overwrite,
+                                     shard_frames=shard_frames, progress=progress,
+                                     _in_memory=True)  # fmt: skip
+            except DatasetError as error:  # name what the user gave, not the temporary file
+                raise DatasetError(
+                    str(error).replace(str(file), "arrays given in memory")
+                ) from None
     files = _expand_paths(paths, (".npy", ".npz"))
     check_output_dir(out, overwrite, inputs=[*_given(paths), *files])
     plans, summaries = [], []
@@ -400,7 +423,8 @@ def import_arrays(
     if num_actions is not None and "actions" not in fields:
         raise ValueError("num_actions was given but the files have no actions")
     space = _action_space(summaries, num_actions) if "actions" in fields else None
-    source = {"kind": "arrays", "files": [str(p.resolve()) for p in files]}
+    given = ["(in memory)"] if _in_memory else [str(p.resolve()) for p in files]
+    source = {"kind": "arrays", "files": given}
     total = sum(shape[0] for _, shape, _, _ in plans)
     with (
         DatasetWriter(
