@@ -38,6 +38,9 @@ def test_policy_actor_and_predict_actions_check_the_frames() -> None:
     assert (actor.act(torch.from_numpy(good)) == actor.act(good)).all()  # a tensor acts alike
     with pytest.raises(ValueError, match=r"expects a \(N, H, W, C\) uint8 numpy array or tensor"):
         actor.act(list(good))
+    with pytest.raises(ValueError, match=r"expected \(B, H, W, C\) uint8 frames .the network "
+                       r"scales them itself., got float32 \(2, 48, 48, 3\)"):  # fmt: skip
+        policy(torch.from_numpy(good).float() / 255)  # the raw module, called directly
     with pytest.raises(ValueError, match=r"PolicyActor.act expects \(N, 48, 48, 3\) uint8"):
         PolicyActor(policy, bf16=False).act(np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match=r"predict_actions expects \(N, 48, 48, 3\).*\(64, 48"):

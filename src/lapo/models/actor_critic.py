@@ -12,7 +12,16 @@ def preprocess_obs(obs: torch.Tensor) -> torch.Tensor:
 
     Permuting the NHWC uint8 frames gives an NCHW view whose memory is already channels_last,
     the layout oneDNN's bf16 convolutions prefer on CPU.
+
+    Raises:
+        ValueError: ``obs`` is not a 4-d uint8 tensor (float frames already scaled to [0, 1],
+            or channel-first ones, would otherwise pass silently with other outputs).
     """
+    if obs.dtype != torch.uint8 or obs.ndim != 4:
+        raise ValueError(
+            f"expected (B, H, W, C) uint8 frames (the network scales them itself), got "
+            f"{str(obs.dtype).removeprefix('torch.')} {tuple(obs.shape)}"
+        )
     return obs.permute(0, 3, 1, 2).float().div_(255.0)
 
 
