@@ -93,3 +93,15 @@ def test_config_package_imports_nothing_from_the_rest_of_lapo() -> None:
             for name in names:
                 if name == "lapo" or name.startswith("lapo."):
                     assert name.startswith("lapo.config"), f"{module.name} imports {name}"
+
+
+def test_numpy_scalars_and_iterables_are_stored_as_plain_python_values() -> None:
+    import numpy as np
+
+    lam = LAMConfig(steps=np.int64(5), warmup_steps=np.int64(2), learning_rate=np.float32(1e-3))
+    assert type(lam.steps) is int and type(lam.warmup_steps) is int  # JSON-writable
+    assert type(lam.learning_rate) is float
+    decode = DecodeConfig(hidden=np.array([32, 16]))
+    assert decode.hidden == (32, 16) and all(type(h) is int for h in decode.hidden)
+    assert BCConfig(bf16=np.bool_(False)).bf16 is False
+    assert DecodeConfig(hidden=[64]).hidden == (64,)  # a list read back from a checkpoint

@@ -129,8 +129,9 @@ def bf16_enabled(requested: bool, device: torch.device | str) -> bool:
 
     Warns (``UserWarning``) the first time a request is dropped on an accelerator in this
     process, and only then: a GPU without bf16 is worth a line. A CPU without native bf16 (AVX2
-    only) falls back silently: fp32 is the faster choice there, the one the user would make,
-    and every stage records the precision it computed in (the report's configuration table).
+    only) falls back silently: fp32 is the faster choice there, the one the user would make;
+    ``lapo run``'s report names the precision each stage computed in (its configuration
+    table), and ``native_bf16`` answers the question for any device.
     """
     if not requested:
         return False

@@ -265,7 +265,10 @@ def exclusive(target: str | os.PathLike, *, inside: bool = True) -> Iterator[Non
         # A run that failed before writing anything leaves no folder holding only the lock.
         empty = created and target.is_dir() and [p.name for p in target.iterdir()] == [RUN_LOCK]
         if empty:
-            lock_file.unlink(missing_ok=True)
+            try:
+                lock_file.unlink(missing_ok=True)
+            except OSError:  # e.g. a held lock file on Windows: leave the folder as it is
+                empty = False
         lock.release()
         if empty:
             with suppress(OSError):  # another process may have begun writing into it

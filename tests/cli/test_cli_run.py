@@ -112,6 +112,8 @@ def test_a_bad_expert_is_one_error_line_and_leaves_no_run_directory(
      (["collect", "--out", "ds"], "nosuch", "")],
 )  # fmt: skip
 def test_an_unknown_env_is_named_with_the_closest_known_one(command, env, hint, capsys) -> None:
+    if env.endswith("-v1"):
+        pytest.importorskip("gymnasium")  # the hint names a registered Gymnasium id
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args([*command, "--env", env])
     assert exit_.value.code == 2

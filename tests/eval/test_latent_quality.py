@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from lapo.config import LAM_PRESETS, LAMConfig
 from lapo.data import DatasetWriter, WindowIndex, open_dataset, split_episodes
 from lapo.data.synthetic import sprite_episode, write_sprite_dataset
-from lapo.eval.latent_quality import probe_lam
+from lapo.eval.latent_quality import probe_lam, summary_line
 from lapo.eval.probes import probe_accuracy
 from lapo.models.lam import frames_to_float
 from lapo.stages.lam import train_lam
@@ -103,3 +103,4 @@ def test_too_few_held_out_windows_skip_the_probes_with_a_reason(trained, tmp_pat
     result = probe_lam(run, tmp_path / "short")
     assert result["num_samples"] == 3 and "probe_mlp_accuracy" not in result
     assert "hold 3 transitions, the probes need at least 4" in result["probes_skipped"]
+    assert summary_line(result).startswith("3 windows: No action probes: the probed episodes")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lapo.cli.common import HelpFormatter, add_training_options, budget_seconds
+from lapo.cli.common import HelpFormatter, add_training_options, budget_seconds, env_name
 from lapo.cli.options import add_config_options, config_from_args
 from lapo.envs.games import GAMES
 
@@ -36,7 +36,8 @@ def _add_ilpo(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("runs/ilpo"), help="run directory")
     add_training_options(p, " (each phase gets the budget)")
-    add_config_options(p, ILPOConfig, ILPO_PRESETS, choices={"env": GAMES}, required=("env",))
+    add_config_options(p, ILPOConfig, ILPO_PRESETS, choices={"env": GAMES},
+                       types_={"env": env_name}, required=("env",))  # fmt: skip
     p.set_defaults(func=_run_ilpo)
 
 

@@ -58,29 +58,60 @@ def _field_types(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)
 
 
-def _fits(value: object, annotation: object) -> bool:
+class _Mismatch(Exception):
+    """A value that is not of its field's annotated type."""
+
+
+def _coerce(value: object, annotation: object) -> object:
+    """``value`` as its field stores it (numpy scalars as Python numbers, any iterable of a tuple
+    field as a tuple), or ``_Mismatch`` when it is not of type ``annotation``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in args)
+        for arg in args:
+            try:
+                return _coerce(value, arg)
+            except _Mismatch:
+                continue
+        raise _Mismatch
     if annotation is type(None):
-        return value is None
+        if value is None:
+            return None
+        raise _Mismatch
     if origin is typing.Literal:
-        return value in args
+        for arg in args:
+            if isinstance(value, type(arg)) and value == arg:
+                return arg
+        raise _Mismatch
     if origin is tuple:  # JSON (a config read back from a checkpoint) gives lists
-        if not isinstance(value, tuple | list):
-            return False
+        if isinstance(value, str | bytes | os.PathLike):
+            raise _Mismatch
+        try:
+            items = tuple(value)  # type: ignore[call-overload]
+        except TypeError:
+            raise _Mismatch from None
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(_fits(v, args[0]) for v in value)
-        return len(value) == len(args) and all(map(_fits, value, args))
+            return tuple(_coerce(v, args[0]) for v in items)
+        if len(items) != len(args):
+            raise _Mismatch
+        return tuple(map(_coerce, items, args))
     if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:  # numpy integers too; a bool is not a count
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+        numpy_bool = getattr(getattr(value, "dtype", None), "kind", "") == "b"  # numpy bool_
+        if isinstance(value, bool) or (numpy_bool and getattr(value, "ndim", 1) == 0):
+            return bool(value)  # type: ignore[arg-type]
+        raise _Mismatch
+    if annotation is int:  # numpy integers too, stored as int; a bool is not a count
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        raise _Mismatch
+    if annotation is float:  # stored as float: checkpoints write the config as JSON
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return value if isinstance(value, int) else float(value)
+        raise _Mismatch
     if annotation in (str, Path):  # paths are given either way
-        return isinstance(value, str | os.PathLike)
-    return True  # an annotation this check does not know: the config's own checks decide
+        if isinstance(value, str | os.PathLike):
+            return value
+        raise _Mismatch
+    return value  # an annotation this check does not know: the config's own checks decide
 
 
 def _describe(annotation: object) -> str:
@@ -102,12 +133,18 @@ def check_types(config: object) -> None:
     """Raise ValueError naming the first field of the dataclass ``config`` whose value is not of
     its annotated type (``int``, ``float``, ``bool``, ``str``, ``Literal``, ``tuple``, ``X |
     None``), before the range checks compare it: ``steps="500"`` or ``steps=1.5`` fail with a
-    sentence instead of a TypeError inside a comparison or a float step count."""
+    sentence instead of a TypeError inside a comparison or a float step count. Values that fit
+    are stored as plain Python values: numpy scalars as ``int``/``float``/``bool`` (checkpoints
+    write configs as JSON) and any iterable given for a tuple field (a list read back from
+    JSON, a generator, an array) as a tuple."""
     hints = _field_types(type(config))
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, field.name)
-        if not _fits(value, hints[field.name]):
+        try:
+            stored = _coerce(value, hints[field.name])
+        except _Mismatch:
             raise ValueError(
                 f"{type(config).__name__}.{field.name} must be {_describe(hints[field.name])}, "
                 f"got {value!r}"
-            )
+            ) from None
+        object.__setattr__(config, field.name, stored)  # frozen dataclasses too

@@ -382,7 +382,10 @@ def import_arrays(
                 f"arrays given in memory: expected the keys {', '.join(ARRAY_KEYS)} (frames "
                 f"required), got {', '.join(map(str, paths))}"
             )
-        with tempfile.TemporaryDirectory(prefix="lapo-arrays-") as tmp:
+        check_output_dir(out, overwrite)  # before writing the arrays anywhere
+        parent = Path(out).resolve().parent  # the disk the dataset goes to, not a small /tmp
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".lapo-arrays-", dir=parent) as tmp:
             file = Path(tmp) / "arrays.npz"
             np.savez(file, **{k: np.asarray(v) for k, v in paths.items()})
             try:

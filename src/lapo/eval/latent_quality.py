@@ -75,10 +75,15 @@ def latent_quality(
         raise ValueError(f"{dataset.path}: latent-quality probes need true actions; it has none")
     count = min(samples or config.probe_samples, len(index))
     if count < 4:  # each probe trains on half and tests on the other half
+        why = (
+            f"the probed episodes hold {len(index)} transitions"
+            if len(index) < 4
+            else f"{count} samples were asked for"
+        )
         return {
             "num_samples": count,
-            "probes_skipped": f"No action probes: the held-out episodes hold {count} "
-            "transitions, the probes need at least 4 (import more frames or episodes).",
+            "probes_skipped": f"No action probes: {why}, the probes need at least 4 (import "
+            "more frames or episodes).",
         }
     windows = np.sort(index.labelled_subset(count, seed=123))
     actions = np.asarray(dataset.actions[index.frame_index(windows)])
@@ -196,4 +201,6 @@ def summary_line(result: dict) -> str:
         "nmi": "NMI",
     }
     figures = [f"{name} {result[k]:.3f}" for k, name in names.items() if k in result]
+    if "probes_skipped" in result:
+        figures.append(result["probes_skipped"])
     return f"{result['num_samples']} windows: " + ", ".join(figures)

@@ -100,7 +100,9 @@ def load_run(path: str | Path) -> RunRecord:
         seed=stages["collect"]["settings"]["seed"],
         labels=stages["decode"]["settings"]["labels"],
         preset=metrics.get("preset", "?"),
-        expert=metrics.get("expert_origin", stages["collect"]["summary"].get("expert", "?")),
+        expert=metrics.get("expert_origin")
+        or metrics.get("data_origin")
+        or stages["collect"]["summary"].get("expert", "?"),
         probe={k: lam.get(k) for k in ("probe_mlp_accuracy", "frame_difference_mlp_accuracy")},
         scores={OFFLINE.get(n, n): [r["normalized"]] for n, r in returns.items()},
         returns=returns,
