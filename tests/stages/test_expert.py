@@ -254,3 +254,8 @@ def test_best_checkpoint_follows_the_best_evaluation_and_survives_a_resume(
     train_expert(config, tmp_path / "cut", progress=False, max_updates=5)
     train_expert(config, tmp_path / "cut", resume=True, progress=False)
     assert read_meta(tmp_path / "cut" / "best" / "checkpoint")["update"] == 4
+    # a run from scratch that never beats its untrained start: best/ is the best trained
+    # network (update 8's 7.0), not the random initialization's higher 9.0
+    means = iter([9.0, 3.0, 6.0, 2.0, 7.0, 4.0])
+    train_expert(config, tmp_path / "flat", progress=False)
+    assert read_meta(tmp_path / "flat" / "best" / "checkpoint")["update"] == 8

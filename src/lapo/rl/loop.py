@@ -127,6 +127,7 @@ def run_ppo(
     time_budget_s: float | None = None,
     max_updates: int | None = None,
     best_dir: Path | None = None,
+    best_from_start: bool = True,
     checkpoint_minutes: float | None = CHECKPOINT_MINUTES,
 ) -> dict:
     """Train until ``config.num_updates`` updates (or a stop); return the last update's metrics
@@ -151,6 +152,10 @@ def run_ppo(
             run, write the network there as a weights-only checkpoint of ``kind`` (config,
             update, env_steps and the evaluation in its meta): the best checkpoint, as chosen
             on the evaluation levels (re-evaluate it with another seed before reporting it).
+        best_from_start: the evaluation before the first update is a candidate for
+            ``best_dir`` (a network that starts from a trained one); False: only trained
+            networks are (a network trained from scratch starts at random play, and an
+            untrained network is no expert even where training never beats it).
         checkpoint_minutes: the longest wall-clock gap between two checkpoints (None: by
             updates only; ``lapo.runtime.CHECKPOINT_MINUTES``).
         Stops and checkpoints are run control only: a resumed run ends bitwise where an
@@ -183,7 +188,8 @@ def run_ppo(
     def evaluated() -> dict[str, float]:
         nonlocal best
         result = evaluate(trainer.net)
-        if best_dir is not None and math.isfinite(result.normalized):
+        candidate = best_from_start or trainer.update > 0
+        if best_dir is not None and candidate and math.isfinite(result.normalized):
             if best is None or result.normalized > best:
                 best = float(result.normalized)
                 _save_best(trainer, Path(best_dir), kind, result, meta)

@@ -130,6 +130,7 @@ def train_expert(
         time_budget_s=time_budget_s,
         max_updates=max_updates,
         best_dir=Path(run_dir) / BEST,
+        best_from_start=start is not None,  # an untrained network is no candidate
     )
 
 
