@@ -90,8 +90,9 @@ def train_expert(
 
     Files in ``run_dir``: ``checkpoint.json`` + ``checkpoint.*.safetensors`` (latest state, kind
     ``ppo-expert``), ``best/`` (weights-only, the network of the best held-out evaluation so
-    far, that evaluation under ``selected_by`` in its meta; ``load_expert`` and ``lapo expert
-    export`` take it), ``metrics.jsonl`` and ``tb/`` (TensorBoard). Logged x-axis: environment
+    far after the first update, or from the start with ``init_from``; that evaluation under
+    ``selected_by`` in its meta; ``load_expert`` and ``lapo expert export`` take it),
+    ``metrics.jsonl`` and ``tb/`` (TensorBoard). Logged x-axis: environment
     steps (``lapo.rl.loop.run_ppo`` lists the metrics).
 
     Args:
