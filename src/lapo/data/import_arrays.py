@@ -10,119 +10,31 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from lapo.data.array_files import (
+    PathArg,
+    array_headers,
+    check_frame_array,
+    check_vector,
+    expand_paths,
+    given_paths,
+    load_array,
+)
 from lapo.data.format import DatasetError, box_action_space
 from lapo.data.writer import DEFAULT_SHARD_FRAMES, DatasetWriter, check_output_dir
 
-PathArg = str | os.PathLike | Iterable[str | os.PathLike]
 #: Arrays ``import_arrays`` accepts in a .npz file (``frames`` is required).
 ARRAY_KEYS = (
     "frames", "actions", "episode_starts", "rewards", "dones", "action_low", "action_high"
 )  # fmt: skip
 _STORED = ("actions", "rewards", "dones")
 _BOUNDS = ("action_low", "action_high")
-
-
-def _given(paths: PathArg) -> list[Path]:
-    """The paths as given (one path or several), as a list."""
-    return [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
-
-
-def _expand_paths(paths: PathArg, suffixes: tuple[str, ...]) -> list[Path]:
-    """Files given directly, plus the files of given folders (sorted by name) with ``suffixes``."""
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
-            )
-            if not found:
-                raise DatasetError(f"{path}: no {' or '.join(suffixes)} files in this folder")
-            files += found
-        elif not path.is_file():
-            raise DatasetError(f"{path}: no such file or folder")
-        elif path.suffix.lower() not in suffixes:
-            raise DatasetError(f"{path}: expected a {' or '.join(suffixes)} file")
-        else:
-            files.append(path)
-    if not files:
-        raise DatasetError("no input files given")
-    return files
-
-
-def _read_header(fh) -> tuple[tuple[int, ...], np.dtype]:
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-    return tuple(shape), dtype
-
-
-def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """``{name: (shape, dtype)}`` of a .npy (as "frames") or of each .npz member; reads no data."""
-    try:
-        if path.suffix.lower() == ".npy":
-            with open(path, "rb") as fh:
-                return {"frames": _read_header(fh)}
-        headers = {}
-        with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                if member.endswith(".npy"):
-                    with zf.open(member) as fh:
-                        headers[member[: -len(".npy")]] = _read_header(fh)
-        return headers
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"{path}: not a readable numpy {path.suffix} file ({exc})") from None
-
-
-def _load(path: Path, key: str) -> np.ndarray:
-    """One array: a .npy is memory-mapped read-only, a .npz member is loaded."""
-    try:
-        if path.suffix.lower() == ".npy":
-            return np.load(path, mmap_mode="r")
-        with np.load(path) as npz:
-            return npz[key]
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"{path}: cannot read {key!r} ({exc})") from None
-
-
-def _check_frames(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """Frames must be ``(N >= 1, H, W, C) uint8`` with channels last."""
-    if len(shape) != 4:
-        hint = "; add a channel axis to grayscale frames (x[..., None])" if len(shape) == 3 else ""
-        raise DatasetError(f"{path}: {key} must be (N, H, W, C), got shape {shape}{hint}")
-    if shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
-        raise DatasetError(
-            f"{path}: {key} of shape {shape} look channel-first (N, C, H, W); frames must be "
-            "channel-last (N, H, W, C): transpose them with x.transpose(0, 2, 3, 1)"
-        )
-    if dtype != np.uint8:
-        raise DatasetError(
-            f"{path}: {key} must be uint8 pixels in 0..255, got {dtype}; convert floats in "
-            "[0, 1] with (x * 255).round().astype(np.uint8)"
-        )
-    if shape[0] < 1 or min(shape[1:]) < 1:
-        raise DatasetError(f"{path}: {key} is empty (shape {shape})")
-
-
-def _check_vector(path: Path, key: str, shape, dtype: np.dtype, n: int, kinds: str) -> None:
-    """A per-frame array must be ``(n,)`` (or ``(n, 1)``) with dtype kind in ``kinds``."""
-    if shape not in ((n,), (n, 1)):
-        raise DatasetError(f"{path}: {key} must have shape ({n},) like the frames, got {shape}")
-    names = {"b": "bool", "i": "signed int", "u": "unsigned int", "f": "float"}
-    if dtype.kind not in kinds:
-        want = " or ".join(names[k] for k in kinds)
-        raise DatasetError(f"{path}: {key} must be {want}, got {dtype}")
 
 
 def _episode_starts(path: Path, starts: np.ndarray, n: int) -> np.ndarray:
@@ -189,7 +101,7 @@ def _box_bounds(path: Path, headers: dict, dim: int) -> tuple[np.ndarray, np.nda
                 f"{path}: {key} must be ({dim},) numbers like the actions' last axis, got "
                 f"{dtype} {shape}"
             )
-        bounds.append(np.asarray(_load(path, key), np.float64))
+        bounds.append(np.asarray(load_array(path, key), np.float64))
     low, high = bounds
     if np.isnan(low).any() or np.isnan(high).any() or (low > high).any():
         raise DatasetError(
@@ -208,7 +120,7 @@ def _inspect_box_actions(path: Path, headers: dict, n: int) -> dict[str, Any]:
             f"{path}: float actions must have shape ({n}, A) like the frames (continuous, A >= 1; "
             f"one dimension: x[:, None]; discrete actions are ints: x.astype(int)), got {shape}"
         )
-    actions = np.asarray(_load(path, "actions"), np.float32)  # stored as float32
+    actions = np.asarray(load_array(path, "actions"), np.float32)  # stored as float32
     bad = np.flatnonzero(~np.isfinite(actions).all(axis=1))
     if len(bad):
         raise DatasetError(
@@ -232,7 +144,7 @@ def _inspect_box_actions(path: Path, headers: dict, n: int) -> dict[str, Any]:
 def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.ndarray, Any]:
     """Check one import_arrays input; return its headers, episode starts and actions summary:
     the max action (ints; -1 without actions) or ``_inspect_box_actions``'s dict (floats)."""
-    headers = _headers(path)
+    headers = array_headers(path)
     if "frames" not in headers:
         hint = (
             " (an original LAPO release chunk? use import_lapo_release)" if "obs" in headers else ""
@@ -242,7 +154,7 @@ def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.n
     if unknown:
         raise DatasetError(f"{path}: unexpected arrays {unknown}; accepted: {list(ARRAY_KEYS)}")
     shape, dtype = headers["frames"]
-    _check_frames(path, "frames", shape, dtype)
+    check_frame_array(path, "frames", shape, dtype)
     n = shape[0]
     box = "actions" in headers and headers["actions"][1].kind == "f"
     if "actions" in headers and not box and len(headers["actions"][0]) == 2:
@@ -254,19 +166,19 @@ def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.n
             )
     for key, kinds in (("actions", "iu"), ("rewards", "iuf"), ("dones", "biu")):
         if key in headers and not (key == "actions" and box):
-            _check_vector(path, key, *headers[key], n, kinds)
+            check_vector(path, key, *headers[key], n, kinds)
     if not box and any(key in headers for key in _BOUNDS):
         raise DatasetError(f"{path}: action_low / action_high are only for float (N, A) actions")
     starts = np.zeros(1, dtype=np.int64)
     if "episode_starts" in headers:
-        starts = _episode_starts(path, _load(path, "episode_starts"), n)
+        starts = _episode_starts(path, load_array(path, "episode_starts"), n)
     if "dones" in headers:
-        _check_dones(path, _load(path, "dones").reshape(-1), starts)
+        _check_dones(path, load_array(path, "dones").reshape(-1), starts)
     if box:
         return headers, starts, _inspect_box_actions(path, headers, n)
     max_action = -1
     if "actions" in headers:
-        actions = _load(path, "actions").reshape(-1)
+        actions = load_array(path, "actions").reshape(-1)
         if actions.min() < 0 or (num_actions is not None and actions.max() >= num_actions):
             limit = "" if num_actions is None else f", {num_actions}"
             raise DatasetError(
@@ -396,8 +308,8 @@ def import_arrays(
                 raise DatasetError(
                     str(error).replace(str(file), "arrays given in memory")
                 ) from None
-    files = _expand_paths(paths, (".npy", ".npz"))
-    check_output_dir(out, overwrite, inputs=[*_given(paths), *files])
+    files = expand_paths(paths, (".npy", ".npz"))
+    check_output_dir(out, overwrite, inputs=[*given_paths(paths), *files])
     plans, summaries = [], []
     for path in files:
         headers, starts, summary = _inspect_array_file(path, num_actions)
@@ -442,8 +354,8 @@ def import_arrays(
         tqdm(total=total, unit="frame", desc="import", disable=not progress) as bar,
     ):
         for path, shape, _, starts in plans:
-            frames = _load(path, "frames")
-            arrays = {key: _load(path, key) for key in fields}
+            frames = load_array(path, "frames")
+            arrays = {key: load_array(path, key) for key in fields}
             bounds = np.r_[starts, shape[0]]
             for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
                 writer.add_episode(frames[start:stop], **_episode_kwargs(arrays, start, stop))

@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from lapo.data.format import DatasetError
-from lapo.data.import_arrays import (
+from lapo.data.array_files import (
     PathArg,
-    _check_frames,
-    _check_vector,
-    _expand_paths,
-    _given,
-    _headers,
-    _load,
+    array_headers,
+    check_frame_array,
+    check_vector,
+    expand_paths,
+    given_paths,
+    load_array,
 )
+from lapo.data.format import DatasetError
 from lapo.data.writer import DEFAULT_SHARD_FRAMES, DatasetWriter, check_output_dir
 from lapo.envs.games import ACTION_MEANINGS
 
@@ -32,7 +32,7 @@ RELEASE_KEYS = ("obs", "ta", "done", "rewards", "ep_returns")
 
 def _inspect_release_chunk(path: Path) -> tuple[int, ...]:
     """Check one release chunk's arrays (names, shapes, dtypes); return the obs shape."""
-    headers = _headers(path)
+    headers = array_headers(path)
     missing = [key for key in RELEASE_KEYS if key not in headers]
     if missing:
         raise DatasetError(
@@ -40,17 +40,17 @@ def _inspect_release_chunk(path: Path) -> tuple[int, ...]:
             f"(plus 'values', ignored), found {sorted(headers)}"
         )
     shape, dtype = headers["obs"]
-    _check_frames(path, "obs", shape, dtype)
+    check_frame_array(path, "obs", shape, dtype)
     kinds = {"ta": "iuf", "done": "biu", "rewards": "iuf", "ep_returns": "iuf"}
     for key, kind in kinds.items():
-        _check_vector(path, key, *headers[key], shape[0], kind)
+        check_vector(path, key, *headers[key], shape[0], kind)
     return shape
 
 
 def _write_release_chunk(writer: DatasetWriter, path: Path) -> None:
     """Split one chunk into episodes at its done flags and append them to ``writer``."""
-    obs = _load(path, "obs")
-    ta, done, rewards, ep_returns = (_load(path, k).reshape(-1) for k in RELEASE_KEYS[1:])
+    obs = load_array(path, "obs")
+    ta, done, rewards, ep_returns = (load_array(path, k).reshape(-1) for k in RELEASE_KEYS[1:])
     if (ta != np.round(ta)).any() or ta.min() < 0 or ta.max() >= len(ACTION_MEANINGS):
         raise DatasetError(
             f"{path}: ta must hold whole numbers in [0, {len(ACTION_MEANINGS)}), got range "
@@ -118,8 +118,8 @@ def import_lapo_release(
         ValueError: ``out`` is, contains or lies inside a source (raised before any work).
         lapo.safety.InUseError: another lapo process is writing ``out``.
     """
-    files = _expand_paths(paths, (".npz",))
-    check_output_dir(out, overwrite, inputs=[*_given(paths), *files])
+    files = expand_paths(paths, (".npz",))
+    check_output_dir(out, overwrite, inputs=[*given_paths(paths), *files])
     shapes = [_inspect_release_chunk(path) for path in files]
     for path, shape in zip(files, shapes, strict=True):
         if shape[1:] != shapes[0][1:]:
