@@ -162,3 +162,22 @@ def test_run_config_resolves_its_preset_from_the_api_as_the_cli_does(tmp_path: P
     assert paper.online and paper.frames == RUN_PRESETS["paper"]["frames"]
     with pytest.raises(ValueError, match="preset must be one of"):
         RunConfig(preset="huge")
+
+
+def test_a_refused_run_leaves_the_recorded_run_config_as_it_was(tmp_path: Path) -> None:
+    """``lapo run --preset cpu`` into a finished smoke run is refused (StageConflict) before
+    ``run_config.json`` is replaced: ``lapo report`` and ``lapo aggregate`` read the run's
+    preset from it, and a refused command must not make a smoke run read as a cpu run."""
+    from lapo.pipeline import run_pipeline
+
+    smoke = RunConfig(env="coinrun", preset="smoke", out=tmp_path)
+    recorded = {**dataclasses.asdict(smoke), "out": str(tmp_path)}
+    (tmp_path / "run_config.json").write_text(json.dumps(recorded))
+    stages = {"collect": {"settings": {"env": "coinrun", "frames": 3000}, "summary": {}}}
+    (tmp_path / "pipeline.json").write_text(
+        json.dumps({"format": "lapo-pipeline", "stages": stages})
+    )
+    cpu = RunConfig(env="coinrun", preset="cpu", out=tmp_path)
+    with pytest.raises(StageConflict, match="stage 'collect'"):
+        run_pipeline(cpu, progress=False)
+    assert json.loads((tmp_path / "run_config.json").read_text())["preset"] == "smoke"

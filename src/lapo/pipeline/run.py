@@ -31,7 +31,14 @@ from lapo.pipeline.expert_stage import (
 )
 from lapo.pipeline.label_sweep import label_sweep, sweep_table
 from lapo.pipeline.online import run_online_comparison
-from lapo.pipeline.plan import DIRS, StageInterrupted, run_stages, setting_defaults
+from lapo.pipeline.plan import (
+    DIRS,
+    Manifest,
+    StageInterrupted,
+    plan,
+    run_stages,
+    setting_defaults,
+)
 from lapo.pipeline.report import build_report
 from lapo.pipeline.run_config import RunConfig, stage_configs
 from lapo.pipeline.run_log import log_run, require_wandb
@@ -281,6 +288,9 @@ def run_pipeline(
         "report": report,
     }
     out.mkdir(parents=True, exist_ok=True)
+    # A refused command (changed settings, StageConflict) leaves the run's run_config.json as
+    # it was: `lapo report` and `lapo aggregate` read the run's preset and plan from it.
+    plan(config, Manifest.load(out / "pipeline.json"), settings, redo, setting_defaults())
     write_run_config(config)
     return run_stages(
         config, settings, actions, redo=redo, weights=STAGE_WEIGHTS, progress=progress,
