@@ -72,20 +72,42 @@ def _json(path: Path) -> dict | list:
     return json.loads(path.read_text())
 
 
+def _unfinished(stages: dict, config: dict) -> list[str]:
+    """The stages of the run's plan that have not finished: the evaluation and the report, and
+    the label sweep and the online comparison when ``config`` (its ``run_config.json``; empty
+    for a run written before that file existed) asks for them."""
+    planned = ["evaluate"] + ["sweep"] * bool(config.get("sweep"))
+    planned += ["online"] * bool(config.get("online")) + ["report"]
+    return [s for s in planned if s not in stages]
+
+
 def load_run(path: str | Path) -> RunRecord:
-    """Read one ``lapo run`` directory whose evaluation stage finished.
+    """Read one ``lapo run`` directory whose every planned stage finished.
 
     Raises:
         FileNotFoundError: no ``pipeline.json`` there (not a ``lapo run`` directory).
-        ValueError: its evaluation stage has not finished (the message says how to finish it).
+        ValueError: a run on a given dataset (``--data``: no game played), or one whose
+            evaluation, report, or asked-for sweep or online comparison has not finished (a run
+            still in progress would lose those results silently; the message says how to
+            finish it).
     """
     path = Path(path)
     if not (path / "pipeline.json").is_file():
         raise FileNotFoundError(f"{path} is not a `lapo run` directory (no pipeline.json)")
     stages = _json(path / "pipeline.json")["stages"]
-    if "evaluate" not in stages:
+    config_file = path / "run_config.json"
+    config = _json(config_file) if config_file.is_file() else {}
+    if config.get("data") is not None:
         raise ValueError(
-            f"{path}: its evaluate stage has not finished; rerun its `lapo run` command first"
+            f"{path} was trained on a given dataset (lapo run --data): it played no game, so it "
+            "has no returns to aggregate; leave it out"
+        )
+    missing = _unfinished(stages, config)
+    if missing:
+        raise ValueError(
+            f"{path}: its {', '.join(missing)} stage{'s' * (len(missing) > 1)} "
+            f"{'have' if len(missing) > 1 else 'has'} not finished; rerun its `lapo run` "
+            "command first (lapo aggregate reads finished runs only)"
         )
     returns = {
         name: {k: v for k, v in r.items() if k != "returns"}
@@ -99,7 +121,7 @@ def load_run(path: str | Path) -> RunRecord:
         game=stages["collect"]["settings"]["env"],
         seed=stages["collect"]["settings"]["seed"],
         labels=stages["decode"]["settings"]["labels"],
-        preset=metrics.get("preset", "?"),
+        preset=config.get("preset") or metrics.get("preset", "?"),
         expert=metrics.get("expert_origin")
         or metrics.get("data_origin")
         or stages["collect"]["summary"].get("expert", "?"),
