@@ -170,6 +170,24 @@ def test_aggregate_refuses_runs_still_in_progress_and_reads_their_preset(
         aggregate(AggregateConfig(runs=(given,), out=tmp_path / "agg2", reps=10))
 
 
+def test_aggregate_refuses_one_seed_of_a_game_twice(tmp_path: Path, capsys) -> None:
+    """A copied run directory (or one job run twice under two names) would count one seed as
+    two runs: the CIs would narrow and the one-run warning vanish. Refused, both named."""
+    first = fake_run(tmp_path / "maze-s0", "maze", 0, {"lapo_decoded": 0.2})
+    copy = tmp_path / "maze-copy"
+    shutil.copytree(first, copy)
+    other = fake_run(tmp_path / "maze-s1", "maze", 1, {"lapo_decoded": 0.4})
+    args = ["aggregate", str(first), str(other), str(copy), "--out", str(tmp_path / "agg")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{first} and {copy} are both seed 0 of maze" in err
+    assert not (tmp_path / "agg").exists()
+    (tmp_path / "link").symlink_to(first)
+    with pytest.raises(ValueError, match=f"{first} and {tmp_path / 'link'} are the same run"):
+        AggregateConfig(runs=(first, tmp_path / "link"), out=tmp_path / "agg")
+    aggregate(AggregateConfig(runs=(first, other), out=tmp_path / "agg", reps=10))
+
+
 @pytest.mark.slow  # a real `lapo run --preset smoke` (12-37 s on 2 shared cores) and the report
 def test_lapo_aggregate_on_smoke_runs(tmp_path: Path, capsys) -> None:
     """One real smoke run of coinrun, and a copy of it relabelled as jumper (its numbers are

@@ -18,6 +18,10 @@ class AggregateConfig:
             empty, or an earlier aggregate's, whose files are replaced).
         reps: stratified-bootstrap resamples per confidence interval (rliable: 50,000).
         seed: seed of the bootstrap (the same seed gives the same intervals).
+
+    Raises:
+        ValueError: no run, a run directory given twice (also as a link to it: both named),
+            ``reps`` < 1 or a seed outside ``[0, 2**31)``.
     """
 
     runs: tuple[Path, ...]
@@ -31,7 +35,12 @@ class AggregateConfig:
         object.__setattr__(self, "out", Path(self.out))
         if not self.runs:
             raise ValueError("aggregate needs at least one run directory")
-        if len(set(p.resolve() for p in self.runs)) != len(self.runs):
-            raise ValueError("a run directory is listed twice; each run counts once")
+        resolved = [p.resolve() for p in self.runs]
+        for i, path in enumerate(self.runs):
+            if resolved[i] in resolved[:i]:
+                first = self.runs[resolved.index(resolved[i])]
+                raise ValueError(
+                    f"{first} and {path} are the same run directory; each run counts once"
+                )
         check_ints(self, 1, "reps")
         check_seed(self)

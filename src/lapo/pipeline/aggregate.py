@@ -145,6 +145,25 @@ def load_run(path: str | Path) -> RunRecord:
     return record
 
 
+def check_distinct(records: list[RunRecord]) -> None:
+    """Refuse two run directories holding the same seed of the same game (a copy, or one job
+    run twice under two names): the bootstrap would count one seed as two independent runs,
+    narrowing the CIs and hiding the one-run warning.
+
+    Raises:
+        ValueError: naming both directories, the game and the seed.
+    """
+    seen: dict[tuple[str, int], Path] = {}
+    for r in records:
+        first = seen.setdefault((r.game, r.seed), r.path)
+        if first != r.path:
+            raise ValueError(
+                f"{first} and {r.path} are both seed {r.seed} of {r.game} (a copy, or one job "
+                "run twice?): each seed may count once; leave one out, or give the other run "
+                "another --seed"
+            )
+
+
 def by_game(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
     """Records grouped by game: Procgen's games in Procgen's order, then any other task
     (continuous control, a dataset's name) in alphabetical order."""
@@ -206,11 +225,13 @@ def aggregate(config: AggregateConfig) -> dict:
 
     Raises:
         FileNotFoundError, ValueError: a run directory that is not a finished ``lapo run``
-            (``load_run``), before anything is written; ``out`` is, lies in or contains a run.
+            (``load_run``), or two holding the same seed of one game (``check_distinct``),
+            before anything is written; ``out`` is, lies in or contains a run.
         FileExistsError: ``out`` exists and holds something other than an earlier aggregate.
         lapo.safety.InUseError: another lapo process holds ``out``.
     """
     records = [load_run(p) for p in config.runs]
+    check_distinct(records)
     out = Path(config.out)
     check_disjoint(out, config.runs)
     entries = (
