@@ -240,6 +240,18 @@ def test_lapo_aggregate_on_smoke_runs(tmp_path: Path, capsys) -> None:
     assert result["scores"]["LAPO decoded"]["coinrun"] == [returns["lapo_decoded"]["normalized"]]
 
 
+def test_aggregate_refuses_a_task_without_reference_returns(tmp_path: Path, capsys) -> None:
+    """A Gymnasium task without reference returns has NaN normalized returns: named, not the
+    bootstrap's bare 'scores must be finite'."""
+    nan = float("nan")
+    acrobot = fake_run(tmp_path / "a", "Acrobot-v1", 0, {"lapo_decoded": nan, "random": nan})
+    coinrun = fake_run(tmp_path / "c", "coinrun", 0, {"lapo_decoded": 0.3, "random": 0.0})
+    assert main(["aggregate", str(acrobot), str(coinrun), "--out", str(tmp_path / "agg")]) == 1
+    err = capsys.readouterr().err
+    assert f"{acrobot}: Acrobot-v1 has no reference returns" in err
+    assert "LAPO decoded, uniform random are undefined (NaN)" in err
+
+
 def test_aggregate_takes_continuous_control_runs(tmp_path: Path) -> None:
     from lapo.envs.games import CONTROL_REFERENCE_RETURNS, REFERENCE_RETURNS
 

@@ -89,7 +89,7 @@ def load_run(path: str | Path) -> RunRecord:
         ValueError: a run on a given dataset (``--data``: no game played), or one whose
             evaluation, report, or asked-for sweep or online comparison has not finished (a run
             still in progress would lose those results silently; the message says how to
-            finish it).
+            finish it), or a run on a task without reference returns (normalized returns NaN).
     """
     path = Path(path)
     if not (path / "pipeline.json").is_file():
@@ -142,6 +142,14 @@ def load_run(path: str | Path) -> RunRecord:
         record.sweep = _json(path / "sweep" / "label_sweep.json")
     if (path / "report" / "figures" / "latent_map.png").is_file():
         record.latent_map = path / "report" / "figures" / "latent_map.png"
+    undefined = [m for m, v in record.scores.items() if not np.isfinite(np.asarray(v, float)).all()]
+    if undefined:
+        raise ValueError(
+            f"{path}: {record.game} has no reference returns, so the normalized returns of "
+            f"{', '.join(undefined)} are undefined (NaN) and cannot be aggregated over games; "
+            "leave it out (the tasks with references: lapo.envs.games.REFERENCE_RETURNS and "
+            "CONTROL_REFERENCE_RETURNS)"
+        )
     return record
 
 
