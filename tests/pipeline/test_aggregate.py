@@ -162,6 +162,10 @@ def test_aggregate_refuses_bad_inputs_before_writing(tmp_path: Path, capsys) -> 
     assert "holds other files" in capsys.readouterr().err
     assert main(["aggregate", str(good), "--out", str(good / "agg")]) == 1  # inside a run
     assert "lies inside the input" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["aggregate", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert "new, empty, or an earlier `lapo aggregate` output" in helped  # what --out may be
 
 
 def test_aggregate_refuses_runs_still_in_progress_and_reads_their_preset(

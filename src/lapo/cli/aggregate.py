@@ -21,8 +21,21 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         "the runs have them, and a grid of the games' latent-space maps (Figure 5).",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="`lapo run` directories")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="finished `lapo run` directories, one seed of a game each (a second copy of a "
+        "game's seed is refused)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output directory: new, empty, or an earlier `lapo aggregate` output (its files "
+        "are replaced); not inside a run directory",
+    )
     p.add_argument("--reps", type=int, help="bootstrap resamples per CI (default 50,000)")
     p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     p.set_defaults(func=_run_aggregate)
