@@ -271,3 +271,18 @@ def test_aggregate_takes_continuous_control_runs(tmp_path: Path) -> None:
     assert f"| Pendulum-v1 | 1 | {ref.random:g} / {ref.expert:g} (lapo's) |" in md
     coinrun = REFERENCE_RETURNS["coinrun"]
     assert f"| coinrun | 1 | {coinrun.random:g} / {coinrun.expert:g} |" in md
+
+
+def test_latent_map_grid_takes_a_games_first_run_that_has_a_map(tmp_path: Path) -> None:
+    """A game whose first run directory has no latent map (no stage-1 probe) still gets a tile
+    from its next run that has one."""
+    import matplotlib.pyplot as plt
+
+    first = fake_run(tmp_path / "maze-s0", "maze", 0, {"lapo_decoded": 0.2})
+    second = fake_run(tmp_path / "maze-s1", "maze", 1, {"lapo_decoded": 0.3})
+    (second / "report" / "figures").mkdir(parents=True)
+    plt.imsave(second / "report" / "figures" / "latent_map.png", [[[0.0, 0.0, 0.0]] * 8] * 8)
+    out = tmp_path / "agg"
+    aggregate(AggregateConfig(runs=(first, second), out=out, reps=10))
+    assert (out / "figures" / "latent_maps.png").is_file()
+    assert "figures/latent_maps.png" in (out / "report.md").read_text()

@@ -258,13 +258,19 @@ def write_report(games: dict, records: list, result: dict, out: Path) -> list[st
     rep.table(*game_table(games, list(result["scores"])))
     _online_section(rep, games, figures)
     _sweep_section(rep, games, result, figures)
-    maps = {g: runs[0].latent_map for g, runs in games.items() if runs[0].latent_map}
+    # A game's first run directory that has a map (a run without a stage-1 probe has none).
+    maps = {
+        g: next(r.latent_map for r in runs if r.latent_map)
+        for g, runs in games.items()
+        if any(r.latent_map for r in runs)
+    }
     if maps:
         rep.heading("Latent-space maps (paper Figure 5)")
         rep.figure(
             aggregate_plots.tile_images(maps, figures / "latent_maps.png"),
             "Each game's map of held-out pre-quantization latent actions coloured by the true "
-            "action, as its `lapo run` report drew it (first run directory of the game).",
+            "action, as its `lapo run` report drew it (the first run directory of the game that "
+            "has one).",
         )
     rep.heading("Runs")
     rep.table(
