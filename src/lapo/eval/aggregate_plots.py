@@ -71,7 +71,9 @@ def plot_performance_profiles(
         point, low, high = (np.asarray(v, dtype=np.float64) for v in values)
         if not point.shape == low.shape == high.shape == taus.shape:
             raise ValueError(f"{method!r}: profile shapes must equal taus' {taus.shape}")
-        ax.plot(taus, point, color=f"C{i}", label=method)
+        # Line styles as well as colours: methods with equal scores draw on top of each other.
+        style = ("-", "--", "-.", ":")[i % 4]
+        ax.plot(taus, point, color=f"C{i}", linestyle=style, label=method)
         ax.fill_between(taus, low, high, color=f"C{i}", alpha=0.2)
     ax.set(title="Performance profiles (95% stratified-bootstrap CIs)",
            xlabel="normalized return τ", ylabel="fraction of runs with score > τ",
