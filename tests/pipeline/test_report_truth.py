@@ -55,6 +55,7 @@ SOUND = {
         "heldout_distinct_codes": 140,
         "heldout_joint_perplexity": 31.0,
     },
+    "bc": {"test/relative_mse": 0.55},
 }
 
 
@@ -143,8 +144,24 @@ def test_probe_above_the_margin_is_not_flagged() -> None:
     assert report_warnings(_with(lam__probe_mlp_accuracy=0.34)) == []
 
 
+@pytest.mark.parametrize("relative", [0.9, 0.98, 1.2])
+def test_a_latent_policy_that_predicts_nothing_is_flagged(relative) -> None:
+    metrics = _with()
+    metrics["bc"]["test/relative_mse"] = relative
+    (warning,) = report_warnings(metrics)
+    assert f"held-out relative MSE {relative:.2f}" in warning and _one_sentence(warning)
+
+
+def test_a_latent_policy_that_predicts_is_not_flagged() -> None:
+    metrics = _with()
+    metrics["bc"]["test/relative_mse"] = 0.89
+    assert report_warnings(metrics) == []
+    assert report_warnings(_with(bc={})) == []
+
+
 def test_every_finding_at_once_in_order() -> None:
     metrics = _with(preset="smoke", lam__probe_mlp_accuracy=0.3, lam__distinct_codes=1)
+    metrics["bc"]["test/relative_mse"] = 1.0
     metrics["returns"]["expert"] = _returns(1.0, 0.3, 0.0, 0.01)
     warnings = report_warnings(metrics)
     assert [w.split()[:3] for w in warnings] == [
@@ -152,6 +169,7 @@ def test_every_finding_at_once_in_order() -> None:
         ["The", "expert's", "normalized"],
         ["The", "codebook", "collapsed"],
         ["The", "MLP", "probe"],
+        ["The", "latent", "policy"],
     ]
 
 

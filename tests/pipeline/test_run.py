@@ -65,6 +65,9 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
     for key in ("probe_mlp_accuracy", "probe_linear_accuracy", "frame_difference_mlp_accuracy"):
         assert 0.0 <= metrics["lam"][key] <= 1.0
     assert "test/decoded_policy_accuracy" in metrics["decode"]
+    relative = metrics["bc"]["test/relative_mse"]
+    row = "| latent policy, held-out relative MSE (stage 2; 1 = the mean latent's) |"
+    assert f"{row} {relative:.2f} |" in md
     printed = capsys.readouterr().out
     assert "lapo_decoded" in printed and "report.html" in printed
     # rerunning the same command finds every stage finished and runs nothing

@@ -1,6 +1,6 @@
 """The report's banner: why the numbers of a run cannot mean what they seem to, one sentence
 per finding (smoke preset, an expert no better than random, a collapsed codebook, a probe at the
-majority class)."""
+majority class, a latent policy that predicts none of the latent)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ PROBE_MARGIN = 0.02
 #: the codebook has collapsed.
 COLLAPSED_PERPLEXITY = 1.5
 
+#: Stage 2's held-out relative MSE (test MSE over the variance of the held-out latents; 1: no
+#: better than always answering their mean) at or above this: the latent policy predicts next to
+#: none of the latent action from one frame, so the decoded policy acts nearly the same on every
+#: frame. Of twelve kept `cpu` main jobs, maze (0.95), miner (0.98) and dodgeball (1.01) are at
+#: or above it, and on each the decoded policy answers about one action.
+UNPREDICTED_RELATIVE_MSE = 0.9
+
 
 def report_warnings(metrics: dict) -> list[str]:
     """Why the numbers of a run cannot mean anything: one sentence per finding, none if none.
@@ -29,14 +36,16 @@ def report_warnings(metrics: dict) -> list[str]:
         metrics: ``metrics.json``'s content (``collect_metrics``); read are ``preset``,
             ``returns.{expert,random}.{mean,normalized,normalized_ci95}`` and
             ``lam.{probe_mlp_accuracy,majority_accuracy,distinct_codes,heldout_transitions,
-            heldout_distinct_codes,heldout_joint_perplexity}``. Missing entries skip their
-            check.
+            heldout_distinct_codes,heldout_joint_perplexity}`` and ``bc.test/relative_mse``.
+            Missing entries skip their check.
 
     Returns: sentences for, in order: the ``smoke`` preset; an expert not above the uniform
         random policy (95% CIs overlapping, an unknown CI, or a mean return not above); a
         collapsed codebook (one distinct joint code on held-out transitions or in the probe
         sample, or a held-out joint perplexity <= ``COLLAPSED_PERPLEXITY``); a
-        latent probe at the majority class (accuracy <= majority + ``PROBE_MARGIN``).
+        latent probe at the majority class (accuracy <= majority + ``PROBE_MARGIN``); a latent
+        policy (stage 2, paper section 4.2) whose held-out relative MSE is at or above
+        ``UNPREDICTED_RELATIVE_MSE``.
     """
     lam = metrics.get("lam", {})
     found = (
@@ -44,6 +53,7 @@ def report_warnings(metrics: dict) -> list[str]:
         _expert_warning(metrics.get("returns", {})),
         _collapse_warning(lam),
         _probe_warning(lam),
+        _latent_policy_warning(metrics.get("bc", {})),
     )
     return [w for w in found if w]
 
@@ -117,4 +127,16 @@ def _probe_warning(lam: dict) -> str | None:
         f"The MLP probe predicts the true action from the latents no better than always guessing "
         f"the most common action (held-out accuracy {probe:.3f} vs majority class "
         f"{majority:.3f}), so the latents show no information about the actions taken."
+    )
+
+
+def _latent_policy_warning(bc: dict) -> str | None:
+    relative = bc.get("test/relative_mse")
+    if relative is None or not relative >= UNPREDICTED_RELATIVE_MSE:
+        return None
+    return (
+        f"The latent policy predicts next to none of the IDM's latent action from one frame "
+        f"(held-out relative MSE {relative:.2f}, where 1 is no better than always answering the "
+        "mean latent), so the decoded policy acts nearly the same on every frame and its return "
+        "measures that one behaviour more than LAPO's decoding."
     )

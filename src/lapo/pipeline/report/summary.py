@@ -82,6 +82,13 @@ def summary_section(rep, metrics: dict, codebook_size: int) -> None:
         rows.append(["data", metrics["data_origin"]])
     if "test/fdm_mse" in lam:
         rows.append(["next-frame MSE of the FDM (held-out)", f"{lam['test/fdm_mse']:.5f}"])
+    if "test/relative_mse" in metrics.get("bc", {}):
+        rows.append(
+            [
+                "latent policy, held-out relative MSE (stage 2; 1 = the mean latent's)",
+                f"{metrics['bc']['test/relative_mse']:.2f}",
+            ]
+        )
     if "test/decoder_accuracy" in metrics["decode"]:
         rows.append(
             [
