@@ -169,6 +169,12 @@ def test_what_lapo_made_is_recognised_by_its_format_marker(sprites, tmp_path) ->
     assert lapo_made(fake) is None
     with pytest.raises(FileExistsError, match="not a lapo dataset"):
         check_replaceable(fake)
+    aggregate_out = tmp_path / "aggregate"
+    aggregate_out.mkdir()
+    (aggregate_out / "aggregate.json").write_text(json.dumps({"runs": [], "aggregate": {}}))
+    assert lapo_made(aggregate_out) == "lapo aggregate"
+    (fake / "aggregate.json").write_text(json.dumps({"runs": []}))  # not an aggregate's
+    assert lapo_made(fake) is None
     (tmp_path / "link").symlink_to(sprites)
     with pytest.raises(FileExistsError, match="symbolic link"):
         check_replaceable(tmp_path / "link")

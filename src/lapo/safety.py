@@ -38,11 +38,13 @@ class InUseError(RuntimeError):
 
 
 def lapo_made(path: str | os.PathLike) -> str | None:
-    """What lapo made at ``path``: ``"lapo dataset"``, ``"lapo run directory"`` or None.
+    """What lapo made at ``path``: ``"lapo dataset"``, ``"lapo run directory"``, ``"lapo
+    aggregate"`` or None.
 
     A lapo dataset is a directory whose ``manifest.json`` has format ``lapo-dataset``; a lapo run
     directory one whose ``checkpoint.json`` has format ``lapo-checkpoint`` or that holds a
-    ``pipeline.json`` (``lapo run``). A symbolic link is never lapo's.
+    ``pipeline.json`` (``lapo run``); a lapo aggregate one whose ``aggregate.json`` is an object
+    with ``runs`` and ``aggregate`` (``lapo aggregate``). A symbolic link is never lapo's.
     """
     # Imported here, not at the top: lapo.data's writer uses this module's guards, and importing
     # lapo.data.format at the top would load the lapo.data package (and its writer) first.
@@ -54,17 +56,21 @@ def lapo_made(path: str | os.PathLike) -> str | None:
     if path.is_symlink() or not path.is_dir():
         return None
 
-    def marker(name: str) -> Any:
+    def read(name: str) -> dict:
         try:
             doc = json.loads((path / name).read_text())
         except (OSError, ValueError):
-            return None
-        return doc.get("format") if isinstance(doc, dict) else None
+            return {}
+        return doc if isinstance(doc, dict) else {}
 
-    if marker(MANIFEST) == DATASET_FORMAT:
+    if read(MANIFEST).get("format") == DATASET_FORMAT:
         return "lapo dataset"
-    if marker("checkpoint.json") == CHECKPOINT_FORMAT or (path / "pipeline.json").is_file():
+    if read("checkpoint.json").get("format") == CHECKPOINT_FORMAT:
         return "lapo run directory"
+    if (path / "pipeline.json").is_file():
+        return "lapo run directory"
+    if {"runs", "aggregate"} <= set(read("aggregate.json")):
+        return "lapo aggregate"
     return None
 
 
@@ -132,8 +138,9 @@ def check_run_output(path: str | os.PathLike) -> None:
     """Refuse to write a run directory into a directory that holds something else.
 
     A run directory may be written into a new path, an empty directory, or one that lapo made
-    as a run directory: it holds the run lock (``.lapo.lock``, taken before anything is
-    written) or a run's marker (``lapo_made``). Anything else, a user's folder or a lapo
+    as a run directory or an aggregate's output: it holds the run lock (``.lapo.lock``, taken
+    before anything is written; a fresh clone of a repository that committed the outputs has
+    none) or a marker (``lapo_made``). Anything else, a user's folder or a lapo
     dataset, is refused: a run written among foreign files would mark their folder as lapo's,
     and a later ``--overwrite`` would then delete them with it.
 
@@ -150,7 +157,7 @@ def check_run_output(path: str | os.PathLike) -> None:
             "--out"
         )
     made = lapo_made(path)
-    if (path / RUN_LOCK).exists() or made == "lapo run directory":
+    if (path / RUN_LOCK).exists() or made in ("lapo run directory", "lapo aggregate"):
         return
     entries = sorted(p.name for p in path.iterdir())
     if not entries:

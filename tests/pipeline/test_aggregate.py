@@ -102,6 +102,13 @@ def test_aggregate_known_answers(tmp_path: Path) -> None:
     # rerun into the same folder: same intervals (seeded), its own files replaced
     again = aggregate(AggregateConfig(runs=tuple(runs), out=out, reps=500))
     assert again["aggregate"] == result["aggregate"]
+    # and into a copy without the run lock (a fresh clone of a repository that committed it)
+    copy = tmp_path / "committed"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".lapo.lock*"))
+    assert (
+        aggregate(AggregateConfig(runs=tuple(runs), out=copy, reps=500))["aggregate"]
+        == (result["aggregate"])
+    )
 
 
 def test_aggregate_warns_of_games_whose_expert_is_not_above_random(tmp_path: Path) -> None:
