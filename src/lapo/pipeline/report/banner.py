@@ -24,7 +24,7 @@ COLLAPSED_PERPLEXITY = 1.5
 #: Stage 2's held-out relative MSE (test MSE over the variance of the held-out latents; 1: no
 #: better than always answering their mean) at or above this: the latent policy predicts next to
 #: none of the latent action from one frame, so the decoded policy acts nearly the same on every
-#: frame. Of twelve kept `cpu` main jobs, maze (0.95), miner (0.98) and dodgeball (1.01) are at
+#: frame. Of thirteen kept `cpu` main jobs, maze (0.95), miner (0.98) and dodgeball (1.01) are at
 #: or above it, and on each the decoded policy answers about one action.
 UNPREDICTED_RELATIVE_MSE = 0.9
 
