@@ -10,6 +10,8 @@ from lapo.eval.probes import (
     joint_code,
     normalized_mutual_information,
     probe_accuracy,
+    probe_r2,
+    standardize,
 )
 
 
@@ -30,6 +32,31 @@ def test_mlp_probe_beats_linear_on_xor() -> None:
     actions = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
     result = probe_accuracy(x, actions, 2, steps=500)
     assert result.linear_accuracy < 0.7 and result.mlp_accuracy > 0.9
+
+
+def test_a_feature_constant_in_training_cannot_blow_up_held_out_scores() -> None:
+    """Pooled frame differences of a static background: 0 on every training sample, 1 on a few
+    held-out ones. Divided by a near-zero deviation it once gave an R^2 of -9e9."""
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(400, 8)).astype(np.float32)
+    actions = (features[:, :2] @ np.array([[0.5], [-0.3]])).astype(np.float32)  # (400, 1)
+    perm = np.random.default_rng(0).permutation(400)  # the probes' split at seed 0
+    spike = np.zeros((400, 1), np.float32)
+    spike[perm[200:203]] = 1.0  # held-out half only
+    with_spike = np.concatenate([features, spike], axis=1)
+    _, clean = probe_r2(features, actions, steps=300)
+    linear, mlp = probe_r2(with_spike, actions, steps=300)
+    assert clean > 0.9 and mlp > clean - 0.05 and linear > 0.9
+    codes = (actions[:, 0] > 0).astype(int)
+    assert probe_accuracy(with_spike, codes, 2, steps=200).linear_accuracy > 0.9
+
+
+def test_standardize_scales_on_training_samples_drops_constants_and_clips() -> None:
+    x = np.array([[0.0, 5.0, 1.0], [2.0, 5.0, 1.0], [100.0, 6.0, 1.0]], np.float32)
+    out = standardize(x, np.array([0, 1]))  # train: mean (1, 5, 1), std (1, 0, 0)
+    np.testing.assert_allclose(out, [[-1.0], [1.0], [10.0]])  # 99 deviations, clipped to 10
+    assert standardize(x[:, 1:], np.array([0, 1])).shape == (3, 1)  # nothing varies: zeros
+    assert not standardize(x[:, 1:], np.array([0, 1])).any()
 
 
 def test_probe_on_noise_is_chance() -> None:

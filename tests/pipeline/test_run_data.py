@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_run_on_action_free_data_writes_latent_figures_and_says_why_no_decoding(
     assert set(stages) == {"collect", "lam", "bc", "report"}
     with open_dataset(data) as dataset:
         assert stages["collect"]["settings"]["manifest_sha256"] == manifest_digest(dataset)
-    assert json.loads((out / "run_config.json").read_text())["data"] == str(data)
+    assert json.loads((out / "run_config.json").read_text())["data"] == str(data.resolve())
     # TensorBoard beside the stages' own: the report's figures as images, the config as text
     accumulator = EventAccumulator(str(out / "tb"), size_guidance={"images": 0}).Reload()
     tags = accumulator.Tags()
@@ -86,6 +87,58 @@ def test_run_on_data_decodes_with_labels_from(tmp_path: Path) -> None:
     assert settings["labels_from"] == str(labels.resolve())
 
 
+def test_run_on_moved_data_resumes_and_reads_back_from_any_directory(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A dataset moved with its manifest unchanged is the same input (nothing retrains, the new
+    place is recorded); a run given relative paths rebuilds its report from another cwd."""
+    monkeypatch.chdir(tmp_path)
+    _video_like(Path("video"))
+    write_sprite_dataset(Path("labels"), episodes=8, length=16, seed=1)
+    assert _run(Path("video"), Path("run"), "--labels-from", "labels") == 0
+    before = json.loads(Path("run/pipeline.json").read_text())["stages"]
+    Path("video").rename("moved")
+    Path("labels").rename("labels-moved")
+    capsys.readouterr()
+    assert _run(Path("moved"), Path("run"), "--labels-from", "labels-moved") == 0
+    assert "moved to" in capsys.readouterr().out
+    after = json.loads(Path("run/pipeline.json").read_text())["stages"]
+    assert [after[s]["finished"] for s in before] == [before[s]["finished"] for s in before]
+    assert after["collect"]["settings"]["data"] == str(tmp_path / "moved")
+    assert after["decode"]["settings"]["labels_from"] == str(tmp_path / "labels-moved")
+    config = json.loads(Path("run/run_config.json").read_text())
+    assert config["data"] == str(tmp_path / "moved")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    (tmp_path / "run/report/report.md").unlink()
+    assert main(["report", "../run"]) == 0
+    assert (tmp_path / "run/report/report.md").is_file()
+    monkeypatch.chdir(tmp_path)  # other data at the same place is still other data
+    shutil.rmtree("moved")
+    _video_like(Path("moved"), episodes=13)
+    assert _run(Path("moved"), Path("run"), "--labels-from", "labels-moved") == 1
+    assert "--redo collect" in capsys.readouterr().err
+
+
+def test_a_stage_on_data_replaced_while_it_ran_is_refused(tmp_path: Path) -> None:
+    from lapo.pipeline.run import _on_unchanged_data
+
+    data = tmp_path / "video"
+    _video_like(data)
+    with open_dataset(data) as dataset:
+        settings = {"collect": {"data": str(data), "manifest_sha256": manifest_digest(dataset)}}
+    assert _on_unchanged_data(lambda d: {"ok": 1}, settings)(tmp_path / "lam") == {"ok": 1}
+
+    def replace_data(directory: Path) -> dict:
+        shutil.rmtree(data)
+        _video_like(data, episodes=13)
+        return {"ok": 1}
+
+    with pytest.raises(ValueError, match="changed while this run used it"):
+        _on_unchanged_data(replace_data, settings)(tmp_path / "lam")
+
+
 def test_run_data_refuses_bad_labels_before_work(tmp_path: Path, capsys) -> None:
     data, out = tmp_path / "video", tmp_path / "run"
     _video_like(data)
@@ -102,6 +155,12 @@ def test_run_data_refuses_bad_labels_before_work(tmp_path: Path, capsys) -> None
     assert _run(data, out, "--labels-from", str(labelled), "--labels", "1000") == 1
     err = capsys.readouterr().err
     assert "stage 3 draws 1000 labelled transitions (--labels), but the training" in err
+    short = tmp_path / "short"  # one clip of 5 frames: no test part for stage 1
+    with DatasetWriter(short, frame_shape=(64, 64, 3), source={"kind": "test"}) as writer:
+        writer.add_episode(sprite_episode(np.random.default_rng(0), 5)[0])
+        writer.close()
+    assert _run(short, out) == 1
+    assert "one episode of 5 frames; holding out its tail" in capsys.readouterr().err
     assert not out.exists()  # nothing trained, no run directory left behind
     with pytest.raises(SystemExit):
         main(["run", "--data"])
@@ -148,7 +207,7 @@ def test_wandb_mirror_and_its_missing_package(tmp_path: Path, capsys, monkeypatc
     config = dataclasses.replace(load_run_config(out), wandb=True, wandb_project="p")
     log_run(config, out, out / "report")
     (run,) = runs
-    assert run.init["project"] == "p" and run.init["config"]["run"]["data"] == str(data)
+    assert run.init["project"] == "p" and run.init["config"]["run"]["data"] == str(data.resolve())
     steps = [row["lam/step"] for row in run.logged if "lam/step" in row]
     assert steps == sorted(steps) and len(steps) >= 2  # stage 1's logged rows, replayed
     images = next(row for row in run.logged if "latent/map" in row)

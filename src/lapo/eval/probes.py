@@ -121,6 +121,36 @@ def fit_classifier(
     }
 
 
+#: Standardized probe inputs are clipped to this many training standard deviations.
+CLIP_STD = 10.0
+
+
+def standardize(features: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Probe inputs: features centred and scaled by their mean and standard deviation on the
+    training samples, clipped to ``+-CLIP_STD``; features constant on the training samples
+    (standard deviation <= 1e-6) are dropped.
+
+    A probe learns nothing from a feature that never varies in training, and dividing its
+    held-out changes by a near-zero deviation blew the scores up (pooled frame differences of a
+    static background, 0 on every training frame: an R^2 of -2e6). Hand-written: three lines of
+    numpy, where a scikit-learn scaler would add a dependency and not drop or clip.
+
+    Args:
+        features: ``(N, D) float``.
+        train: indices (or a boolean mask) of the training samples.
+
+    Returns:
+        ``(N, D') float32``, ``D'`` the features that vary in training (at least one column:
+        zeros when none varies).
+    """
+    mean, std = features[train].mean(0), features[train].std(0)
+    varies = std > 1e-6
+    if not varies.any():
+        return np.zeros((len(features), 1), np.float32)
+    scaled = (features[:, varies] - mean[varies]) / std[varies]
+    return np.clip(scaled, -CLIP_STD, CLIP_STD).astype(np.float32)
+
+
 def probe_accuracy(
     latents: np.ndarray, actions: np.ndarray, num_actions: int, *, seed: int = 0, steps: int = 2000
 ) -> ProbeResult:
@@ -154,8 +184,7 @@ def probe_accuracy(
     fit, val = train[: max(1, int(0.8 * half))], train[max(1, int(0.8 * half)) :]
     if len(val) == 0:  # tiny inputs: validate on the training samples
         val = fit
-    mean, std = latents[train].mean(0), latents[train].std(0) + 1e-6
-    x = torch.from_numpy((latents - mean) / std)
+    x = torch.from_numpy(standardize(latents, train))
     y = torch.from_numpy(actions)
     dim = x.shape[1]
     results = []
@@ -211,8 +240,7 @@ def probe_r2(
     fit, val = train[: max(1, int(0.8 * half))], train[max(1, int(0.8 * half)) :]
     if len(val) == 0:
         val = fit
-    mean, std = latents[train].mean(0), latents[train].std(0) + 1e-6
-    x, y = torch.from_numpy((latents - mean) / std), torch.from_numpy(actions)
+    x, y = torch.from_numpy(standardize(latents, train)), torch.from_numpy(actions)
     dim, out = x.shape[1], y.shape[1]
     scores = []
     with torch.random.fork_rng():

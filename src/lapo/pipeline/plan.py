@@ -111,6 +111,25 @@ def _online_extends(recorded: dict, wanted: dict) -> bool:
     )
 
 
+#: Settings that say where an input dataset lies, each with the setting of its manifest's
+#: digest: a dataset moved or copied elsewhere with its manifest unchanged is the same input
+#: (``plan``), so a run resumes after its data moves (e.g. to another scratch disk).
+RELOCATABLE = {"data": "manifest_sha256", "labels_from": "labels_manifest_sha256"}
+
+
+def relocated(recorded: dict, wanted: dict) -> dict:
+    """The path settings of ``wanted`` (``RELOCATABLE``) that differ from ``recorded`` while
+    the digest of the dataset there is the same: ``{setting: new path}``."""
+    return {
+        key: wanted[key]
+        for key, digest in RELOCATABLE.items()
+        if key in wanted
+        and recorded.get(key) != wanted[key]
+        and wanted.get(digest) is not None
+        and recorded.get(digest) == wanted[digest]
+    }
+
+
 #: Stages whose finished folder a changed setting may extend in place: ``{stage: extends}``,
 #: ``extends(recorded, wanted) -> bool`` (see ``plan``).
 EXTENSIONS: dict[str, Callable[[dict, dict], bool]] = {"online": _online_extends}
@@ -155,6 +174,7 @@ def plan(
             continue
         fill = _jsonable({k: v for k, v in defaults.get(stage, {}).items() if k in wanted})
         recorded = {**fill, **done["settings"]}
+        recorded.update(relocated(recorded, wanted))  # the same dataset, moved: no change
         if recorded == wanted:
             continue
         if stage in EXTENSIONS and EXTENSIONS[stage](recorded, wanted):
@@ -216,6 +236,7 @@ def run_stages(
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(out / "pipeline.json")
     todo, extended = plan(config, manifest, settings, redo, defaults)
+    _record_moves(manifest, settings, todo)
     weights = weights or {}
     total = sum(weights.get(s, 1.0) for s in settings)
     bar = tqdm(
@@ -246,6 +267,24 @@ def run_stages(
             manifest.save()
             bar.update(weights.get(stage, 1.0))
     return {s: manifest.stages[s]["summary"] for s in settings if s in manifest.stages}
+
+
+def _record_moves(manifest: Manifest, settings: dict[str, dict], todo: list[str]) -> None:
+    """Record in ``pipeline.json`` the new place of a dataset that moved since its stages
+    finished (``relocated``), and say so; the run goes on with the dataset where it is now."""
+    moved = False
+    for stage, done in manifest.stages.items():
+        if stage in todo or stage not in settings:
+            continue
+        for key, path in relocated(done["settings"], _jsonable(settings[stage])).items():
+            tqdm.write(f"{key}: {done['settings'][key]} moved to {path} (the same manifest "
+                       "sha256); going on with it")  # fmt: skip
+            done["settings"][key] = path
+            if key in done.get("summary", {}):
+                done["summary"][key] = path
+            moved = True
+    if moved:
+        manifest.save()
 
 
 class StageInterrupted(KeyboardInterrupt):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -94,7 +95,8 @@ def _given_data(config: RunConfig, configs: dict) -> tuple[dict, dict | None]:
     ``labels``.
 
     Raises:
-        lapo.data.DatasetError: a dataset is missing or invalid, or too short to split.
+        lapo.data.DatasetError: a dataset is missing or invalid, or too short to split into
+            the training and test windows stage 1 takes.
         ValueError: the frames do not fit the models; the labelled dataset has no actions,
             another frame shape than ``data`` or fewer training transitions than ``labels``.
     """
@@ -112,6 +114,8 @@ def _given_data(config: RunConfig, configs: dict) -> tuple[dict, dict | None]:
             "has_actions": data.has_actions,
         }
         frame_shape = tuple(data.frame_shape)
+        lam = configs["lam"]
+        split_windows(data, lam.context, lam.test_fraction, lam.seed)  # too short: say so now
     check_lam_frames(configs["lam"], frame_shape, str(config.data))
     check_policy_frames(configs["bc"], frame_shape, str(config.data))
     labels_from = config.labels_from
@@ -129,7 +133,6 @@ def _given_data(config: RunConfig, configs: dict) -> tuple[dict, dict | None]:
                 f"{labels_from}: frames of shape {tuple(labelled.frame_shape)}, expected "
                 f"{frame_shape} as in {config.data} (the same source, imported alike)"
             )
-        lam = configs["lam"]
         train, _ = split_windows(labelled, lam.context, lam.test_fraction, lam.seed)
         labels = configs["decode"].labels
         if labels > train.num_windows:
@@ -146,10 +149,15 @@ def _given_data(config: RunConfig, configs: dict) -> tuple[dict, dict | None]:
 
 def write_run_config(config: RunConfig) -> None:
     """``run_config.json`` in the run directory: the resolved ``RunConfig`` (every field), read
-    back by ``lapo report RUN_DIR`` (``lapo.pipeline.report.load_run_config``)."""
+    back by ``lapo report RUN_DIR`` (``lapo.pipeline.report.load_run_config``). The inputs
+    (``expert``, ``data``, ``labels_from``) are written as absolute paths, so that the run reads
+    back from any working directory."""
     fields = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()
     }
+    for key in ("expert", "data", "labels_from"):
+        if fields[key] is not None:
+            fields[key] = str(Path(fields[key]).resolve())
     write_json_atomic(Path(config.out) / "run_config.json", fields)
 
 
@@ -276,7 +284,7 @@ def run_pipeline(
         log_run(config, out, directory)  # TensorBoard images and config text; W&B if asked
         return summary
 
-    actions = {
+    actions: dict[str, Callable[[Path], dict]] = {
         "expert": train_expert,
         "collect": collect,
         "lam": lam,
@@ -287,6 +295,8 @@ def run_pipeline(
         "online": online,
         "report": report,
     }
+    if config.own_data:  # a stage on data replaced before or while it ran is not recorded
+        actions = {stage: _on_unchanged_data(action, settings) for stage, action in actions.items()}
     out.mkdir(parents=True, exist_ok=True)
     # A refused command (changed settings, StageConflict) leaves the run's run_config.json as
     # it was: `lapo report` and `lapo aggregate` read the run's preset and plan from it.
@@ -296,6 +306,39 @@ def run_pipeline(
         config, settings, actions, redo=redo, weights=STAGE_WEIGHTS, progress=progress,
         defaults=setting_defaults(),
     )  # fmt: skip
+
+
+def _on_unchanged_data(
+    action: Callable[[Path], dict], settings: dict[str, dict]
+) -> Callable[[Path], dict]:
+    """``action`` checked, before and after it runs, against a given dataset (``--data``,
+    ``--labels-from``) replaced since the run planned its stages (e.g. ``lapo data import
+    --overwrite`` into it): a stage trained on other data than the run records is refused
+    before it is recorded as finished."""
+
+    def check() -> None:
+        from lapo.data import manifest_digest, open_dataset
+
+        given = [(settings["collect"]["data"], settings["collect"]["manifest_sha256"])]
+        if "labels_from" in settings.get("decode", {}):
+            decode = settings["decode"]
+            given.append((decode["labels_from"], decode["labels_manifest_sha256"]))
+        for path, digest in given:
+            with open_dataset(path) as data:
+                now = manifest_digest(data)
+            if now != digest:
+                raise ValueError(
+                    f"{path} changed while this run used it (manifest sha256 {digest[:12]} -> "
+                    f"{now[:12]}); rerun the command: it then says which finished stages to redo"
+                )
+
+    def guarded(directory: Path) -> dict:
+        check()
+        summary = action(directory)
+        check()
+        return summary
+
+    return guarded
 
 
 #: Relative duration of each stage, for the pipeline's progress bar (``run_stages``).

@@ -98,12 +98,18 @@ def load_run_config(run_dir: str | Path):
     if not (run_dir / "pipeline.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no pipeline.json (expected a `lapo run` directory)")
     saved = run_dir / "run_config.json"
+    stages = json.loads((run_dir / "pipeline.json").read_text())["stages"]
     if saved.is_file():
         fields = json.loads(saved.read_text())
+        # Runs written before run_config.json held absolute paths: a relative input path is
+        # the cwd's of that run; pipeline.json recorded where the input was, absolute.
+        for key, stage in (("data", "collect"), ("labels_from", "decode")):
+            recorded = stages.get(stage, {}).get("settings", {}).get(key)
+            if fields.get(key) and not Path(fields[key]).is_absolute() and recorded:
+                fields[key] = recorded
         fields["sweep"] = tuple(fields.get("sweep") or ())
         known = {f.name for f in dataclasses.fields(RunConfig)}
         return RunConfig(**{k: v for k, v in fields.items() if k in known})
-    stages = json.loads((run_dir / "pipeline.json").read_text())["stages"]
     collect = stages.get("collect", {}).get("settings", {})
     lam = stages.get("lam", {}).get("settings", {})
     for preset in RUN_PRESETS:
