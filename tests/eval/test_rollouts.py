@@ -91,3 +91,15 @@ def test_evaluate_policy_refuses_fewer_than_one_episode_before_making_an_env() -
     for episodes in (0, -1):
         with pytest.raises(ValueError, match=f"episodes must be at least 1, got {episodes}"):
             evaluate_policy(act, "not-a-game", episodes)
+
+
+def test_a_policy_is_refused_on_a_game_with_other_actions() -> None:
+    from lapo.eval.evaluate import check_policy_fits
+
+    check_policy_fits({"num_actions": 15}, "coinrun", "p")  # Procgen's 15 actions: fits
+    check_policy_fits({}, "coinrun", "p")  # an expert records no count: not checked
+    with pytest.raises(ValueError, match=r"^p acts with 5 discrete actions, coinrun takes 15 "):
+        check_policy_fits({"num_actions": 5}, "coinrun", "p")
+    bounds = {"num_actions": 2, "action_bounds": [[-1.0, -1.0], [1.0, 1.0]]}
+    with pytest.raises(ValueError, match="2-dimensional continuous actions, coinrun takes 15"):
+        check_policy_fits(bounds, "coinrun", "p")

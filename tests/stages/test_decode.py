@@ -17,6 +17,7 @@ from lapo.config import CollectConfig, DecodeConfig
 from lapo.data import open_dataset
 from lapo.data.windows import split_windows
 from lapo.eval.actors import PolicyActor
+from lapo.eval.evaluate import evaluate_checkpoint
 from lapo.load import load_lam, load_policy
 from lapo.models import make_encoder
 from lapo.models.policy import ActionDecoder, DecodedPolicy, LatentPolicy
@@ -218,6 +219,8 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
     assert results[0]["game"] == "bigfish" and results[0]["episodes"] == 3
     assert results[0]["returns"] == results[1]["returns"]
     assert main(["evaluate", str(tmp_path / "lam"), "--episodes", "1"]) == 1
+    with pytest.raises(ValueError, match="acts with 15 discrete actions, Pendulum-v1 takes 1-"):
+        evaluate_checkpoint(tmp_path / "dec" / "decoded", 1, game="Pendulum-v1")
 
 
 def test_sweep_table_means_per_method_and_count_by_hand() -> None:

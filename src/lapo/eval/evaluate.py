@@ -33,6 +33,38 @@ def result_dict(result: EvalResult) -> dict:
     }
 
 
+def check_policy_fits(meta: dict, game: str, name: str) -> None:
+    """Refuse a policy whose action space is not ``game``'s: discrete against continuous, another
+    number of discrete actions, or another dimension of continuous ones (a policy of an imported
+    dataset's actions played in a Procgen game would otherwise act on the wrong action indices
+    without a word).
+
+    Args:
+        meta: the checkpoint's meta (``lapo.checkpoint.read_meta``); a checkpoint that does not
+            record its action count (PPO experts: Procgen's 15 actions) is not checked.
+        game: Procgen game or Gymnasium id.
+        name: what to call the policy in the message (its path).
+
+    Raises:
+        ValueError: the action spaces differ; the message names both.
+    """
+    from lapo.envs import env_action_spec
+
+    spec = env_action_spec(game)
+    bounds = meta.get("action_bounds")
+    if bounds is not None:
+        mine = f"{len(bounds[0])}-dimensional continuous actions"
+    elif meta.get("num_actions") is not None:
+        mine = f"{int(meta['num_actions'])} discrete actions"
+    else:
+        return
+    theirs = f"{spec.n} discrete actions" if spec.n is not None else (
+        f"{len(spec.low)}-dimensional continuous actions")  # fmt: skip
+    if mine != theirs:
+        raise ValueError(f"{name} acts with {mine}, {game} takes {theirs}: evaluate it on the "
+                         "task its data came from (--env)")  # fmt: skip
+
+
 def evaluate_checkpoint(
     path: str | Path,
     episodes: int = 100,
@@ -57,7 +89,8 @@ def evaluate_checkpoint(
         device: where the policy acts, e.g. ``cuda:1`` (None: ``lapo.device.default_device``).
 
     Raises:
-        ValueError: no game given and none stored in the checkpoint, or a temperature <= 0.
+        ValueError: no game given and none stored in the checkpoint, a temperature <= 0, or a
+            policy whose actions do not fit the game's (``check_policy_fits``).
         lapo.checkpoint.CheckpointError: not an acting policy (kinds are listed).
     """
     check_temperature(temperature)
@@ -65,6 +98,7 @@ def evaluate_checkpoint(
     game = game or meta.get("env") or meta.get("config", {}).get("env")
     if not game:
         raise ValueError(f"{path} does not say which game it plays; pass game=GAME (--env GAME)")
+    check_policy_fits(meta, game, str(path))
     actor = PolicyActor(net, greedy=greedy, seed=seed, temperature=temperature)
     return evaluate_policy(
         actor.act,
@@ -77,4 +111,4 @@ def evaluate_checkpoint(
     )
 
 
-__all__ = ["EVAL_SEED", "evaluate_checkpoint", "result_dict"]
+__all__ = ["EVAL_SEED", "check_policy_fits", "evaluate_checkpoint", "result_dict"]
