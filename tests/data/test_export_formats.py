@@ -105,3 +105,61 @@ def test_cli_export_with_a_trained_stage_1(tmp_path: Path) -> None:
     args = ["data", "export", str(data), "--lam", str(tmp_path / "lam"), "--out", str(out)]
     assert main([*args, "--format", "minari", "--no-progress", "--device", "cpu"]) == 0
     assert json.loads((out / "data/metadata.json").read_text())["total_episodes"] == 6
+    assert main([*args, "--format", "minari", "--fps", "10", "--overwrite"]) == 1  # no rate there
+
+
+def _frames_dataset(path: Path, channels: int, source: dict | None = None):
+    rng = np.random.default_rng(1)
+    with DatasetWriter(path, frame_shape=(16, 16, channels), source=source) as writer:
+        for _ in range(2):
+            writer.add_episode(rng.integers(0, 256, (5, 16, 16, channels), dtype=np.uint8))
+        writer.close()
+    return open_dataset(path)
+
+
+def test_lerobot_export_takes_grey_frames_refuses_rgba_and_keeps_the_frame_rate(
+    tmp_path: Path,
+) -> None:
+    latent = np.zeros((10, 2), np.float32)
+    grey = _frames_dataset(tmp_path / "grey", 1, {"kind": "lerobot", "fps": 10})
+    out = export_lerobot(grey, tmp_path / "lr", latent, progress=False)
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["fps"] == 10.0 and info["features"]["observation.image"]["shape"] == [16, 16, 3]
+    table = pq.read_table(out / "data/chunk-000/episode_000000.parquet")
+    np.testing.assert_allclose(table.column("timestamp").to_pylist(), np.arange(5) / 10)
+    import av
+
+    video = out / "videos/chunk-000/observation.image/episode_000000.mp4"
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == 10
+        first = next(container.decode(stream)).to_ndarray(format="rgb24")
+    assert np.abs(first[..., 0].astype(int) - first[..., 2]).max() <= 8  # grey in all three
+    out = export_lerobot(grey, tmp_path / "lr", latent, fps=30, overwrite=True, progress=False)
+    assert json.loads((out / "meta/info.json").read_text())["fps"] == 30.0
+    rgba = _frames_dataset(tmp_path / "rgba", 4)
+    with pytest.raises(ValueError, match="frames of 4 channels; .* export it as minari"):
+        export_lerobot(rgba, tmp_path / "lr4", latent, progress=False)
+    assert not (tmp_path / "lr4").exists()
+    export_minari(rgba, tmp_path / "mi4", latent, progress=False)  # raw frames: any channels
+
+
+def test_a_failed_export_leaves_the_earlier_one_and_nothing_else(tmp_path: Path, monkeypatch):
+    from lapo.data import export_formats
+
+    dataset = _frames_dataset(tmp_path / "ds", 3)
+    latent = np.zeros((10, 2), np.float32)
+    out = export_lerobot(dataset, tmp_path / "lr", latent, progress=False)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_formats, "_encode_mp4", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_lerobot(dataset, out, latent, overwrite=True, progress=False)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert not list(tmp_path.glob(".lr*"))  # no partial folder left
+    with pytest.raises(OSError, match="disk full"):
+        export_lerobot(dataset, tmp_path / "new", latent, progress=False)
+    assert not (tmp_path / "new").exists()  # and a rerun is not blocked

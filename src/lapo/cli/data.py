@@ -126,6 +126,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         help="LeRobotDataset (v2.1 layout, latent actions as 'action') or Minari (HDF5)",
     )
     exp.add_argument("--out", required=True, type=Path, help="output directory")
+    exp.add_argument(
+        "--fps",
+        type=float,
+        help="lerobot: the frame rate of the videos and timestamps (default: the dataset's own "
+        "where its import recorded one, a LeRobot import's or a video import's --fps, else 15)",
+    )
     exp.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     exp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_device_option(exp)
@@ -205,7 +211,7 @@ def _run_export(args: argparse.Namespace) -> None:
 
     out = export_latent_actions(
         args.path, args.lam, args.out, args.format, overwrite=args.overwrite,
-        progress=not args.no_progress, device=args.device,
+        progress=not args.no_progress, device=args.device, fps=args.fps,
     )  # fmt: skip
     print(f"exported {args.path} with latent actions as {args.format} into {out}")
 

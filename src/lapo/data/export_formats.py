@@ -21,7 +21,9 @@ Both read back with ``import_lerobot`` / ``import_minari`` as any dataset of the
 ``(N, D) float32`` (zeros where undefined) with a box action space over their observed range; the
 true actions stay in the export's ``true_action`` column / info and are not imported.
 
-The output directory must not exist (or ``overwrite`` replaces one that lapo made).
+The output directory must not exist (or ``overwrite`` replaces one that lapo made). Each export
+is written into a new folder beside it and moved into place when complete, so a failed export
+leaves what was on disk as it was.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +54,7 @@ CAMERA = "observation.image"
 MARKER = ".lapo-export.json"
 
 
-def _prepare(out: Path, overwrite: bool, dataset: LapoDataset, kind: str) -> Path:
-    out = Path(out)
+def _check_output(out: Path, overwrite: bool, dataset: LapoDataset) -> None:
     check_disjoint(out, [dataset.path])
     if out.exists():
         if not overwrite:
@@ -58,10 +63,54 @@ def _prepare(out: Path, overwrite: bool, dataset: LapoDataset, kind: str) -> Pat
             )
         if not (out / MARKER).is_file():
             raise FileExistsError(f"{out} exists and is not a lapo export; not replacing it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text(json.dumps({"kind": kind, "dataset": str(dataset.path)}))
-    return out
+
+
+@contextmanager
+def _staged(out: Path, overwrite: bool, dataset: LapoDataset, kind: str) -> Iterator[Path]:
+    """A new folder beside ``out`` to write the export into; it becomes ``out`` (replacing an
+    earlier export there) only when the writing succeeded, and is removed when it failed, so a
+    failed export leaves what was on disk as it was and never blocks a rerun."""
+    _check_output(out, overwrite, dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        (staging / MARKER).write_text(json.dumps({"kind": kind, "dataset": str(dataset.path)}))
+        yield staging
+        if out.exists():  # an earlier export (checked above): set aside, then removed
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def check_lerobot_frames(dataset: LapoDataset) -> None:
+    """Refuse frames a LeRobotDataset's videos cannot hold: other than 1 (grey) or 3 (RGB)
+    channels.
+
+    Raises:
+        ValueError: the message names the channel count and the Minari export that keeps them.
+    """
+    channels = dataset.frame_shape[-1]
+    if channels not in (1, 3):
+        raise ValueError(
+            f"{dataset.path}: frames of {channels} channels; a LeRobotDataset's videos hold RGB "
+            "(3) or grey (1) frames: export it as minari (raw frames) instead"
+        )
+
+
+def frame_rate(dataset: LapoDataset) -> float:
+    """The frame rate of ``dataset``'s frames where its import recorded one (a LeRobotDataset's
+    ``fps``; a video import's ``--fps``), else 15, the rate Procgen games render at."""
+    source = dataset.manifest.get("source") or {}
+    fps = source.get("fps")
+    if source.get("kind") in ("lerobot", "video") and fps:
+        return float(fps)
+    return 15.0
 
 
 def _check_labels(dataset: LapoDataset, latent: np.ndarray, codes: np.ndarray | None) -> None:
@@ -71,10 +120,13 @@ def _check_labels(dataset: LapoDataset, latent: np.ndarray, codes: np.ndarray | 
         raise ValueError(f"codes must be (N={dataset.num_frames}, M), got {codes.shape}")
 
 
-def _encode_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+def _encode_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+    """``frames (T, H, W, 3 or 1) uint8`` as an mpeg4 video (one channel: grey, as RGB)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
+        stream = container.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = 8_000_000
@@ -89,35 +141,55 @@ def export_lerobot(
     latent: np.ndarray,
     codes: np.ndarray | None = None,
     *,
-    fps: int = 15,
+    fps: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Write ``dataset`` with its latent-action labels as a LeRobotDataset (v2.1 layout).
 
+    The export is written beside ``out`` and moved there when complete: a failed export leaves
+    ``out`` as it was.
+
     Args:
-        dataset: the lapo dataset.
+        dataset: the lapo dataset, ``(H, W, 3)`` colour or ``(H, W, 1)`` grey frames (written as
+            RGB videos, grey in all three channels).
         out: directory to create.
         latent: ``(N, D) float32`` latent action per frame (NaN: none).
         codes: ``(N, M) int64`` code indices per frame (-1: none), or None.
-        fps: frame rate written to ``info.json`` and the videos (Procgen has none; 15 is the
-            rate its games render at).
+        fps: frame rate written to ``info.json``, the timestamps and the videos; None: the
+            dataset's own (``frame_rate``: a LeRobot import's fps, a video import's ``--fps``,
+            else 15, the rate Procgen renders at).
 
     Returns: ``out``.
 
     Raises:
         ImportError: pyarrow is missing (``pip install 'lapo[formats]'``).
-        ValueError: labels of another length than the dataset; ``out`` overlaps the dataset.
+        ValueError: labels of another length than the dataset; ``out`` overlaps the dataset;
+            frames with another number of channels than 1 or 3 (RGBA: alpha has no place in
+            a video; export those with ``export_minari``); ``fps`` not positive.
         FileExistsError: ``out`` exists (and not ``overwrite`` of an earlier export).
     """
+    require("pyarrow", "writing a LeRobotDataset")
+    _check_labels(dataset, latent, codes)
+    check_lerobot_frames(dataset)
+    fps = frame_rate(dataset) if fps is None else float(fps)
+    if not 0 < fps < float("inf"):
+        raise ValueError(f"fps must be a finite number > 0, got {fps}")
+    final = Path(out)
+    with _staged(final, overwrite, dataset, "lerobot") as staging:
+        _write_lerobot(staging, dataset, latent, codes, fps, progress)
+    return final
+
+
+def _write_lerobot(out: Path, dataset: LapoDataset, latent: np.ndarray, codes: np.ndarray | None,
+                   fps: float, progress: bool) -> None:  # fmt: skip
+    """The LeRobotDataset files of ``export_lerobot`` in ``out``."""
     pa = require("pyarrow", "writing a LeRobotDataset")
     parquet = require("pyarrow.parquet", "writing a LeRobotDataset")
-    _check_labels(dataset, latent, codes)
-    out = _prepare(Path(out), overwrite, dataset, "lerobot")
-    h, w, c = dataset.frame_shape
+    h, w, _ = dataset.frame_shape
     dim = latent.shape[1]
     features: dict[str, Any] = {
-        CAMERA: {"dtype": "video", "shape": [h, w, c], "names": ["height", "width", "channels"],
+        CAMERA: {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
                  "info": {"video.fps": fps, "video.codec": "mpeg4", "video.pix_fmt": "yuv420p"}},
         "action": {"dtype": "float32", "shape": [dim], "names": [f"z{i}" for i in range(dim)]},
         "latent_action.valid": {"dtype": "bool", "shape": [1], "names": None},
@@ -184,7 +256,6 @@ def export_lerobot(
                       "episode_{episode_index:06d}.mp4",
         "features": features,
     })  # fmt: skip
-    return out
 
 
 def export_minari(
@@ -213,11 +284,20 @@ def export_minari(
         ValueError: labels of another length than the dataset; ``out`` overlaps the dataset.
         FileExistsError: ``out`` exists (and not ``overwrite`` of an earlier export).
     """
-    h5py = require("h5py", "writing a Minari dataset")
+    require("h5py", "writing a Minari dataset")
     _check_labels(dataset, latent, codes)
     if (dataset.episodes[:, 1] < 2).any():
         raise DatasetError(f"{dataset.path}: an episode of one frame has no step for Minari")
-    out = _prepare(Path(out), overwrite, dataset, "minari")
+    final = Path(out)
+    with _staged(final, overwrite, dataset, "minari") as staging:
+        _write_minari(staging, dataset, latent, codes, dataset_id, progress)
+    return final
+
+
+def _write_minari(out: Path, dataset: LapoDataset, latent: np.ndarray, codes: np.ndarray | None,
+                  dataset_id: str, progress: bool) -> None:  # fmt: skip
+    """The Minari dataset files of ``export_minari`` in ``out``."""
+    h5py = require("h5py", "writing a Minari dataset")
     folder = out / "data"
     folder.mkdir()
     h, w, c = dataset.frame_shape
@@ -271,4 +351,3 @@ def export_minari(
         "description": "latent actions of a LAPO stage-1 model (actions); true actions, "
                        "latent codes and validity in infos",
     })  # fmt: skip
-    return out

@@ -59,24 +59,33 @@ def export_latent_actions(
     overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
+    fps: float | None = None,
 ) -> Path:
     """Label ``data_dir`` with the stage-1 model in ``lam_dir`` and write it to ``out`` as
     ``fmt`` (``lerobot`` or ``minari``). The IDM computes on ``device`` (None:
-    ``lapo.device.default_device``).
+    ``lapo.device.default_device``). ``fps``: the LeRobotDataset's frame rate (None: the
+    dataset's own, ``lapo.data.export_formats.frame_rate``).
 
     Raises:
-        ValueError: an unknown format; frames of another shape than the model's.
+        ValueError: an unknown format; frames of another shape than the model's; ``fps`` given
+            for a Minari export (it has no frame rate); frames the format cannot hold.
         ImportError: pyarrow / h5py missing (``pip install 'lapo[formats]'``).
         FileExistsError: ``out`` exists (``overwrite`` replaces an earlier export only).
         lapo.checkpoint.CheckpointError: ``lam_dir`` holds no stage-1 checkpoint.
     """
-    from lapo.data.export_formats import export_lerobot, export_minari
+    from lapo.data.export_formats import check_lerobot_frames, export_lerobot, export_minari
     from lapo.load import load_lam
 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    if fps is not None and fmt != "lerobot":
+        raise ValueError(f"fps (--fps) sets a LeRobotDataset's frame rate; a {fmt} export has none")
     lam, _ = load_lam(lam_dir, device)
     with open_dataset(data_dir) as dataset:
+        if fmt == "lerobot":  # what the format cannot hold, before the labelling
+            check_lerobot_frames(dataset)
+            latent, codes = latent_labels(lam, dataset, progress)
+            return export_lerobot(dataset, out, latent, codes, fps=fps, overwrite=overwrite,
+                                  progress=progress)  # fmt: skip
         latent, codes = latent_labels(lam, dataset, progress)
-        write = export_lerobot if fmt == "lerobot" else export_minari
-        return write(dataset, out, latent, codes, overwrite=overwrite, progress=progress)
+        return export_minari(dataset, out, latent, codes, overwrite=overwrite, progress=progress)
