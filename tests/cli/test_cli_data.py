@@ -59,3 +59,22 @@ def test_collect_bad_game_is_refused_by_parser(capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "expected a Procgen game (bigfish," in err and "got 'mario'" in err
+
+
+def test_import_refuses_options_its_format_does_not_use(tmp_path: Path, capsys) -> None:
+    frames = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", frames=frames, actions=np.array([0, 1, 2, 1, 0, 2]))
+    base = ["data", "import", str(tmp_path / "a.npz"), "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "x"), "--resolution", "4", "4"]) == 1
+    err = capsys.readouterr().err
+    assert "--resolution does not apply to arrays sources (only to lerobot, minari, video)" in err
+    assert main([*base, "--out", str(tmp_path / "x"), "--fps", "5", "--camera", "c"]) == 1
+    assert "--fps, --camera do not apply to arrays sources" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main([*base, "--out", str(tmp_path / "x"), "--num-actions", "7"]) == 0
+    from lapo.data import open_dataset
+
+    with open_dataset(tmp_path / "x") as dataset:
+        assert dataset.manifest["action_space"]["n"] == 7  # not max + 1 = 3
+    assert main([*base, "--out", str(tmp_path / "y"), "--num-actions", "2"]) == 1
+    assert "discrete actions must lie in [0, 2), got range [0, 2]" in capsys.readouterr().err

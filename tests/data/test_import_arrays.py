@@ -68,7 +68,7 @@ def test_num_actions_argument(tmp_path: Path) -> None:
     np.savez(tmp_path / "x.npz", frames=np.zeros((3, 4, 4, 1), np.uint8), actions=[0, 1, 2])
     manifest = import_arrays(tmp_path / "x.npz", tmp_path / "ds", num_actions=15, progress=False)
     assert manifest["action_space"]["n"] == 15
-    with pytest.raises(DatasetError, match=r"actions must lie in \[0, 2\)"):
+    with pytest.raises(DatasetError, match=r"discrete actions must lie in \[0, 2\)"):
         import_arrays(tmp_path / "x.npz", tmp_path / "ds2", num_actions=2, progress=False)
 
 
@@ -115,7 +115,10 @@ def test_frame_zero_always_starts_an_episode(tmp_path: Path) -> None:
             r"action_low <= action_high",
         ),
         ({"frames": FRAMES, "actions": np.zeros(6, int), **BOUNDS}, "only for float"),
-        ({"frames": FRAMES, "actions": -np.ones(6, int)}, r"actions must lie in \[0\)"),
+        (
+            {"frames": FRAMES, "actions": -np.ones(6, int)},
+            r"discrete actions must be >= 0, got range \[-1, -1\]",
+        ),
         ({"frames": FRAMES, "episode_starts": [0, 4, 2]}, "strictly increasing"),
         ({"frames": FRAMES, "episode_starts": [0, 6]}, r"in \[0, 6\)"),
         ({"frames": FRAMES, "episode_starts": np.ones(5, bool)}, "mask must have length 6"),

@@ -109,11 +109,13 @@ def test_split_clips_remainder_rule() -> None:
 
 
 def test_options_are_checked() -> None:
-    with pytest.raises(ValueError, match="fps or frame_stride, not both"):
+    with pytest.raises(
+        ValueError, match=r"fps or frame_stride \(--fps or --frame-stride\), not both"
+    ):
         VideoImportConfig(fps=5, frame_stride=2)
     with pytest.raises(ValueError, match="resize must be one of crop, pad, stretch"):
         VideoImportConfig(resize="fit")
-    with pytest.raises(ValueError, match="clip_frames must be >= 2"):
+    with pytest.raises(ValueError, match=r"clip_frames \(--clip-frames\) must be >= 2"):
         VideoImportConfig(clip_frames=1)
 
 

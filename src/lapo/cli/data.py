@@ -70,22 +70,20 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "--resolution",
         type=int,
         nargs=2,
-        default=(64, 64),
         metavar=("H", "W"),
-        help="video frames are resized to this height and width",
+        help="video, lerobot, minari: frames are resized to this height and width (default 64 64)",
     )
     imp.add_argument(
         "--resize",
         choices=RESIZE_MODES,
-        default="crop",
-        help="video: crop (keep the aspect ratio, cut the centre), pad (keep it, black borders) "
-        "or stretch (distort to the resolution)",
+        help="video, lerobot, minari: crop (keep the aspect ratio, cut the centre; the "
+        "default), pad (keep it, black borders) or stretch (distort to the resolution)",
     )
     imp.add_argument(
         "--fps", type=float, help="video: keep at most this many frames per second of video"
     )
     imp.add_argument(
-        "--frame-stride", type=int, default=1, metavar="N", help="video: keep every N-th frame"
+        "--frame-stride", type=int, metavar="N", help="video: keep every N-th frame (default 1)"
     )
     imp.add_argument(
         "--clip-frames",
@@ -98,6 +96,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         metavar="KEY",
         help="lerobot: the camera feature (e.g. observation.images.top); minari: the image "
         "entry of a dict observation (default: the only one)",
+    )
+    imp.add_argument(
+        "--num-actions",
+        type=int,
+        metavar="N",
+        help="arrays: the number of discrete actions (default: the largest action + 1)",
     )
     imp.add_argument("--shard-frames", type=int, default=8192, help="frames per shard file")
     imp.add_argument(
@@ -164,6 +168,35 @@ def _run_collect(args: argparse.Namespace) -> None:
     print(format_summary(config, summary))
 
 
+#: The ``lapo data import`` options each source format uses (the others are refused).
+IMPORT_OPTIONS = {
+    "video": ("resolution", "resize", "fps", "frame_stride", "clip_frames"),
+    "lerobot": ("resolution", "resize", "camera"),
+    "minari": ("resolution", "resize", "camera"),
+    "arrays": ("num_actions",),
+    "lapo-release": (),
+}
+
+
+def _check_import_options(args: argparse.Namespace, fmt: str) -> None:
+    """Refuse an option the source format does not use (``--resolution`` on arrays did
+    nothing, without a word), before any work.
+
+    Raises:
+        ValueError: the message names the options, the format and the formats that use them.
+    """
+    given = [k for k in ("resolution", "resize", "fps", "frame_stride", "clip_frames", "camera",
+                         "num_actions") if getattr(args, k) is not None]  # fmt: skip
+    unused = [k for k in given if k not in IMPORT_OPTIONS[fmt]]
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        users = sorted({f for f, keys in IMPORT_OPTIONS.items() for k in unused if k in keys})
+        raise ValueError(
+            f"{flags} {'does' if len(unused) == 1 else 'do'} not apply to {fmt} sources (only "
+            f"to {', '.join(users)}); leave {'it' if len(unused) == 1 else 'them'} out"
+        )
+
+
 def _run_import(args: argparse.Namespace) -> None:
     from lapo.config import VideoImportConfig
     from lapo.data.import_arrays import import_arrays
@@ -172,6 +205,10 @@ def _run_import(args: argparse.Namespace) -> None:
     from lapo.data.sniff import detect_import_format
 
     fmt = args.format if args.format != "auto" else detect_import_format(args.sources)
+    _check_import_options(args, fmt)
+    args.resolution = tuple(args.resolution or (64, 64))
+    args.resize = args.resize or "crop"
+    args.frame_stride = args.frame_stride or 1
     common = dict(
         overwrite=args.overwrite, shard_frames=args.shard_frames, progress=not args.no_progress
     )
@@ -197,7 +234,7 @@ def _run_import(args: argparse.Namespace) -> None:
                 args.sources[0], args.out, observation_key=args.camera, config=frames, **common
             )
     elif fmt == "arrays":
-        manifest = import_arrays(args.sources, args.out, **common)
+        manifest = import_arrays(args.sources, args.out, num_actions=args.num_actions, **common)
     else:
         manifest = import_lapo_release(args.sources, args.out, **common)
     print(

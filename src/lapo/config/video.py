@@ -61,8 +61,9 @@ class VideoImportConfig:
         if isinstance(self.frame_stride, bool) or self.frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
         if self.fps is not None and self.frame_stride != 1:
-            raise ValueError("give fps or frame_stride, not both")
+            raise ValueError("give fps or frame_stride (--fps or --frame-stride), not both")
         if self.clip_frames is not None and self.clip_frames < 2:
             raise ValueError(
-                f"clip_frames must be >= 2 (None: whole videos), got {self.clip_frames}"
+                f"clip_frames (--clip-frames) must be >= 2 (None: whole videos), got "
+                f"{self.clip_frames}"
             )

@@ -180,9 +180,9 @@ def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.n
     if "actions" in headers:
         actions = load_array(path, "actions").reshape(-1)
         if actions.min() < 0 or (num_actions is not None and actions.max() >= num_actions):
-            limit = "" if num_actions is None else f", {num_actions}"
+            wanted = "be >= 0" if num_actions is None else f"lie in [0, {num_actions})"
             raise DatasetError(
-                f"{path}: actions must lie in [0{limit}), got range "
+                f"{path}: discrete actions must {wanted}, got range "
                 f"[{actions.min()}, {actions.max()}]"
             )
         max_action = int(actions.max())
