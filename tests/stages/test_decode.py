@@ -177,6 +177,7 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
                 "decode-offline",
                 *common,
                 "--sweep",
+                "--no-progress",
                 "4,8",
                 "--seeds",
                 "2",

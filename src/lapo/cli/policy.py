@@ -109,6 +109,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--episodes", type=at_least(1), default=32, help="sweep: episodes per evaluation"
     )
+    p.add_argument("--no-progress", action="store_true", help="sweep: hide the progress bars")
     add_allow_unfinished(p, "stage-2 (--policy)")
     add_device_option(p)
     add_config_options(p, DecodeConfig, exclude=DECODE_EXCLUDE)
@@ -137,6 +138,7 @@ def _run_decode(args: argparse.Namespace) -> None:
                 episodes=args.episodes,
                 baseline=not args.no_baseline,
                 config=config,
+                progress=not args.no_progress,
                 **with_device(label_sweep, args.device),
             )
         for row in sweep_table(rows):
