@@ -176,8 +176,8 @@ def test_cli_decode_and_evaluate_reproducible(tmp_path: Path) -> None:
             [
                 "decode-offline",
                 *common,
-                "--sweep",
                 "--no-progress",
+                "--sweep",
                 "4,8",
                 "--seeds",
                 "2",
