@@ -122,7 +122,10 @@ def test_frame_zero_always_starts_an_episode(tmp_path: Path) -> None:
         ({"frames": FRAMES, "episode_starts": [0, 4, 2]}, "strictly increasing"),
         ({"frames": FRAMES, "episode_starts": [0, 6]}, r"in \[0, 6\)"),
         ({"frames": FRAMES, "episode_starts": np.ones(5, bool)}, "mask must have length 6"),
-        ({"frames": FRAMES, "dones": np.eye(6, dtype=bool)[2]}, r"dones\[2\] is True"),
+        (
+            {"frames": FRAMES, "dones": np.eye(6, dtype=bool)[2], "episode_starts": [0]},
+            r"dones\[2\] is True",
+        ),
         ({"frames": FRAMES, "action": np.zeros(6, int)}, r"unexpected arrays \['action'\]"),
         ({"obs": FRAMES}, "use import_lapo_release"),
     ],
@@ -134,6 +137,23 @@ def test_array_errors(tmp_path: Path, arrays: dict, message: str) -> None:
         import_arrays(tmp_path / "bad.npz", out, progress=False)
     assert "bad.npz" in str(info.value)
     assert no_output(out)
+
+
+def test_dones_end_episodes_without_episode_starts(tmp_path: Path) -> None:
+    """D4RL-style files: frames, actions and dones; an episode ends at each done."""
+    dones = np.array([0, 0, 1, 0, 1, 0], bool)
+    np.savez(tmp_path / "d.npz", frames=FRAMES, actions=np.arange(6) % 3, dones=dones)
+    import_arrays(tmp_path / "d.npz", tmp_path / "ds", progress=False)
+    with open_dataset(tmp_path / "ds") as ds:
+        assert ds.episodes.tolist() == [[0, 3], [3, 2], [5, 1]]
+        np.testing.assert_array_equal(ds.dones, dones)
+
+
+def test_a_file_named_twice_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", FRAMES)
+    with pytest.raises(DatasetError, match=r"a\.npy: named twice among the sources"):
+        import_arrays([tmp_path / "a.npy", tmp_path], tmp_path / "ds", progress=False)
+    assert no_output(tmp_path / "ds")
 
 
 def test_files_must_agree(tmp_path: Path) -> None:

@@ -23,7 +23,12 @@ def given_paths(paths: PathArg) -> list[Path]:
 
 
 def expand_paths(paths: PathArg, suffixes: tuple[str, ...]) -> list[Path]:
-    """Files given directly, plus the files of given folders (sorted by name) with ``suffixes``."""
+    """Files given directly, plus the files of given folders (sorted by name) with ``suffixes``.
+
+    Raises:
+        DatasetError: a missing path, a file of another suffix, a folder without such files, no
+            file at all, or one file named twice (directly or through its folder).
+    """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     files: list[Path] = []
@@ -43,6 +48,11 @@ def expand_paths(paths: PathArg, suffixes: tuple[str, ...]) -> list[Path]:
             files.append(path)
     if not files:
         raise DatasetError("no input files given")
+    seen: set[Path] = set()
+    for f in files:  # a file named twice (directly, or also through its folder) would import twice
+        if f.resolve() in seen:
+            raise DatasetError(f"{f}: named twice among the sources")
+        seen.add(f.resolve())
     return files
 
 

@@ -173,7 +173,10 @@ def _inspect_array_file(path: Path, num_actions: int | None) -> tuple[dict, np.n
     if "episode_starts" in headers:
         starts = _episode_starts(path, load_array(path, "episode_starts"), n)
     if "dones" in headers:
-        _check_dones(path, load_array(path, "dones").reshape(-1), starts)
+        dones = load_array(path, "dones").reshape(-1)
+        if "episode_starts" not in headers and np.isin(dones, (0, 1)).all():
+            starts = np.r_[0, np.flatnonzero(dones[:-1]) + 1]  # an episode ends at each done
+        _check_dones(path, dones, starts)
     if box:
         return headers, starts, _inspect_box_actions(path, headers, n)
     max_action = -1
@@ -251,7 +254,8 @@ def import_arrays(
     - ``dones``: ``(N,)`` bool or 0/1, True where a_t ended the episode (optional; only allowed
       at an episode's last frame);
     - ``episode_starts``: ``(N,)`` bool, True at each episode's first frame, or 1-D strictly
-      increasing int indices of those frames (optional; without it the file is one episode).
+      increasing int indices of those frames (optional; without it an episode ends at each
+      done, as in D4RL-style files, and without dones the file is one episode).
       Frame 0 of a file always starts an episode: episodes never cross files.
 
     All files must have the same frame shape and the same optional arrays (float actions: the
