@@ -133,6 +133,12 @@ def test_game_playing_parts_asked_for_on_given_data_are_refused_by_api_and_cli(
     argv = ["run", "--data", str(tmp_path / "ds"), "--online", "--out", str(tmp_path / "r")]
     assert main(argv) == 1
     assert "sweep and online play the game" in capsys.readouterr().err
+    argv = ["run", "--data", str(tmp_path / "ds"), "--env", "maze", "--expert", "x", "--frames",
+            "1000", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--env, --expert, --frames: a run on given data (--data) records and plays no" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_console_summary_names_stage_3s_held_out_figures() -> None:

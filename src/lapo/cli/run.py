@@ -9,6 +9,9 @@ from pathlib import Path
 from lapo.cli.common import ENV_CHOICES, HelpFormatter, budget_seconds, env_name, label_counts
 from lapo.cli.options import add_config_options, config_overrides, device_name, parse_assignment
 
+#: ``lapo run`` options of the recording and the evaluation in the game: refused with ``--data``.
+PLAYING_OPTIONS = ("env", "expert", "train_expert", "expert_steps", "expert_minutes",
+                   "expert_temperature", "frames", "num_envs", "eval_episodes")  # fmt: skip
 REDO_STAGES = ("expert", "collect", "lam", "bc", "decode", "evaluate", "sweep", "online", "report")
 #: ``RunConfig`` fields without a ``lapo run`` option: ``overrides`` is given by ``--set``.
 RUN_EXCLUDE = ("overrides",)
@@ -79,6 +82,13 @@ def run_config_from_args(args: argparse.Namespace):
     given = config_overrides(RunConfig, args, exclude=RUN_EXCLUDE)
     if given.get("data") is None and given.get("labels_from") is not None:
         raise ValueError("--labels-from needs --data (the unlabelled dataset it labels)")
+    unused = [k for k in PLAYING_OPTIONS if given.get(k) not in (None, False)]
+    if given.get("data") is not None and unused:  # they were ignored without a word
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        raise ValueError(
+            f"{flags}: a run on given data (--data) records and plays no game; leave "
+            f"{'it' if len(unused) == 1 else 'them'} out (lapo evaluate plays a trained policy)"
+        )
     if "env" not in given:  # a run on given data plays no game: no shipped expert needed
         given["env"] = "coinrun" if given.get("data") is not None else default_env()
     return RunConfig(**given, overrides=overrides)
