@@ -45,6 +45,9 @@ def test_policy_actor_and_predict_actions_check_the_frames() -> None:
         PolicyActor(policy, bf16=False).act(np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match=r"predict_actions expects \(N, 48, 48, 3\).*\(64, 48"):
         predict_actions(policy, np.zeros((64, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"expected \(B, 48, 48, 3\) uint8 frames .those the "
+                       r"network was trained on., got \(2, 32, 32, 3\)"):  # fmt: skip
+        policy(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))  # the raw module, other frames
 
 
 def test_check_frames_without_a_known_shape_checks_rank_and_dtype() -> None:

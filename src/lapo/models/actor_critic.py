@@ -7,20 +7,33 @@ import torch
 from torch import nn
 
 
-def preprocess_obs(obs: torch.Tensor) -> torch.Tensor:
+def preprocess_obs(obs: torch.Tensor, frame_shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """``(B, H, W, C) uint8`` -> ``(B, C, H, W) float32`` in [0, 1], channels_last in memory.
 
     Permuting the NHWC uint8 frames gives an NCHW view whose memory is already channels_last,
     the layout oneDNN's bf16 convolutions prefer on CPU.
 
+    Args:
+        obs: the frames.
+        frame_shape: ``(H, W, C)`` the network takes (its encoder's ``frame_shape``); None:
+            not checked.
+
     Raises:
         ValueError: ``obs`` is not a 4-d uint8 tensor (float frames already scaled to [0, 1],
-            or channel-first ones, would otherwise pass silently with other outputs).
+            or channel-first ones, would otherwise pass silently with other outputs), or its
+            frames are not ``frame_shape`` (a convolution error would say so less clearly).
     """
+    shape = tuple(obs.shape)
     if obs.dtype != torch.uint8 or obs.ndim != 4:
         raise ValueError(
             f"expected (B, H, W, C) uint8 frames (the network scales them itself), got "
-            f"{str(obs.dtype).removeprefix('torch.')} {tuple(obs.shape)}"
+            f"{str(obs.dtype).removeprefix('torch.')} {shape}"
+        )
+    if frame_shape is not None and shape[1:] != tuple(frame_shape):
+        want = ", ".join(str(n) for n in frame_shape)
+        raise ValueError(
+            f"expected (B, {want}) uint8 frames (those the network was trained on), got "
+            f"{shape}; import or resize the frames at the network's resolution"
         )
     return obs.permute(0, 3, 1, 2).float().div_(255.0)
 
@@ -94,7 +107,9 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``obs (B, H, W, C) uint8 -> (logits (B, num_actions) float32, value (B,) float32)``."""
-        features = self.encoder(preprocess_obs(obs))  # (B, F)
+        features = self.encoder(
+            preprocess_obs(obs, getattr(self.encoder, "frame_shape", None))
+        )  # (B, F)
         logits = self.policy_head(features).float()  # (B, A)
         value = self.value_head(features).float().squeeze(-1)  # (B,)
         return logits, value

@@ -39,7 +39,9 @@ class LatentPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs (B, H, W, C) uint8 -> (B, latent_dim) float32``, the predicted latent action."""
-        features = self.encoder(preprocess_obs(obs))  # (B, F)
+        features = self.encoder(
+            preprocess_obs(obs, getattr(self.encoder, "frame_shape", None))
+        )  # (B, F)
         return self.head(features).float()  # (B, latent_dim)
 
 
@@ -120,4 +122,6 @@ class ActionClassifier(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs (B, H, W, C) uint8 -> (B, num_actions) float32`` logits (unit-space actions
         ``(B, A)`` when continuous)."""
-        return self.head(self.encoder(preprocess_obs(obs))).float()
+        return self.head(
+            self.encoder(preprocess_obs(obs, getattr(self.encoder, "frame_shape", None)))
+        ).float()
