@@ -65,11 +65,13 @@ def test_import_refuses_options_its_format_does_not_use(tmp_path: Path, capsys) 
     frames = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
     np.savez(tmp_path / "a.npz", frames=frames, actions=np.array([0, 1, 2, 1, 0, 2]))
     base = ["data", "import", str(tmp_path / "a.npz"), "--no-progress"]
-    assert main([*base, "--out", str(tmp_path / "x"), "--resolution", "4", "4"]) == 1
+    assert main([*base, "--out", str(tmp_path / "x"), "--fps", "5"]) == 1
+    assert "--fps does not apply to arrays sources (only to video)" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "x"), "--clip-frames", "5", "--camera", "c"]) == 1
     err = capsys.readouterr().err
-    assert "--resolution does not apply to arrays sources (only to lerobot, minari, video)" in err
-    assert main([*base, "--out", str(tmp_path / "x"), "--fps", "5", "--camera", "c"]) == 1
-    assert "--fps, --camera do not apply to arrays sources" in capsys.readouterr().err
+    assert "--clip-frames, --camera do not apply to arrays sources (only to lerobot, minari," in err
+    assert main([*base, "--out", str(tmp_path / "x"), "--resize", "pad"]) == 1
+    assert "--resize says how arrays are resized to --resolution H W" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     assert main([*base, "--out", str(tmp_path / "x"), "--num-actions", "7"]) == 0
     from lapo.data import open_dataset
@@ -78,3 +80,28 @@ def test_import_refuses_options_its_format_does_not_use(tmp_path: Path, capsys) 
         assert dataset.manifest["action_space"]["n"] == 7  # not max + 1 = 3
     assert main([*base, "--out", str(tmp_path / "y"), "--num-actions", "2"]) == 1
     assert "discrete actions must lie in [0, 2), got range [0, 2]" in capsys.readouterr().err
+
+
+def test_arrays_are_resized_with_resolution(tmp_path: Path) -> None:
+    """84x84 Atari-like frames and a 40x60 file, both to 64x64 (crop); stored as they come
+    without --resolution."""
+    from lapo.data import open_dataset
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", frames=rng.integers(0, 256, (4, 84, 84, 3), dtype=np.uint8))
+    stripes = np.zeros((3, 40, 60, 3), np.uint8)
+    stripes[:, :, 30:] = 255  # right half white: crop keeps the centre 40x40, then scales
+    np.savez(tmp_path / "b.npz", frames=stripes)
+    args = ["data", "import", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "x"), "--resolution", "64", "64"]) == 0
+    with open_dataset(tmp_path / "x") as dataset:
+        assert dataset.frame_shape == (64, 64, 3) and dataset.episodes.tolist() == [[0, 4], [4, 3]]
+        frame = dataset.read_frames(4, 5)[0]
+        assert frame[:, :28].max() < 20 and frame[:, 36:].min() > 235  # black left, white right
+        assert dataset.manifest["source"]["resolution"] == [64, 64]
+    assert main([*args, "--out", str(tmp_path / "y")]) == 1  # different sizes, not resized
+    np.savez(tmp_path / "g.npz", frames=np.zeros((2, 8, 8, 1), np.uint8))
+    grey = ["data", "import", str(tmp_path / "g.npz"), "--out", str(tmp_path / "z")]
+    assert main([*grey, "--resolution", "4", "4"]) == 1
+    assert not (tmp_path / "z").exists()
+    assert main(grey) == 0

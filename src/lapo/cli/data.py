@@ -71,12 +71,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         type=int,
         nargs=2,
         metavar=("H", "W"),
-        help="video, lerobot, minari: frames are resized to this height and width (default 64 64)",
+        help="video, lerobot, minari, arrays: frames are resized to this height and width "
+        "(default 64 64; arrays: stored as they come unless given)",
     )
     imp.add_argument(
         "--resize",
         choices=RESIZE_MODES,
-        help="video, lerobot, minari: crop (keep the aspect ratio, cut the centre; the "
+        help="video, lerobot, minari, arrays: crop (keep the aspect ratio, cut the centre; the "
         "default), pad (keep it, black borders) or stretch (distort to the resolution)",
     )
     imp.add_argument(
@@ -173,7 +174,7 @@ IMPORT_OPTIONS = {
     "video": ("resolution", "resize", "fps", "frame_stride", "clip_frames"),
     "lerobot": ("resolution", "resize", "camera"),
     "minari": ("resolution", "resize", "camera"),
-    "arrays": ("num_actions",),
+    "arrays": ("resolution", "resize", "num_actions"),
     "lapo-release": (),
 }
 
@@ -206,6 +207,9 @@ def _run_import(args: argparse.Namespace) -> None:
 
     fmt = args.format if args.format != "auto" else detect_import_format(args.sources)
     _check_import_options(args, fmt)
+    if fmt == "arrays" and args.resize is not None and args.resolution is None:
+        raise ValueError("--resize says how arrays are resized to --resolution H W: give both")
+    resized = args.resolution is not None  # arrays: stored as they come without --resolution
     args.resolution = tuple(args.resolution or (64, 64))
     args.resize = args.resize or "crop"
     args.frame_stride = args.frame_stride or 1
@@ -234,7 +238,9 @@ def _run_import(args: argparse.Namespace) -> None:
                 args.sources[0], args.out, observation_key=args.camera, config=frames, **common
             )
     elif fmt == "arrays":
-        manifest = import_arrays(args.sources, args.out, num_actions=args.num_actions, **common)
+        resize = VideoImportConfig(resolution=args.resolution, resize=args.resize)
+        manifest = import_arrays(args.sources, args.out, num_actions=args.num_actions,
+                                 resize=resize if resized else None, **common)  # fmt: skip
     else:
         manifest = import_lapo_release(args.sources, args.out, **common)
     print(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from lapo.config import VideoImportConfig
 from lapo.data.array_files import (
     PathArg,
     array_headers,
@@ -233,6 +234,7 @@ def import_arrays(
     out: str | os.PathLike,
     *,
     num_actions: int | None = None,
+    resize: VideoImportConfig | None = None,
     overwrite: bool = False,
     shard_frames: int = DEFAULT_SHARD_FRAMES,
     progress: bool = True,
@@ -268,6 +270,10 @@ def import_arrays(
             actions}``; written to a temporary ``.npz`` first, which is then removed).
         out: dataset directory to create.
         num_actions: size of the discrete action space; default ``max(actions) + 1``.
+        resize: RGB frames are resized to ``resize.resolution`` by ``resize.resize`` (crop, pad
+            or stretch) with the video importer's scaler, e.g. 84x84 Atari frames to 64x64
+            (``fps``, ``frame_stride``, ``clip_frames`` must stay unset); files may then differ
+            in frame size. None: frames are stored as they come.
         overwrite: replace an existing dataset at ``out`` (only once the import has succeeded).
         shard_frames: frames per shard file.
         progress: show a tqdm bar of frames written.
@@ -283,7 +289,7 @@ def import_arrays(
             given ``action_low`` / ``action_high``; the message names the file. Raised before
             anything is written.
         ValueError: ``num_actions`` given but not positive, or given for files without integer
-            actions.
+            actions; ``resize`` with frame sampling set, or for frames that are not RGB.
         FileExistsError: ``out`` exists and ``overwrite`` is False, or ``overwrite`` is True but
             ``out`` is not a lapo dataset or run directory (raised before any work).
         ValueError: ``out`` is, contains or lies inside a source (raised before any work).
@@ -291,6 +297,12 @@ def import_arrays(
     """
     if num_actions is not None and num_actions < 1:
         raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+    if resize is not None and (resize.fps, resize.frame_stride, resize.clip_frames) != (
+        None,
+        1,
+        None,
+    ):
+        raise ValueError("arrays keep every frame: fps, frame_stride and clip_frames stay unset")
     if isinstance(paths, Mapping):  # the same checks as a file's, on a temporary .npz
         unknown = sorted(set(paths) - set(ARRAY_KEYS))
         if unknown or "frames" not in paths:
@@ -305,9 +317,9 @@ def import_arrays(
             file = Path(tmp) / "arrays.npz"
             np.savez(file, **{k: np.asarray(v) for k, v in paths.items()})
             try:
-                return import_arrays(file, out, num_actions=num_actions, overwrite=overwrite,
-                                     shard_frames=shard_frames, progress=progress,
-                                     _in_memory=True)  # fmt: skip
+                return import_arrays(file, out, num_actions=num_actions, resize=resize,
+                                     overwrite=overwrite, shard_frames=shard_frames,
+                                     progress=progress, _in_memory=True)  # fmt: skip
             except DatasetError as error:  # name what the user gave, not the temporary file
                 raise DatasetError(
                     str(error).replace(str(file), "arrays given in memory")
@@ -319,7 +331,13 @@ def import_arrays(
         headers, starts, summary = _inspect_array_file(path, num_actions)
         fields = tuple(k for k in _STORED if k in headers)
         shape = headers["frames"][0]
-        if plans and (shape[1:], fields) != (plans[0][1][1:], plans[0][2]):
+        if resize is not None and shape[3] != 3:
+            raise ValueError(
+                f"{path}: frames of {shape[3]} channels; resizing (--resolution) takes RGB "
+                "frames (3 channels): store them as they come, without --resolution"
+            )
+        compared = shape[1:] if resize is None else shape[3:]  # resized: sizes may differ
+        if plans and (compared, fields) != (plans[0][1][len(shape) - len(compared) :], plans[0][2]):
             first = plans[0]
             raise DatasetError(
                 f"{path}: frames {shape[1:]} with arrays {list(fields)} differ from the first "
@@ -343,12 +361,16 @@ def import_arrays(
         raise ValueError("num_actions was given but the files have no actions")
     space = _action_space(summaries, num_actions) if "actions" in fields else None
     given = ["(in memory)"] if _in_memory else [str(p.resolve()) for p in files]
-    source = {"kind": "arrays", "files": given}
+    source: dict[str, Any] = {"kind": "arrays", "files": given}
+    frame_shape = plans[0][1][1:]
+    if resize is not None:
+        source.update(resolution=list(resize.resolution), resize=resize.resize)
+        frame_shape = (*resize.resolution, 3)
     total = sum(shape[0] for _, shape, _, _ in plans)
     with (
         DatasetWriter(
             out,
-            frame_shape=plans[0][1][1:],
+            frame_shape=frame_shape,
             fields=fields,
             source=source,
             action_space=space,
@@ -359,6 +381,10 @@ def import_arrays(
     ):
         for path, shape, _, starts in plans:
             frames = load_array(path, "frames")
+            if resize is not None:
+                from lapo.data.import_video import resize_frames  # PyAV only when resizing
+
+                frames = resize_frames(frames, resize)
             arrays = {key: load_array(path, key) for key in fields}
             bounds = np.r_[starts, shape[0]]
             for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):

@@ -169,6 +169,18 @@ def _resized(frame: av.VideoFrame, config: VideoImportConfig) -> np.ndarray:
     return rgb
 
 
+def resize_frames(frames: np.ndarray, config: VideoImportConfig) -> np.ndarray:
+    """``(N, h, w, 3) uint8`` RGB frames at ``config.resolution`` by ``config.resize``, with the
+    scaler video frames go through (``(N, H, W, 3) uint8``)."""
+    height, width = config.resolution
+    if len(frames) == 0:
+        return np.zeros((0, height, width, 3), np.uint8)
+    return np.stack(
+        [_resized(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), "rgb24"), config)
+         for f in frames]
+    )  # fmt: skip
+
+
 def _sampled(frames: Iterator[av.VideoFrame], config: VideoImportConfig, rate) -> Iterator:
     """The frames ``config.fps`` / ``config.frame_stride`` keep, in order.
 

@@ -50,7 +50,7 @@ def check_lam_frames(config, frame_shape: tuple[int, ...], where: str = "frames"
         raise ValueError(
             f"{where}: the latent action model (size {config.size!r}) needs square frames "
             f"(H, W, C) with H = W a multiple of {stride}, e.g. (64, 64, 3); got {shape}. "
-            "Import them at such a size (videos: lapo data import --resolution 64 64)"
+            "Import them at such a size (lapo data import --resolution 64 64)"
         )
 
 
