@@ -156,6 +156,34 @@ def test_overwrite_replaces_only_after_close(make_dataset, tmp_path):
     ]
 
 
+def test_overwrite_with_the_same_data_keeps_the_dataset_and_its_identity(tmp_path):
+    """Importing the same data again (a rerun script with --overwrite) must not give it a new
+    manifest digest: runs on the dataset record that digest as its identity."""
+    from lapo.data import manifest_digest
+
+    def write(seed: int) -> dict:
+        with writer(tmp_path / "ds", overwrite=True) as w:
+            w.add_episode(**episode(6, seed=seed))
+            return w.close()
+
+    first = write(0)
+    first_inode = (tmp_path / "ds").stat().st_ino
+    earlier = json.loads((tmp_path / "ds" / MANIFEST).read_text())
+    earlier["created"] = "2000-01-01T00:00:00+00:00"  # as if written long ago
+    (tmp_path / "ds" / MANIFEST).write_text(json.dumps(earlier))
+    before = (tmp_path / "ds" / MANIFEST).read_bytes()
+    digest = manifest_digest(LapoDataset(tmp_path / "ds"))
+    again = write(0)
+    assert again["created"] == "2000-01-01T00:00:00+00:00" and again["shards"] == first["shards"]
+    assert (tmp_path / "ds" / MANIFEST).read_bytes() == before
+    assert manifest_digest(LapoDataset(tmp_path / "ds")) == digest
+    assert (tmp_path / "ds").stat().st_ino == first_inode  # kept, not replaced
+    assert names(tmp_path) == ["ds"]  # the new copy was discarded
+    other = write(1)  # other frames: replaced
+    assert other["shards"] != first["shards"]
+    assert manifest_digest(LapoDataset(tmp_path / "ds")) != digest
+
+
 def test_overwrite_never_replaces_a_file(tmp_path):
     target = tmp_path / "out"
     target.write_text("old")

@@ -333,7 +333,9 @@ class DatasetWriter:
         return {"bytes": writer.bytes_written, "sha256": writer.hexdigest()}
 
     def close(self) -> dict[str, Any]:
-        """Finish the dataset and move it to its final path; return the manifest.
+        """Finish the dataset and move it to its final path; return the manifest. With
+        ``overwrite``, an earlier dataset there that holds the same (``_same_as_earlier``) is
+        kept as it is, and its manifest returned.
 
         Raises:
             ValueError: no frames were added (an empty dataset is never written).
@@ -357,6 +359,10 @@ class DatasetWriter:
             for name, array in self._extra.items():
                 files[name] = save_npy_hashed(self._tmp / name, array)
             manifest = self._manifest(files)
+            earlier = self._same_as_earlier(manifest)
+            if earlier is not None:  # the same data again: keep the dataset there as it is
+                self.abort()
+                return earlier
             write_json_atomic(self._tmp / MANIFEST, manifest)
             self._move_into_place()
         except BaseException:
@@ -365,6 +371,26 @@ class DatasetWriter:
         self._closed = True
         self._release()
         return manifest
+
+    def _same_as_earlier(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """The manifest of the dataset ``overwrite`` would replace, when the new one holds the
+        same: every file's sha256, the source and its options, all equal but the creation time.
+        Replacing it would give the same data a new manifest digest, the identity ``lapo run
+        --data`` records, so the runs on it would count it as other data; it is kept instead
+        (and a run reading it is not disturbed). None otherwise."""
+        if not self.overwrite or not (self.path / MANIFEST).is_file():
+            return None
+        try:
+            earlier = json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(earlier, dict):
+            return None
+        drop = ("created",)
+        same = {k: v for k, v in earlier.items() if k not in drop} == {
+            k: v for k, v in json.loads(json.dumps(manifest)).items() if k not in drop
+        }
+        return earlier if same else None
 
     def _manifest(self, files: dict[str, Any]) -> dict[str, Any]:
         lengths = np.asarray([length for _, length in self._episodes])
