@@ -110,6 +110,46 @@ def test_more_online_seeds_or_the_ilpo_arm_extend_the_finished_stage_in_place(
     assert len(calls) == 9
 
 
+def test_a_failed_extension_keeps_the_finished_stage(tmp_path: Path) -> None:
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+    settings = {**_settings(), "online": {"steps": 8, "seeds": 1}}
+    run_stages(config, settings, _actions(calls), progress=False)
+    more = {**_settings(), "online": {"steps": 8, "seeds": 3}}
+    with pytest.raises(RuntimeError, match="online failed"):
+        run_stages(config, more, _actions(calls, fail="online"), progress=False)
+    done = json.loads((tmp_path / "pipeline.json").read_text())["stages"]
+    assert done["online"]["settings"] == {"steps": 8, "seeds": 1}  # still there, as it was
+    run_stages(config, settings, _actions(calls), progress=False)  # the old command: nothing
+    assert calls == ["collect", "lam", "bc", "online", "report"]
+
+
+def test_redo_starts_an_interrupted_stage_again_and_says_so_when_it_cannot_resume(
+    tmp_path: Path,
+) -> None:
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+    acts = _actions(calls)
+
+    def stubborn(directory: Path) -> dict:  # an unfinished stage whose checkpoint will not do
+        directory.mkdir(parents=True, exist_ok=True)
+        if (directory / "partial").exists():
+            raise ValueError("cannot resume lam/checkpoint: the config differs (steps: 4 vs 2)")
+        (directory / "partial").write_text("interrupted")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(config, _settings(), {**acts, "lam": stubborn}, progress=False)
+    hint = r"config differs .*; pass redo=\(.lam.,\) \(--redo lam\) to start it again"
+    with pytest.raises(ValueError, match=hint):
+        run_stages(config, _settings(), {**acts, "lam": stubborn}, progress=False)
+    run_stages(config, _settings(), acts, redo=("lam",), progress=False)
+    assert calls == ["collect", "lam", "bc", "report"]
+    assert (tmp_path / "lam" / "out.txt").read_text() == "lam"
+    (aside,) = tmp_path.glob("lam.replaced-*")
+    assert (aside / "partial").is_file()  # the interrupted folder, kept aside
+
+
 def test_a_finished_stage_runs_again_only_when_a_stage_it_reads_runs(tmp_path: Path) -> None:
     config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
     calls: list[str] = []

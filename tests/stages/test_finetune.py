@@ -111,6 +111,30 @@ def test_resume_after_interruption_is_bitwise(models, tmp_path: Path) -> None:
         train_finetune(config, tmp_path / "full", progress=False, device="cpu")
 
 
+def test_a_moved_latent_policy_resumes_and_another_one_is_refused(models, tmp_path) -> None:
+    """A run directory copied elsewhere (its latent policy with it) resumes: the latent policy's
+    checkpoint digest, not its path, is the identity; other weights at the path are refused."""
+    import shutil
+
+    shutil.copytree(models["bc"], tmp_path / "moved-bc")
+    config = _config(models, total_steps=4 * 16 * 2, eval_every=0)
+    train_finetune(config, tmp_path / "run", progress=False, device="cpu", max_updates=1)
+    moved = dataclasses.replace(config, latent_policy=str(tmp_path / "moved-bc"))
+    train_finetune(moved, tmp_path / "run", resume=True, progress=False, device="cpu")
+    assert read_meta(tmp_path / "run" / "checkpoint")["config"]["latent_policy"] == str(
+        tmp_path / "moved-bc"
+    )
+    other = tmp_path / "other-bc"
+    torch.manual_seed(1)
+    bc = BCConfig(**BC_PRESETS["smoke"])
+    save_policy(other / "checkpoint", "latent-policy", {"policy": build_latent_policy(bc, 32)},
+                {"config": dataclasses.asdict(bc), "latent_dim": 32,
+                 "frame_shape": [64, 64, 3]})  # fmt: skip
+    with pytest.raises(ValueError, match="the config differs .latent_policy: checkpoint"):
+        train_finetune(dataclasses.replace(config, latent_policy=str(other)), tmp_path / "run",
+                       resume=True, progress=False, device="cpu")  # fmt: skip
+
+
 def test_cli_finetune_smoke_logs_normalized_return_against_env_steps(models, tmp_path) -> None:
     out = tmp_path / "ft"
     argv = ["finetune", "--policy", str(models["bc"]), "--env", "coinrun", "--preset", "smoke",

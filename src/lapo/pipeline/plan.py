@@ -250,14 +250,30 @@ def run_stages(
     with bar:
         for stage in todo:
             directory = out / DIRS[stage]
-            if stage in manifest.stages:  # finished before: a redo or an extension
+            if stage in manifest.stages and stage not in extended:  # a redo: old results aside
                 manifest.stages.pop(stage)
                 manifest.save()
-                if stage not in extended:  # a redo: keep the old results aside
-                    _set_aside(directory)
+                _set_aside(directory)
+            elif (
+                stage not in manifest.stages
+                and directory.exists()
+                and stage not in extended
+                and (stage in redo or any(i in todo for i in INPUTS[stage]))
+            ):  # an unfinished stage started again (redo, or its inputs run again): aside too
+                _set_aside(directory)
+            # An extended stage keeps its record until it finishes again: a failed extension
+            # leaves the finished comparison as it was.
             bar.set_postfix_str(f"{STAGES.index(stage) + 1}/{len(STAGES)} {stage}")
             started = time.monotonic()
-            summary = actions[stage](directory)
+            try:
+                summary = actions[stage](directory)
+            except ValueError as error:  # an unfinished stage that cannot go on as asked
+                if not str(error).startswith("cannot resume"):
+                    raise
+                raise ValueError(
+                    f'{error}; pass redo=("{stage}",) (--redo {stage}) to start it again (its '
+                    "folder is set aside)"
+                ) from None
             manifest.stages[stage] = {
                 "settings": _jsonable(settings[stage]),
                 "seconds": round(time.monotonic() - started, 1),

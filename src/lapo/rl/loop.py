@@ -48,8 +48,16 @@ class UpdateHook(Protocol):
         ...
 
 
-def check_run_dir(run_dir: Path, config: Any, resume: bool) -> bool:
+def check_run_dir(
+    run_dir: Path, config: Any, resume: bool, inputs: dict[str, str] | None = None
+) -> bool:
     """Check ``run_dir`` before any work starts; return whether to restore its checkpoint.
+
+    Args:
+        inputs: ``{config field: checkpoint digest}`` of the input checkpoints the config names
+            by path (``lapo.checkpoint.checkpoint_digest``), recorded in the checkpoint's meta as
+            ``inputs_sha256``: an input whose path changed but whose digest did not (the run
+            directory holding it was moved or copied) is the same input, not a changed config.
 
     Raises:
         FileExistsError: ``run_dir`` holds a checkpoint and ``resume`` is False.
@@ -62,7 +70,13 @@ def check_run_dir(run_dir: Path, config: Any, resume: bool) -> bool:
         raise FileExistsError(
             f"{run_dir} already holds a run; pass resume=True (--resume) to continue it"
         )
-    check_resume_config(config, read_meta(path)["config"], path)
+    meta = read_meta(path)
+    stored = dict(meta["config"])
+    recorded = meta.get("inputs_sha256") or {}
+    for name, digest in (inputs or {}).items():
+        if recorded.get(name) == digest:  # the same checkpoint, perhaps somewhere else now
+            stored[name] = getattr(config, name)
+    check_resume_config(config, stored, path)
     return True
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lapo.checkpoint import read_meta
+from lapo.checkpoint import checkpoint_digest, checkpoint_exists, read_meta
 from lapo.config import BCConfig, FinetuneConfig
 from lapo.device import autocast, resolve_device
 from lapo.envs import OBS_SHAPE, VecEnv, env_action_spec, make_env_from_config
@@ -310,7 +310,13 @@ def train_finetune(
         lapo.safety.InUseError: another lapo process holds ``run_dir``.
     """
     run_dir = Path(run_dir)
-    restore = check_run_dir(run_dir, config, resume)
+    inputs = {  # missing ones: the checks below say so
+        name: checkpoint_digest(getattr(config, name))
+        for name in ("latent_policy", "lam")
+        if getattr(config, name) is not None
+        and checkpoint_exists(checkpoint_path(getattr(config, name)))
+    }
+    restore = check_run_dir(run_dir, config, resume, inputs)
     latent_policy, lam, quantized = None, None, False
     if not config.from_scratch:
         latent_policy_network(config.latent_policy)  # kind and frame checks, clear errors
@@ -329,6 +335,7 @@ def train_finetune(
         "action_bounds": [list(spec.low), list(spec.high)] if spec.continuous else None,
         "latent_dim": None if latent_policy is None else latent_policy.latent_dim,
         "decoder_hidden": list(DECODER_HIDDEN) if config.hybrid else None,
+        "inputs_sha256": inputs,  # a moved run resumes (check_run_dir)
     }
     return run_ppo(trainer, run_dir, kind=FINETUNED_KIND, restore=restore, meta=meta, hook=hook,
                    evaluate=lambda net: evaluate_expert(net, config, config.eval_episodes),
