@@ -155,3 +155,20 @@ def test_the_console_summary_names_stage_3s_held_out_figures() -> None:
         "decoded action R^2 (held-out): decoder on IDM latents 0.800, decoded policy 0.500"
     )
     assert summary_table({"decode": {}}) == ""  # stage 3 skipped: nothing to say
+
+
+def test_an_expert_of_another_game_is_refused_and_names_the_default_game(
+    tmp_path: Path, capsys
+) -> None:
+    from lapo.experts import shipped_expert
+
+    ninja = shipped_expert("ninja")
+    parsed = build_parser().parse_args(["run", "--expert", str(ninja), "--preset", "smoke"])
+    assert run_config_from_args(parsed).env == "ninja"  # the expert's game, not coinrun
+    out = tmp_path / "out"
+    argv = ["run", "--env", "coinrun", "--expert", str(ninja), "--preset", "smoke", "--out",
+            str(out)]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"the expert {ninja} plays ninja, this run is on coinrun: pass --env ninja" in err
+    assert not out.exists()

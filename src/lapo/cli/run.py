@@ -37,7 +37,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         choices={"env": ENV_CHOICES, "preset": RUN_PRESETS},
         types_={"env": env_name, "sweep": label_counts, "device": device_name},
         help_={
-            "env": "game (default: the first shipped expert's, coinrun when shipped)",
+            "env": "game (default: the game of --expert; else the first shipped expert's, "
+            "coinrun when shipped)",
             "preset": "cpu, paper or smoke: every stage's preset and the defaults of the "
             "options below (default: paper with a GPU, cpu without)",
             "out": "run directory (default: runs/lapo-GAME-PRESET)",
@@ -89,9 +90,23 @@ def run_config_from_args(args: argparse.Namespace):
             f"{flags}: a run on given data (--data) records and plays no game; leave "
             f"{'it' if len(unused) == 1 else 'them'} out (lapo evaluate plays a trained policy)"
         )
+    if "env" not in given and given.get("expert") is not None:  # the game the expert plays
+        given["env"] = _expert_game(given["expert"]) or default_env()
     if "env" not in given:  # a run on given data plays no game: no shipped expert needed
         given["env"] = "coinrun" if given.get("data") is not None else default_env()
     return RunConfig(**given, overrides=overrides)
+
+
+def _expert_game(expert) -> str | None:
+    """The game the expert checkpoint at ``expert`` plays, or None when it cannot say (no
+    checkpoint there: ``lapo run`` names the problem)."""
+    from lapo.checkpoint import checkpoint_path, read_meta
+    from lapo.pipeline.run import checkpoint_game
+
+    try:
+        return checkpoint_game(read_meta(checkpoint_path(expert)))
+    except (OSError, ValueError):
+        return None
 
 
 def default_env() -> str:

@@ -65,14 +65,27 @@ def _expert_path(config: RunConfig) -> Path:
     return shipped_expert(config.env)
 
 
-def _expert_digest(path: Path) -> str:
+def checkpoint_game(meta: dict) -> str | None:
+    """The game a policy checkpoint was trained on (its meta's ``env`` or ``config.env``), or
+    None when it does not say."""
+    config = meta.get("config")
+    return meta.get("env") or (config.get("env") if isinstance(config, dict) else None)
+
+
+def _expert_digest(path: Path, env: str) -> str:
     if str(path) == SCRIPTED:
         return SCRIPTED
     path = checkpoint_path(path)
     try:
-        read_meta(path)  # a lapo checkpoint, or one clear line saying what is there instead
+        meta = read_meta(path)  # a lapo checkpoint, or one clear line saying what is there instead
     except FileNotFoundError as error:
         raise FileNotFoundError(f"expert {error}") from None
+    game = checkpoint_game(meta)
+    if game is not None and game != env:
+        raise ValueError(
+            f"the expert {path.parent} plays {game}, this run is on {env}: pass --env {game}, or "
+            f"an expert of {env}"
+        )
     return json.loads(path.with_name(path.name + ".json").read_text())["tensors_sha256"]
 
 
@@ -375,7 +388,7 @@ def stage_settings(config: RunConfig, configs: dict, expert: Path | None) -> dic
                 "num_envs": config.num_envs,
                 "seed": config.seed,
                 # a trained expert is the expert stage's; redoing that stage redoes this one
-                "expert_sha256": "expert stage" if trained else _expert_digest(expert),
+                "expert_sha256": "expert stage" if trained else _expert_digest(expert, config.env),
                 "expert_temperature": config.expert_temperature,
             },
             "lam": lam,
