@@ -172,3 +172,20 @@ def test_an_expert_of_another_game_is_refused_and_names_the_default_game(
     err = capsys.readouterr().err
     assert f"the expert {ninja} plays ninja, this run is on coinrun: pass --env ninja" in err
     assert not out.exists()
+
+
+def test_a_run_inside_another_run_or_a_stage_folder_is_refused(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    (run / "lam").mkdir(parents=True)
+    (run / "pipeline.json").write_text('{"format": "lapo-pipeline", "stages": {}}')
+    for stage in (run / "lam", tmp_path / "single"):  # as a training command leaves them
+        stage.mkdir(exist_ok=True)
+        (stage / "checkpoint.json").write_text("{}")
+        (stage / ".lapo.lock").touch()
+    for out, message in ((run / "lam", "lies inside the lapo run"),
+                         (run / "lam" / "deeper", "lies inside the lapo run"),
+                         (tmp_path / "single", "holds a training run of one stage")):  # fmt: skip
+        assert main(["run", "--env", "coinrun", "--preset", "smoke", "--out", str(out)]) == 1
+        assert message in capsys.readouterr().err
+    assert not (run / "lam" / "deeper").exists()
+    assert sorted(p.name for p in (run / "lam").iterdir()) == [".lapo.lock", "checkpoint.json"]

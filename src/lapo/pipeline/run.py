@@ -178,7 +178,31 @@ def _inputs(config: RunConfig) -> list:
     return [p for p in (config.expert, config.data, config.labels_from) if p is not None]
 
 
-@holds_lock(lambda a: a["config"].out, inputs=lambda a: _inputs(a["config"]))
+def _check_pipeline_out(arguments: dict) -> None:
+    """Refuse an ``out`` inside another ``lapo run`` directory (a stage folder of it, or below),
+    or that is the run directory of a single training command (``checkpoint.json`` at its top:
+    ``lapo train-lam``, ``lapo ppo``, ...): a run written there mixes its logs into that run's.
+
+    Raises:
+        FileExistsError: the message names the run ``out`` lies in.
+    """
+    out = Path(arguments["config"].out).resolve()
+    for parent in out.parents:
+        if (parent / "pipeline.json").is_file():
+            raise FileExistsError(
+                f"{arguments['config'].out} lies inside the lapo run {parent}; a run is written "
+                "into a directory of its own: choose another --out"
+            )
+    if (out / "checkpoint.json").is_file() and not (out / "pipeline.json").is_file():
+        raise FileExistsError(
+            f"{arguments['config'].out} holds a training run of one stage (checkpoint.json), not "
+            "a `lapo run` directory: choose another --out"
+        )
+
+
+@holds_lock(
+    lambda a: a["config"].out, inputs=lambda a: _inputs(a["config"]), before=_check_pipeline_out
+)
 def run_pipeline(
     config: RunConfig, *, redo: tuple[str, ...] = (), progress: bool = True
 ) -> dict[str, dict]:
@@ -193,6 +217,8 @@ def run_pipeline(
         StageInterrupted: a training stage was stopped by a signal (its checkpoint is saved).
         lapo.safety.InUseError: another lapo process holds ``config.out``.
         ValueError: ``config.out`` is, contains or lies inside the expert checkpoint given.
+        FileExistsError: ``config.out`` lies inside another ``lapo run`` directory, or holds a
+            single training command's run.
     """
     out = Path(config.out)
     if config.wandb:  # before any work: fail now, not after the training stages
