@@ -189,3 +189,21 @@ def test_a_run_inside_another_run_or_a_stage_folder_is_refused(tmp_path: Path, c
         assert message in capsys.readouterr().err
     assert not (run / "lam" / "deeper").exists()
     assert sorted(p.name for p in (run / "lam").iterdir()) == [".lapo.lock", "checkpoint.json"]
+
+
+def test_options_of_stages_a_run_does_not_have_are_refused(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "out")
+    base = ["run", "--env", "coinrun", "--preset", "smoke", "--out", out]
+    assert main([*base, "--expert-steps", "1000"]) == 1  # coinrun's shipped expert records
+    assert "--expert-steps size the expert stage, which this run does not have" in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--redo", "online"]) == 1
+    assert "redo online: this run has no such stage (its stages: collect, lam," in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--labels", "5000"]) == 1
+    assert "labels (5000) must be fewer than the frames the run records (3000" in (
+        capsys.readouterr().err
+    )
+    assert not Path(out).exists()

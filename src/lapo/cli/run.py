@@ -94,7 +94,17 @@ def run_config_from_args(args: argparse.Namespace):
         given["env"] = _expert_game(given["expert"]) or default_env()
     if "env" not in given:  # a run on given data plays no game: no shipped expert needed
         given["env"] = "coinrun" if given.get("data") is not None else default_env()
-    return RunConfig(**given, overrides=overrides)
+    config = RunConfig(**given, overrides=overrides)
+    from lapo.pipeline.expert_stage import trains_expert
+
+    unused = [k for k in ("expert_steps", "expert_minutes") if given.get(k) is not None]
+    if unused and not config.own_data and not trains_expert(config):  # ignored without a word
+        flags = " and ".join("--" + k.replace("_", "-") for k in unused)
+        raise ValueError(
+            f"{flags} size the expert stage, which this run does not have (a shipped or given "
+            "expert records the data): pass --train-expert to train one"
+        )
+    return config
 
 
 def _expert_game(expert) -> str | None:

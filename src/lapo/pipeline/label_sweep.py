@@ -64,7 +64,8 @@ def label_sweep(
     ``heldout_accuracy, action_entropy, top_action_fraction, true_top_action_fraction``.
 
     Raises:
-        ValueError: the dataset is not a Procgen recording or has no true actions.
+        ValueError: the dataset is not a Procgen recording or has no true actions, or every
+            label count exceeds its training transitions (those that do are skipped, said).
     """
     base = config or DecodeConfig()
     latent_policy, bc_config = load_latent_policy(policy_path, device)  # None: default device
@@ -77,6 +78,15 @@ def label_sweep(
     index, test_index = split_windows(dataset, lam_config.context, lam_config.test_fraction,
                                       lam_config.seed)  # fmt: skip
     counts = [n for n in labels if n <= len(index)]
+    dropped = [n for n in labels if n > len(index)]
+    if dropped and not counts:
+        raise ValueError(
+            f"label sweep: every count ({', '.join(map(str, dropped))}) exceeds the "
+            f"{len(index)} training transitions of {data_dir}; pass smaller --sweep counts"
+        )
+    if dropped:
+        tqdm.write(f"label sweep: {', '.join(map(str, dropped))} labels skipped, more than the "
+                   f"{len(index)} training transitions of {data_dir}")  # fmt: skip
     num_actions = dataset.num_actions or 15
     # Held-out frames with their true actions, for how each policy acts (action_diagnostics).
     heldout = None

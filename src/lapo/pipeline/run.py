@@ -229,6 +229,12 @@ def run_pipeline(
     if config.own_data:  # the given dataset stands for the recording; nothing is played
         d["collect"] = Path(config.data)
     settings = stage_settings(config, configs, expert)
+    absent = [stage for stage in redo if stage not in settings]
+    if absent:  # a redo of a stage the run does not have would do nothing, silently
+        raise ValueError(
+            f"redo {', '.join(absent)}: this run has no such stage (its stages: "
+            f"{', '.join(settings)})"
+        )
 
     def train_expert(directory: Path) -> dict:
         return _check_finished(run_expert_stage(config, directory, progress), "expert stage")

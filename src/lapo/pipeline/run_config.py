@@ -172,6 +172,11 @@ class RunConfig:
             raise ValueError(f"pseudo_label_updates must be >= 0, got {self.pseudo_label_updates}")
         if self.labels < 2 or any(n < 2 for n in self.sweep):
             raise ValueError("label counts must be >= 2 (a training and a validation label)")
+        if self.data is None and self.labels >= self.frames:  # a bound before any work
+            raise ValueError(
+                f"labels ({self.labels}) must be fewer than the frames the run records "
+                f"({self.frames}, --frames): stage 3 draws its labelled transitions from them"
+            )
         for name in ("expert_minutes", "lam_minutes", "bc_minutes"):
             minutes = getattr(self, name)
             if minutes is not None and not 0 < minutes < float("inf"):
