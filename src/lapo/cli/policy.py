@@ -142,10 +142,15 @@ def _run_decode(args: argparse.Namespace) -> None:
                 **with_device(label_sweep, args.device),
             )
         for row in sweep_table(rows):
+            spread = (
+                f"+- {row['normalized_sem']:.3f} (SEM over {row['seeds']} seeds; episodes alone "
+                f"+- {row['normalized_ci95']:.3f}, 95%)"
+                if row["seeds"] > 1
+                else f"+- {row['normalized_ci95']:.3f} (one seed: 95% CI of its episodes)"
+            )
             print(
                 f"{row['method']:>8}, labels {row['labels']:>5}: normalized return "
-                f"{row['normalized']:.3f} +- {row['normalized_sem']:.3f} (SEM over "
-                f"{row['seeds']} seeds; episodes alone +- {row['normalized_ci95']:.3f}, 95%)"
+                f"{row['normalized']:.3f} {spread}"
             )
         return
     from lapo.stages.decode import decode_offline

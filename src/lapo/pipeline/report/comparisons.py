@@ -100,15 +100,17 @@ def _sweep_section(rep, rows: list[dict], figures: Path) -> list[dict]:
     )
     cell = {(r["method"], r["labels"]): r for r in table}
     seeds = max(r["seeds"] for r in table)
-    header = ["labels", f"LAPO decoded (mean of {seeds} seeds, +- SEM)"]
-    header += [f"label-only BC (mean of {seeds} seeds, +- SEM)"] if has_bc else []
+    spread = f"mean of {seeds} seeds, +- SEM" if seeds > 1 else "one seed, +- 95% CI of episodes"
+    header = ["labels", f"LAPO decoded ({spread})"]
+    header += [f"label-only BC ({spread})"] if has_bc else []
     header += ["paper, LAPO (16-game mean, approx.)"]
     body = []
     for n in sorted({r["labels"] for r in table}):
         row = [n]
         for method in (METHOD_LAPO, METHOD_BC) if has_bc else (METHOD_LAPO,):
             r = cell.get((method, n))
-            row.append(f"{r['normalized']:.3f} +- {r['normalized_sem']:.3f}" if r else "n/a")
+            half = (r["normalized_sem"] if r["seeds"] > 1 else r["normalized_ci95"]) if r else 0
+            row.append(f"{r['normalized']:.3f} +- {half:.3f}" if r else "n/a")
         ref = return_plots.PAPER_LABEL_CURVE.get(n)
         body.append([*row, f"{ref:.2f}" if ref is not None else "n/a"])
     rep.table(header, body)
