@@ -66,6 +66,24 @@ class RunRecord:
     curves: dict[str, list] = field(default_factory=dict)
     sweep: list[dict] = field(default_factory=list)
     latent_map: Path | None = None
+    settings: dict[str, object] = field(default_factory=dict)
+    expert_digest: str | None = None
+
+
+#: Settings in ``pipeline.json`` that differ between the runs of an aggregate by design (the
+#: game, the seed, the expert and data of each game), left out of ``RunRecord.settings``.
+PER_RUN_SETTINGS = frozenset({"env", "seed", "expert_sha256", "data", "manifest_sha256"})
+
+
+def _comparable_settings(stages: dict) -> dict[str, object]:
+    """``{"stage.setting": value}`` of the recorded settings that runs compared in one aggregate
+    should share (every stage's but ``PER_RUN_SETTINGS``; label counts are warned of apart)."""
+    return {
+        f"{stage}.{key}": value
+        for stage in ("collect", "lam", "bc", "decode", "evaluate", "online")
+        for key, value in stages.get(stage, {}).get("settings", {}).items()
+        if key not in PER_RUN_SETTINGS and (stage, key) != ("decode", "labels")
+    }
 
 
 def _json(path: Path) -> dict | list:
@@ -128,6 +146,8 @@ def load_run(path: str | Path) -> RunRecord:
         probe={k: lam.get(k) for k in ("probe_mlp_accuracy", "frame_difference_mlp_accuracy")},
         scores={OFFLINE.get(n, n): [r["normalized"]] for n, r in returns.items()},
         returns=returns,
+        settings=_comparable_settings(stages),
+        expert_digest=stages["collect"]["settings"].get("expert_sha256"),
     )
     if "online" in stages and (path / "online" / "online.json").is_file():
         online = _json(path / "online" / "online.json")

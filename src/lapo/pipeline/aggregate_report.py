@@ -3,6 +3,7 @@ the statistics): report.md, a self-contained report.html and the figures across 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -189,10 +190,25 @@ def _expert_not_above_random(record) -> bool:
     return bool(expert and rand and not expert_above_random(expert, rand))
 
 
+def _differing_settings(records: list, shown: int = 4) -> list[str]:
+    """``"stage.setting (values)"`` for the recorded settings whose values differ between runs
+    (``RunRecord.settings``; among the runs that have the setting: a stage only some runs have
+    is warned of apart), at most ``shown`` of them and a count of the rest."""
+    keys = sorted({k for r in records for k in r.settings})
+    differing = []
+    for key in keys:
+        values = {json.dumps(r.settings[key], sort_keys=True) for r in records if key in r.settings}
+        if len(values) > 1:
+            differing.append(f"{key} ({', '.join(sorted(values))})")
+    more = len(differing) - shown
+    return differing[:shown] + ([f"{more} more"] if more > 0 else [])
+
+
 def _warnings(games: dict, records: list, result: dict) -> list[str]:
     """The report's opening warnings: what would make its aggregates misleading (smoke runs,
-    one run per game, mixed presets or label counts, methods run on only some games, games whose
-    expert is not above random)."""
+    one run per game, mixed presets, label counts or other settings, seeds of one game recorded
+    by different experts, methods run on only some games, games whose expert is not above
+    random)."""
     presets = sorted({r.preset for r in records})
     warnings = []
     if "smoke" in presets:
@@ -215,6 +231,19 @@ def _warnings(games: dict, records: list, result: dict) -> list[str]:
         warnings.append(
             f"the runs decode from different label counts ({', '.join(map(str, labels))}): "
             "each method's figures pool them; compare like with like"
+        )
+    differing = _differing_settings(records) if len(presets) == 1 else []
+    if differing:
+        warnings.append(
+            f"the runs differ in {'; '.join(differing)}: each method's figures pool them; "
+            "compare like with like"
+        )
+    experts = [g for g, runs in games.items() if len({r.expert_digest for r in runs}) > 1]
+    if experts:
+        warnings.append(
+            f"the seeds of {', '.join(experts)} were recorded by different experts: their spread "
+            "mixes the experts' with the methods'; record every seed of a game with one expert "
+            "(--expert)"
         )
     partial = _partial_methods(result["scores"], list(games))
     if partial:
