@@ -26,7 +26,10 @@ def optional_sections(rep, run_dir: Path, figures: Path, metrics: dict) -> None:
         }
         rep.figure(
             return_plots.plot_online_curves(curves, figures / "online.png"),
-            "Normalized return against environment steps (mean and spread over seeds).",
+            "Normalized return against environment steps (mean and spread over seeds). Each "
+            "point is an evaluation during training on the few episodes of the online preset "
+            "(its eval_episodes); the table below evaluates each final policy on the run's "
+            "--eval-episodes, so it can differ from the curves' last points.",
         )
         rep.table(*online_table(online))
         ilpo_section(rep, run_dir / "online" / "ilpo" / "offline")
