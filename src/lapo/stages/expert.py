@@ -116,7 +116,16 @@ def train_expert(
             another network (encoder, multiplier, features or action count named).
         lapo.safety.InUseError: another lapo process holds ``run_dir``.
     """
-    restore = check_run_dir(Path(run_dir), config, resume)
+    try:
+        restore = check_run_dir(Path(run_dir), config, resume)
+    except ValueError as error:
+        if "total_steps" not in str(error):
+            raise
+        raise ValueError(  # a longer schedule is a new run: the learning rate decays over it
+            f"{error}; total_steps sets the learning-rate schedule, so a run is not lengthened "
+            f"in place: train a new one from its weights (--init-from {run_dir}, into another "
+            "--out)"
+        ) from None
     start = _initial_weights(init_from, config, restore, Path(run_dir))
     trainer = make_expert_trainer(config, env, device)
     if start is not None:
