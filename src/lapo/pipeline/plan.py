@@ -207,6 +207,8 @@ def _set_aside(directory: Path) -> None:
         target = directory.with_name(f"{directory.name}.replaced-{stamp}-{n}")
         n += 1
     directory.rename(target)
+    tqdm.write(f"{directory.name}: the earlier folder is kept as {target} (delete it when no "
+               "longer needed)")  # fmt: skip
 
 
 def run_stages(
