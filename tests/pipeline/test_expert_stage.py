@@ -138,3 +138,22 @@ def test_below_bar_note_only_for_shipped_experts_below_the_bar() -> None:
             assert f"shipped {game} expert is below the 0.5 bar" in note and "--expert DIR" in note
     with pytest.raises(FileNotFoundError, match="no shipped expert"):
         below_bar_note("nope")
+
+
+def test_an_expert_stopped_early_is_noted_a_chosen_one_is_not(tmp_path) -> None:
+    import torch
+
+    from lapo.checkpoint import save_checkpoint
+    from lapo.pipeline.run import unfinished_note
+
+    def expert(name: str, **meta) -> Path:
+        path = tmp_path / name
+        save_checkpoint(path / "checkpoint", modules={"policy": torch.nn.Linear(2, 2)},
+                        meta={"kind": "ppo-expert", "config": {"total_steps": 1000}, **meta})  # fmt: skip
+        return path
+
+    note = unfinished_note(expert("stopped", env_steps=400))
+    assert note is not None and "stopped at 400 of its 1,000 training steps" in note
+    assert unfinished_note(expert("done", env_steps=1000)) is None
+    assert unfinished_note(expert("best", env_steps=400, selected_by="evaluation")) is None
+    assert unfinished_note(tmp_path / "missing") is None

@@ -72,6 +72,25 @@ def checkpoint_game(meta: dict) -> str | None:
     return meta.get("env") or (config.get("env") if isinstance(config, dict) else None)
 
 
+def unfinished_note(expert: Path) -> str | None:
+    """A line saying that the expert checkpoint at ``expert`` is a training run stopped before
+    its schedule ended (``env_steps`` below its config's ``total_steps``), or None; a checkpoint
+    chosen from a run (``selected_by``: its ``best/``, an export) is no such run."""
+    try:
+        meta = read_meta(checkpoint_path(expert))
+    except (OSError, ValueError):
+        return None
+    if "selected_by" in meta:
+        return None
+    steps, total = meta.get("env_steps"), (meta.get("config") or {}).get("total_steps")
+    if isinstance(steps, int) and isinstance(total, int) and steps < total:
+        return (
+            f"note: the expert {expert} stopped at {steps:,} of its {total:,} training steps "
+            "(rerun its lapo expert train --resume to finish it); it records the data as it is"
+        )
+    return None
+
+
 def _expert_digest(path: Path, env: str) -> str:
     if str(path) == SCRIPTED:
         return SCRIPTED
@@ -246,6 +265,10 @@ def run_pipeline(
             note = below_bar_note(config.env)  # the shipped expert records: say if it is weak
             if note:
                 print(note)
+        if config.expert is not None:  # the user's: say if its training stopped early
+            note = unfinished_note(Path(config.expert))
+            if note:
+                tqdm.write(note)
         cc = CollectConfig(
             env=config.env,
             frames=config.frames,
