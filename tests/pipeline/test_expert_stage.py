@@ -148,8 +148,8 @@ def test_an_expert_stopped_early_is_noted_a_chosen_one_is_not(tmp_path) -> None:
 
     def expert(name: str, **meta) -> Path:
         path = tmp_path / name
-        save_checkpoint(path / "checkpoint", modules={"policy": torch.nn.Linear(2, 2)},
-                        meta={"kind": "ppo-expert", "config": {"total_steps": 1000}, **meta})  # fmt: skip
+        meta = {"kind": "ppo-expert", "config": {"total_steps": 1000}, **meta}
+        save_checkpoint(path / "checkpoint", modules={"policy": torch.nn.Linear(2, 2)}, meta=meta)
         return path
 
     note = unfinished_note(expert("stopped", env_steps=400))
