@@ -103,3 +103,25 @@ def test_a_policy_is_refused_on_a_game_with_other_actions() -> None:
     bounds = {"num_actions": 2, "action_bounds": [[-1.0, -1.0], [1.0, 1.0]]}
     with pytest.raises(ValueError, match="2-dimensional continuous actions, coinrun takes 15"):
         check_policy_fits(bounds, "coinrun", "p")
+
+
+def test_paired_differences_by_hand() -> None:
+    from lapo.eval.evaluate import paired_differences
+
+    def result(returns, **where) -> dict:
+        return {"returns": returns, "episodes": len(returns), "start_level": 0, "num_levels": 0,
+                **where}  # fmt: skip
+
+    results = {
+        "lapo_decoded": result([10.0, 0.0, 10.0, 10.0]),
+        "label_bc": result([10.0, 0.0, 0.0, 10.0]),
+        "random": result([0.0, 0.0, 10.0, 0.0], start_level=5),  # other levels: not paired
+    }
+    (key,) = paired_differences(results, "coinrun")  # references: random 2.705, expert 9.933
+    d = paired_differences(results, "coinrun")[key]
+    assert key == "lapo_decoded - label_bc" and d["episodes"] == 4
+    # differences (0, 0, 10, 0): mean 2.5, s = 5, t_{0.975, 3} = 3.182 -> 3.182 * 5 / 2
+    assert d["mean"] == pytest.approx(2.5) and d["ci95"] == pytest.approx(3.1824 * 2.5, rel=1e-3)
+    span = 9.933 - 2.705
+    assert d["normalized"] == pytest.approx(2.5 / span)
+    assert d["normalized_ci95"] == pytest.approx(3.1824 * 2.5 / span, rel=1e-3)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from lapo.config import check_temperature
+from lapo.envs.games import normalized_return
 from lapo.eval.actors import PolicyActor
-from lapo.eval.rollouts import EvalResult, evaluate_policy
+from lapo.eval.rollouts import EvalResult, evaluate_policy, mean_ci95
 from lapo.load import load_policy
 
 #: Evaluation seed default: differs from every collection seed the pipeline uses (0, 1).
@@ -31,6 +34,42 @@ def result_dict(result: EvalResult) -> dict:
         "start_level": result.start_level,
         "num_levels": result.num_levels,
     }
+
+
+#: The pairs of policies ``paired_differences`` compares: ``(policy, against)``.
+PAIRS = (("lapo_decoded", "label_bc"), ("lapo_decoded", "random"), ("label_bc", "random"))
+
+
+def paired_differences(results: dict[str, dict], game: str) -> dict[str, dict]:
+    """Differences of mean return between policies evaluated on the same episodes' levels.
+
+    Every policy of ``lapo run``'s evaluation plays with one environment seed, so episode i of
+    each meets the same level (Procgen draws each environment's level sequence from its seed,
+    whatever the policy does): the per-episode differences are paired, and their Student-t
+    interval (``mean_ci95``) is narrower than the two separate intervals suggest.
+
+    Args:
+        results: ``{policy: result_dict}`` with per-episode ``returns`` (``returns.json``).
+        game: the task, for the normalized differences (NaN without reference returns).
+
+    Returns:
+        ``{"A - B": {"mean", "ci95", "normalized", "normalized_ci95", "episodes"}}`` for each
+        pair of ``PAIRS`` whose two results hold as many episodes from the same levels.
+    """
+    out = {}
+    for a, b in PAIRS:
+        ra, rb = results.get(a), results.get(b)
+        if not ra or not rb or "returns" not in ra or "returns" not in rb:
+            continue
+        same = all(ra.get(k) == rb.get(k) for k in ("start_level", "num_levels", "episodes"))
+        if not same or len(ra["returns"]) != len(rb["returns"]) or len(ra["returns"]) < 2:
+            continue
+        diff = np.asarray(ra["returns"], np.float64) - np.asarray(rb["returns"], np.float64)
+        mean, ci = mean_ci95(diff)
+        span = normalized_return(game, 1.0) - normalized_return(game, 0.0)  # 1 / (R_e - R_r)
+        out[f"{a} - {b}"] = {"mean": mean, "ci95": ci, "normalized": mean * span,
+                             "normalized_ci95": ci * span, "episodes": len(diff)}  # fmt: skip
+    return out
 
 
 def check_policy_fits(meta: dict, game: str, name: str) -> None:
@@ -111,4 +150,11 @@ def evaluate_checkpoint(
     )
 
 
-__all__ = ["EVAL_SEED", "check_policy_fits", "evaluate_checkpoint", "result_dict"]
+__all__ = [
+    "EVAL_SEED",
+    "PAIRS",
+    "check_policy_fits",
+    "evaluate_checkpoint",
+    "paired_differences",
+    "result_dict",
+]

@@ -304,3 +304,17 @@ def _returns_section(rep, figures: Path, decode: dict, metrics: dict) -> None:
         ),
         "Mean return with 95% confidence intervals.",
     )
+    paired = metrics.get("paired") or {}
+    if paired:
+        label = {k: names.get(k, k) for k in ("lapo_decoded", "label_bc", "random")}
+        rep.paragraph(
+            "Every policy played the same levels (one evaluation seed), so their returns are "
+            "paired episode by episode; the difference of two policies' mean returns has the "
+            "narrower 95% CI of the per-episode differences (Student t):"
+        )
+        rows = []
+        for pair, d in paired.items():
+            a, b = pair.split(" - ")
+            rows.append([f"{label.get(a, a)} - {label.get(b, b)}", d["mean"], d["ci95"],
+                         d["normalized"], d["normalized_ci95"], d["episodes"]])  # fmt: skip
+        rep.table(["difference", "return", "95% CI", "normalized", "95% CI", "episodes"], rows)

@@ -43,6 +43,10 @@ def collect_metrics(config, run_dir: Path) -> tuple[dict, dict]:
         },
         "seconds": {s: v["seconds"] for s, v in stages.items()},
     }
+    if raw["returns"]:  # the same levels for every policy: paired differences
+        from lapo.eval.evaluate import paired_differences
+
+        metrics["paired"] = paired_differences(raw["returns"], config.env)
     if getattr(config, "data", None):  # given data: no expert recorded it
         metrics["data_origin"] = f"the given dataset {config.data}"
     else:
