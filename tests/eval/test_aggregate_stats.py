@@ -69,3 +69,20 @@ def test_bad_scores_are_refused() -> None:
         stratified_bootstrap([[float("nan")]], mean_of)
     with pytest.raises(ValueError, match="reps"):
         stratified_bootstrap([[1.0]], mean_of, reps=0)
+
+
+def test_probability_of_improvement_by_hand() -> None:
+    from lapo.eval.aggregate_stats import probability_of_improvement
+
+    # task 1: x (0.5, 0.1) against y (0.2, 0.1): pairs > : (0.5>0.2, 0.5>0.1) = 2, ties:
+    # (0.1=0.1) = 1 of 4 pairs -> (2 + 0.5) / 4 = 0.625; task 2: x 0.0 against y 1.0 -> 0.
+    x, y = [[0.5, 0.1], [0.0]], [[0.2, 0.1], [1.0]]
+    result = probability_of_improvement(x, y, reps=2000, seed=0)
+    assert result.point[0] == pytest.approx((0.625 + 0.0) / 2)
+    assert 0.0 <= result.low[0] <= result.point[0] <= result.high[0] <= 0.5  # task 2 never wins
+    same = probability_of_improvement(x, x, reps=10)
+    assert same.point[0] == pytest.approx(0.5)
+    again = probability_of_improvement(x, y, reps=2000, seed=0)
+    assert (again.low, again.high) == (result.low, result.high)
+    with pytest.raises(ValueError, match="the same tasks"):
+        probability_of_improvement(x, y[:1])

@@ -83,6 +83,12 @@ def test_aggregate_known_answers(tmp_path: Path) -> None:
     assert lapo["mean"][1] <= 0.55 <= lapo["mean"][2] and lapo["runs"] == 4
     online = result["aggregate"]["methods"]["LAPO fine-tuned"]
     assert online["games"] == 1 and online["mean"][0] == pytest.approx(0.8)
+    # every LAPO decoded run beats every random run on both games; no PPO run to compare with
+    (improvement,) = result["aggregate"]["improvement"]
+    assert (improvement["x"], improvement["y"], improvement["games"]) == (
+        "LAPO decoded", "uniform random", 2
+    )  # fmt: skip
+    assert improvement["probability"] == [1.0, 1.0, 1.0]
     taus = result["aggregate"]["taus"]
     profile = dict(zip(taus, lapo["profile"]["point"], strict=True))
     assert profile[0.0] == 1.0 and profile[taus[-1]] == 0.0  # taus from 0 to 1.25
@@ -94,6 +100,7 @@ def test_aggregate_known_answers(tmp_path: Path) -> None:
     )
     assert row in md  # no expert evaluated; LAPO decoded, random, no online run; probe
     assert "| LAPO decoded | 2 | 4 | 0.500 [" in md and "about 0.50 (256 labels)" in md
+    assert "| LAPO decoded > uniform random | 2 | 1.000 [1.000, 1.000] |" in md
     # label sweep: mean over the two swept games at 64 labels (0.4 + 0.8) / 2
     assert "| 64 | 0.600 (2) | – | 0.23 |" in md
     assert json.loads((out / "aggregate.json").read_text())["scores"]["LAPO decoded"] == {

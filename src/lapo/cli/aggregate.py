@@ -54,6 +54,10 @@ def _run_aggregate(args: argparse.Namespace) -> None:
             f"{method:<30} IQM {iqm[0]:.3f} [{iqm[1]:.3f}, {iqm[2]:.3f}]  "
             f"mean {mean[0]:.3f} [{mean[1]:.3f}, {mean[2]:.3f}]  ({games})"
         )
+    for pair in result["aggregate"].get("improvement", []):
+        poi = pair["probability"]
+        print(f"P({pair['x']} > {pair['y']}) {poi[0]:.3f} [{poi[1]:.3f}, {poi[2]:.3f}]  "
+              f"({pair['games']} games)")  # fmt: skip
     print(f"report: {config.out / 'report.html'}")
 
 

@@ -116,3 +116,52 @@ def stratified_bootstrap(
     tail = 100 * (1.0 - confidence) / 2
     low, high = np.percentile(estimates, [tail, 100 - tail], axis=0)
     return Interval(point, low, high)
+
+
+def improvement_of(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> np.ndarray:
+    """Probability of improvement of X over Y: ``([(B, n_t)], [(B, m_t)]) -> (B,)``, the mean over
+    tasks of the Mann-Whitney statistic ``P(x > y) + P(x = y) / 2`` over every pair of a run of X
+    and a run of Y on the task (rliable's ``probability_of_improvement``)."""
+    per_task = [
+        (x[:, :, None] > y[:, None, :]).mean(axis=(1, 2))
+        + 0.5 * (x[:, :, None] == y[:, None, :]).mean(axis=(1, 2))
+        for x, y in zip(xs, ys, strict=True)
+    ]
+    return np.mean(per_task, axis=0)
+
+
+def probability_of_improvement(
+    x_scores: Sequence[Sequence[float]],
+    y_scores: Sequence[Sequence[float]],
+    *,
+    reps: int = 50_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Interval:
+    """P(X > Y), the probability that a run of method X on a random task beats a run of method
+    Y (Agarwal et al. 2021, section 4.3; ``improvement_of``), with its stratified-bootstrap
+    percentile interval: within every task the runs of X and those of Y are resampled
+    independently (rliable resamples both score matrices the same way).
+
+    Args:
+        x_scores, y_scores: ``[runs of task t]`` of X and of Y, the same tasks in the same order
+            (run counts may differ).
+
+    Returns: an ``Interval`` of shape ``(1,)``; 0.5 is no difference.
+
+    Raises:
+        ValueError: bad scores (``check_scores``), another number of tasks, ``reps`` < 1 or
+            ``confidence`` outside (0, 1).
+    """
+    xs, ys = check_scores(x_scores), check_scores(y_scores)
+    if len(xs) != len(ys):
+        raise ValueError(f"X and Y need the same tasks, got {len(xs)} and {len(ys)}")
+    if reps < 1 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"reps must be >= 1 and confidence in (0, 1), got {reps}, {confidence}")
+    point = improvement_of([x[None, :] for x in xs], [y[None, :] for y in ys])
+    rng = np.random.default_rng(seed)
+    draw = [t[rng.integers(0, len(t), size=(reps, len(t)))] for t in [*xs, *ys]]
+    estimates = improvement_of(draw[: len(xs)], draw[len(xs) :])
+    tail = 100 * (1.0 - confidence) / 2
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return Interval(point, np.array([low]), np.array([high]))

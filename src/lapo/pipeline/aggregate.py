@@ -25,6 +25,7 @@ from lapo.eval import return_plots
 from lapo.eval.aggregate_stats import (
     iqm_of,
     mean_of,
+    probability_of_improvement,
     profile_of,
     stratified_bootstrap,
 )
@@ -214,11 +215,12 @@ def method_scores(games: dict[str, list[RunRecord]]) -> dict[str, dict[str, list
 
 
 def aggregate_estimates(scores: dict[str, dict[str, list[float]]], reps: int, seed: int) -> dict:
-    """Per method: IQM and mean over games with 95% CIs, and the performance profile.
+    """Per method: IQM and mean over games with 95% CIs, and the performance profile; per pair
+    of methods compared (``improvements``): the probability of improvement.
 
     Returns:
         ``{"taus": [...], "methods": {method: {"games", "runs", "iqm": [point, low, high],
-        "mean": [...], "profile": {"point", "low", "high"}}}}``.
+        "mean": [...], "profile": {"point", "low", "high"}}}, "improvement": [...]}``.
     """
     values = [s for per_game in scores.values() for runs in per_game.values() for s in runs]
     taus = np.linspace(min(0.0, min(values)), max(1.25, max(values)), 101)
@@ -235,6 +237,30 @@ def aggregate_estimates(scores: dict[str, dict[str, list[float]]], reps: int, se
             "mean": [float(mean.point[0]), float(mean.low[0]), float(mean.high[0])],
             "profile": {k: getattr(profile, k).tolist() for k in ("point", "low", "high")},
         }
+    out["improvement"] = improvements(scores, reps, seed)
+    return out
+
+
+#: The method pairs ``improvements`` compares: ``(X, Y)``, each method against its baseline.
+COMPARED = (("LAPO decoded", "label-only BC"), ("LAPO decoded", "uniform random"),
+            ("LAPO fine-tuned", "PPO from scratch"))  # fmt: skip
+
+
+def improvements(scores: dict[str, dict[str, list[float]]], reps: int, seed: int) -> list[dict]:
+    """Probability of improvement (``probability_of_improvement``) of each pair of ``COMPARED``
+    whose methods both ran, over the games where both did.
+
+    Returns: ``[{"x", "y", "games", "probability": [point, low, high]}]``.
+    """
+    out = []
+    for x, y in COMPARED:
+        games = [g for g in scores.get(x, {}) if g in scores.get(y, {})]
+        if not games:
+            continue
+        xs, ys = [scores[x][g] for g in games], [scores[y][g] for g in games]
+        poi = probability_of_improvement(xs, ys, reps=reps, seed=seed)
+        interval = [float(poi.point[0]), float(poi.low[0]), float(poi.high[0])]
+        out.append({"x": x, "y": y, "games": len(games), "probability": interval})
     return out
 
 

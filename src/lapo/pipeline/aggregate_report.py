@@ -83,6 +83,17 @@ def _aggregate_section(rep: Report, result: dict, figures: Path) -> None:
         ],  # fmt: skip
     )
     boot = result["bootstrap"]
+    pairs = result["aggregate"].get("improvement") or []
+    if pairs:
+        rep.paragraph(
+            "Probability of improvement (Agarwal et al. 2021): the chance that a run of the first "
+            "method beats a run of the second on a game drawn at random (0.5: no difference), "
+            "over the games where both ran, with its 95% stratified-bootstrap CI."
+        )
+        rep.table(
+            ["P(X > Y)", "games", "probability [95% CI]"],
+            [[f"{p['x']} > {p['y']}", p["games"], _interval(p["probability"])] for p in pairs],
+        )
     rep.figure(
         aggregate_plots.plot_aggregate_intervals(
             {
