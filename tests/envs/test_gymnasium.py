@@ -56,3 +56,23 @@ def test_discrete_gymnasium_and_action_spec() -> None:
     env = make_env("CartPole-v1", 2, seed=0)
     assert env.step(np.array([0, 1])).obs.shape == (2, 64, 64, 3)
     assert env.get_state()["envs"] == [b"\0", b"\0"]
+
+
+def test_frames_show_the_state_not_the_action() -> None:
+    """Pendulum-v1's renderer draws the last torque as an arrow; lapo hides it, so that o_(t+1)
+    does not show a_t (it handed the IDM the action)."""
+    from lapo.envs import gymnasium as lapo_gym
+    from lapo.envs.gymnasium import GymnasiumVecEnv
+
+    env = GymnasiumVecEnv("Pendulum-v1", 1, seed=0)
+    base = env._env.envs[0].unwrapped
+    plain = env._frames()
+    for torque in (2.0, -2.0, 0.5):
+        base.last_u = torque
+        assert (env._frames() == plain).all()
+        assert base.last_u == torque  # restored: the environment is as it was
+    shown, lapo_gym.ACTION_DRAWN = lapo_gym.ACTION_DRAWN, ()
+    try:
+        assert (env._frames() != plain).any()  # the renderer does draw it: the test can fail
+    finally:
+        lapo_gym.ACTION_DRAWN = shown

@@ -26,6 +26,12 @@ from lapo.envs.base import ActionSpec, EpisodeStats, StepResult
 #: The frame size of every observation (the dataset resolution), (H, W).
 FRAME_SIZE: tuple[int, int] = (64, 64)
 
+#: Attributes through which a Gymnasium renderer draws the last action into the frame; they are
+#: set to None while rendering (and restored), so that frames show the state and not the action:
+#: Pendulum-v1 draws its torque as an arrow sized and turned by ``last_u``, which handed the IDM
+#: the action it is meant to infer (until 2026-12-05). It is used for rendering only.
+ACTION_DRAWN: tuple[str, ...] = ("last_u",)
+
 
 def gymnasium_available() -> bool:
     """Whether gymnasium is importable (the renderers some ids need are checked when made)."""
@@ -139,7 +145,20 @@ class GymnasiumVecEnv:
         return cls(config.env, config.num_envs, seed=config.seed)
 
     def _frames(self) -> np.ndarray:
-        return np.stack([resize_frame(f) for f in self._env.render()])  # (N, 64, 64, 3)
+        """``(N, 64, 64, 3) uint8``: every environment rendered with its drawn action hidden
+        (``ACTION_DRAWN``), resized."""
+        frames = []
+        for env in self._env.envs:
+            base = env.unwrapped
+            saved = {name: getattr(base, name) for name in ACTION_DRAWN if hasattr(base, name)}
+            for name in saved:
+                setattr(base, name, None)
+            try:
+                frames.append(resize_frame(env.render()))
+            finally:
+                for name, value in saved.items():
+                    setattr(base, name, value)
+        return np.stack(frames)
 
     def _reset_envs(self) -> np.ndarray:
         seed = (self._seed + self._reset_count * self.num_envs) % 2**31
