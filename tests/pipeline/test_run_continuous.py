@@ -30,7 +30,8 @@ pytestmark = [
 def test_lapo_run_pendulum_smoke_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", "--preset", "smoke", "--env", "Pendulum-v1", "--out", str(out), "--online",
-            "--online-steps", "128", "--no-progress"]  # fmt: skip
+            "--online-steps", "128", "--sweep", "8", "--sweep-seeds", "1", "--sweep-episodes",
+            "2", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     data = json.loads((out / "data" / "manifest.json").read_text())
     assert data["action_space"] == {"type": "box", "shape": [1], "low": [-2.0], "high": [2.0]}
@@ -45,6 +46,9 @@ def test_lapo_run_pendulum_smoke_end_to_end(tmp_path: Path) -> None:
     assert returns["expert"]["normalized"] > returns["random"]["normalized"] + 0.5
     md = (out / "report" / "report.md").read_text()
     assert "R^2" in md and "reference returns for Pendulum-v1" in md
+    (lapo_row, bc_row) = json.loads((out / "sweep" / "label_sweep.json").read_text())
+    assert (lapo_row["method"], bc_row["method"]) == ("lapo", "label-bc")  # regressed, not classed
+    assert "validation_r2" in lapo_row and math.isfinite(lapo_row["normalized"])
     online = json.loads((out / "online" / "online.json").read_text())
     assert set(online["final"]) == {"LAPO fine-tuned", "PPO from scratch"}
     for arm in ("lapo-seed0", "ppo-seed0"):

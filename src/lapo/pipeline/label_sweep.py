@@ -60,7 +60,8 @@ def label_sweep(
     that is wrong.
 
     Returns: the rows ``method`` (``lapo`` or ``label-bc``), ``labels, seed, mean, ci95,
-    normalized, normalized_ci95, episodes, validation_accuracy`` and, with held-out frames,
+    normalized, normalized_ci95, episodes, validation_accuracy`` (``validation_r2`` for
+    continuous actions) and, with held-out frames,
     ``heldout_accuracy, action_entropy, top_action_fraction, true_top_action_fraction``.
 
     Raises:
@@ -87,7 +88,8 @@ def label_sweep(
     if dropped:
         tqdm.write(f"label sweep: {', '.join(map(str, dropped))} labels skipped, more than the "
                    f"{len(index)} training transitions of {data_dir}")  # fmt: skip
-    num_actions = dataset.num_actions or 15
+    bounds = dataset.action_bounds  # continuous actions: regressed in unit space; None: discrete
+    num_actions = len(bounds[0]) if bounds is not None else (dataset.num_actions or 15)
     # Held-out frames with their true actions, for how each policy acts (action_diagnostics).
     heldout = None
     if heldout_frames and len(test_index) and not dataset.continuous_actions:
@@ -104,7 +106,7 @@ def label_sweep(
                 "labels": n,
                 "seed": seed,
                 **_summary(result),
-                "validation_accuracy": info["validation_accuracy"],
+                **{k: info[k] for k in ("validation_accuracy", "validation_r2") if k in info},
                 **(
                     action_diagnostics(net, heldout.observations, heldout.actions)
                     if heldout is not None
@@ -124,13 +126,13 @@ def label_sweep(
                     **{f.name: getattr(largest, f.name)[:n] for f in dataclasses.fields(largest)},
                 )
                 cfg = dataclasses.replace(base, labels=n, seed=seed)
-                decoder, info = train_decoder(subset, cfg, num_actions)
+                decoder, info = train_decoder(subset, cfg, num_actions, bounds)
                 evaluate(
                     METHOD_LAPO, DecodedPolicy(latent_policy, decoder.to(device)), n, seed, info
                 )
                 bar.update(1)
                 if baseline:
-                    net, info = train_label_bc(subset, cfg, bc_config, num_actions)
+                    net, info = train_label_bc(subset, cfg, bc_config, num_actions, bounds)
                     evaluate(METHOD_BC, net, n, seed, info)
                     bar.update(1)
     return rows
