@@ -207,3 +207,12 @@ def test_options_of_stages_a_run_does_not_have_are_refused(tmp_path: Path, capsy
         capsys.readouterr().err
     )
     assert not Path(out).exists()
+
+
+def test_discrete_only_options_on_a_continuous_task_are_refused_before_work(capsys) -> None:
+    pytest.importorskip("gymnasium")
+    with pytest.raises(ValueError, match="ILPO's online phase plays a Procgen game; Pendulum-v1"):
+        RunConfig(env="Pendulum-v1", preset="smoke", online=True, online_ilpo=True)
+    with pytest.raises(ValueError, match=r"--pseudo-label-updates\) fine-tunes on discrete"):
+        RunConfig(env="Pendulum-v1", preset="smoke", pseudo_label_updates=5)
+    assert RunConfig(env="coinrun", preset="smoke", pseudo_label_updates=5).pseudo_label_updates

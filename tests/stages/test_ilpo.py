@@ -151,3 +151,32 @@ def test_remap_buffer_overwrites_the_oldest_and_refuses_mismatched_rows():
         buffer.add(np.zeros((2, 2), np.float32), np.zeros(1, np.int64), np.zeros(2, np.int64))
     assert np.array_equal(buffer.features, before[0]) and np.array_equal(buffer.latents, before[1])
     assert buffer.count == before[2]
+
+
+def test_data_the_run_cannot_use_is_refused_before_training(tmp_path) -> None:
+    import dataclasses
+    import json
+
+    from lapo.config import ILPO_PRESETS, ILPOConfig
+    from lapo.data.format import MANIFEST
+    from lapo.stages.ilpo import check_ilpo_data
+
+    config = ILPOConfig(env="coinrun", **ILPO_PRESETS["smoke"])
+    small = tmp_path / "small"
+    write_sprite_dataset(small, episodes=2, length=6, size=32, seed=0)
+    with pytest.raises(ValueError, match=r"frames of shape \(32, 32, 3\); the online phase"):
+        check_ilpo_data(config, small, None)
+    check_ilpo_data(dataclasses.replace(config, online_steps=0), small, None)  # offline: fine
+    ninja = tmp_path / "ninja"
+    write_sprite_dataset(ninja, episodes=2, length=6, size=64, seed=0)
+    manifest = json.loads((ninja / MANIFEST).read_text())
+    manifest["source"]["game"] = "ninja"  # as lapo collect records it
+    (ninja / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="recorded in ninja, but the online phase plays coinrun"):
+        check_ilpo_data(config, ninja, None)
+    offline = dataclasses.replace(config, online_steps=0)
+    train_ilpo_offline(offline, ninja, tmp_path / "run" / "offline", progress=False)
+    other = tmp_path / "other"
+    write_sprite_dataset(other, episodes=2, length=6, size=64, seed=1)
+    with pytest.raises(ValueError, match="cannot resume .*: it was trained on .*ninja, not"):
+        check_ilpo_data(offline, other, tmp_path / "run" / "offline" / "checkpoint")

@@ -214,7 +214,7 @@ def add_config_options(
             if len(kwargs["choices"]) > 6:  # long lists (games) go in the help, not the usage
                 kwargs["metavar"] = f.name.upper()
                 text += f"; one of: {', '.join(kwargs['choices'])}"
-                if f.name == "env":
+                if f.name == "env" and type(allowed).__name__ == "EnvChoices":  # Gymnasium too
                     text += ", or a Gymnasium id such as Pendulum-v1"
         elif typing.get_origin(annotation) is tuple:
             kwargs["metavar"] = "N,N,..."

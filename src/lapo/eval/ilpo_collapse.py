@@ -68,7 +68,8 @@ def collapse_diagnostic(model: ILPOModel, index: WindowIndex, samples: int) -> d
     Returns a JSON-able dict: ``num_latents``, ``samples``, ``argmin_counts`` and
     ``argmin_fraction`` (per latent), ``argmin_max_fraction`` (share of the most frequent
     argmin: 1.0 is complete collapse), ``effective_latents`` (exp of the entropy of the argmin
-    frequencies, in [1, K]), ``policy_mass`` (mean pi(z | o_t) per latent); with true actions also
+    frequencies, in [1, K]), ``policy_mass`` (mean pi(z | o_t) per latent); with true discrete
+    actions also
     ``argmin_action_accuracy``, ``majority_accuracy``, ``argmin_action_nmi`` and
     ``argmin_action_histogram`` (``{latent: counts per action}``).
     """
@@ -88,7 +89,7 @@ def collapse_diagnostic(model: ILPOModel, index: WindowIndex, samples: int) -> d
         "policy_mass": probs.mean(0).tolist(),
     }
     dataset = index.dataset
-    if dataset.has_actions and len(windows) >= 2:
+    if dataset.has_actions and not dataset.continuous_actions and len(windows) >= 2:
         actions = np.asarray(dataset.actions[index.frame_index(windows)]).astype(np.int64)
         accuracy, majority = argmin_action_accuracy(argmin, actions)
         result["argmin_action_accuracy"] = accuracy

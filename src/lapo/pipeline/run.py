@@ -165,6 +165,11 @@ def _given_data(config: RunConfig, configs: dict) -> tuple[dict, dict | None]:
                 f"{labels_from}: frames of shape {tuple(labelled.frame_shape)}, expected "
                 f"{frame_shape} as in {config.data} (the same source, imported alike)"
             )
+        if labelled.continuous_actions and configs["decode"].pseudo_label_updates:
+            raise ValueError(
+                f"{labels_from}: continuous actions; pseudo-label fine-tuning "
+                "(--pseudo-label-updates) takes discrete ones only: leave it at 0"
+            )
         train, _ = split_windows(labelled, lam.context, lam.test_fraction, lam.seed)
         labels = configs["decode"].labels
         if labels > train.num_windows:

@@ -183,6 +183,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be > 0 (None: no budget), got {minutes}")
         if self.online_ilpo and not self.online:
             raise ValueError("online_ilpo adds an arm to the online comparison; pass online too")
+        if self.data is None and (self.online_ilpo or self.pseudo_label_updates):
+            self._check_discrete_game()
         expert_config(self)  # expert_steps of at least one PPO update, before any work
         if self.lam_steps is not None and self.lam_steps < 1:
             raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")
@@ -191,6 +193,26 @@ class RunConfig:
         if self.data is not None:  # nothing to play: the game-playing stages are off
             object.__setattr__(self, "sweep", ())
             object.__setattr__(self, "online", False)
+
+    def _check_discrete_game(self) -> None:
+        """Refuse, before any work, what acts in a Procgen game's or discrete actions only: the
+        ILPO arm (its online phase plays Procgen) and pseudo-label fine-tuning.
+
+        Raises:
+            ValueError: the option named with what the task has instead.
+        """
+        from lapo.envs import env_action_spec, is_procgen
+
+        if self.online_ilpo and not is_procgen(self.env):
+            raise ValueError(
+                f"online_ilpo (--online-ilpo): ILPO's online phase plays a Procgen game; "
+                f"{self.env} is not one"
+            )
+        if self.pseudo_label_updates and env_action_spec(self.env).n is None:
+            raise ValueError(
+                f"pseudo_label_updates (--pseudo-label-updates) fine-tunes on discrete actions "
+                f"only; {self.env} has continuous ones: leave it at 0"
+            )
 
     @property
     def own_data(self) -> bool:

@@ -247,7 +247,8 @@ def decode_offline(
     if bounds is not None and config.pseudo_label_updates:
         raise ValueError(
             f"pseudo-label fine-tuning supports discrete actions only, but {data_dir} has "
-            f"continuous actions ({num_actions} dimensions): set pseudo_label_updates to 0"
+            f"continuous actions ({num_actions} dimensions): set pseudo_label_updates "
+            "(--pseudo-label-updates) to 0"
         )
     train_index, test_index = split_windows(dataset, lam_config.context,
                                             lam_config.test_fraction, lam_config.seed)  # fmt: skip

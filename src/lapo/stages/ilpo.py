@@ -36,7 +36,7 @@ from lapo.data import (
     split_episodes,
 )
 from lapo.device import autocast, resolve_device
-from lapo.envs.games import NUM_ACTIONS, normalized_return
+from lapo.envs.games import NUM_ACTIONS, OBS_SHAPE, normalized_return
 from lapo.envs.procgen import ProcgenVecEnv
 from lapo.eval.actors import PolicyActor
 from lapo.eval.ilpo_collapse import collapse_diagnostic, write_diagnostic_figures
@@ -377,6 +377,37 @@ def train_ilpo_online(
     return metrics
 
 
+def check_ilpo_data(config: ILPOConfig, data_dir: str | Path, resumed: Path | None) -> None:
+    """Refuse, before any training, data the run cannot use: another dataset than the offline
+    checkpoint ``resumed`` was trained on (it would be reused silently once finished), and, when
+    the online phase will run (``online_steps > 0``, always in a Procgen game), a recording of
+    another game or frames other than Procgen's ``(64, 64, 3)``.
+
+    Raises:
+        ValueError: the message names what differs.
+    """
+    with open_dataset(data_dir) as dataset:
+        digest, shape = manifest_digest(dataset), tuple(dataset.frame_shape)
+        game = (dataset.manifest.get("source") or {}).get("game")
+    if resumed is not None and checkpoint_exists(resumed):
+        meta = read_meta(resumed)
+        if meta.get("data_manifest_sha256") not in (None, digest):
+            raise ValueError(f"cannot resume {resumed}: it was trained on {meta.get('data')}, not "
+                             f"{data_dir} (another dataset): choose another --out")  # fmt: skip
+    if config.online_steps == 0:
+        return
+    if game is not None and game != config.env:
+        raise ValueError(
+            f"{data_dir} was recorded in {game}, but the online phase plays {config.env}: pass "
+            f"--env {game}, or --online-steps 0 for the offline phase alone"
+        )
+    if shape != OBS_SHAPE:
+        raise ValueError(
+            f"{data_dir} holds frames of shape {shape}; the online phase plays Procgen, whose "
+            f"frames are {OBS_SHAPE}: import the data at 64x64 RGB, or pass --online-steps 0"
+        )
+
+
 def run_ilpo(
     config: ILPOConfig,
     data_dir: str | Path,
@@ -393,10 +424,14 @@ def run_ilpo(
 
     Returns:
         ``{"offline": metrics, "online": metrics or None, "stop_reason": ...}``.
+
+    Raises:
+        ValueError: data the run cannot use (``check_ilpo_data``), before any training.
     """
     out = Path(out)
     offline_dir, online_dir = out / "offline", out / "online"
     ckpt = offline_dir / CHECKPOINT
+    check_ilpo_data(config, data_dir, ckpt if resume else None)
     offline_done = (
         resume
         and (offline_dir / "collapse.json").exists()
