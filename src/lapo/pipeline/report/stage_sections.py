@@ -136,6 +136,13 @@ def lam_section(
             ),
             "Perplexity of each codebook's code use per batch.",
         )
+    if quality and "probes_skipped" not in quality:
+        rep.paragraph(
+            "The probes read the IDM's continuous output z_t, before quantization (the code the "
+            "FDM and stage 2 take carries at most what z_t does, and the NMI row measures the "
+            "codes themselves); each is trained on one half of the held-out windows and tested "
+            "on the other."
+        )
     if "probe_mlp_r2" in quality:  # continuous actions: regression probes
         rep.table(
             ["probe (held-out)", "R^2 of the [-1, 1]-scaled action"],
