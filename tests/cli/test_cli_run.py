@@ -155,6 +155,14 @@ def test_the_console_summary_names_stage_3s_held_out_figures() -> None:
         "decoded action R^2 (held-out): decoder on IDM latents 0.800, decoded policy 0.500"
     )
     assert summary_table({"decode": {}}) == ""  # stage 3 skipped: nothing to say
+    probes = {"lam": {"probe_mlp_r2": 0.25, "frame_difference_mlp_r2": -0.5}}
+    assert summary_table(probes) == (
+        "latent probe R^2 (MLP, held-out): 0.250 (frame-difference baseline -0.500)"
+    )
+    from lapo.eval.latent_quality import summary_line
+
+    line = summary_line({"num_samples": 9, "probe_mlp_r2": 0.25, "probe_linear_r2": 0.5})
+    assert line == "9 windows: MLP probe R^2 0.250, linear probe R^2 0.500"
 
 
 def test_an_expert_of_another_game_is_refused_and_names_the_default_game(

@@ -150,11 +150,12 @@ def summary_table(summaries: dict[str, dict]) -> str:
     returns with 95% CIs."""
     lines, nan = [], float("nan")
     lam = summaries.get("lam", {})
-    if "probe_mlp_accuracy" in lam:
-        lines.append(
-            f"latent probe accuracy (MLP, held-out): {lam['probe_mlp_accuracy']:.3f} "
-            f"(frame-difference baseline {lam.get('frame_difference_mlp_accuracy', nan):.3f})"
-        )
+    for metric, name in (("accuracy", "accuracy"), ("r2", "R^2")):  # discrete; continuous
+        if f"probe_mlp_{metric}" in lam:
+            lines.append(
+                f"latent probe {name} (MLP, held-out): {lam[f'probe_mlp_{metric}']:.3f} "
+                f"(frame-difference baseline {lam.get(f'frame_difference_mlp_{metric}', nan):.3f})"
+            )
     decode = summaries.get("decode", {})
     for metric in ("accuracy", "r2"):  # discrete actions: accuracy; continuous: R^2
         if f"test/decoder_{metric}" in decode:

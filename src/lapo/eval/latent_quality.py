@@ -199,6 +199,9 @@ def summary_line(result: dict) -> str:
         "frame_difference_mlp_accuracy": "frame-difference MLP",
         "majority_accuracy": "majority class",
         "nmi": "NMI",
+        "probe_mlp_r2": "MLP probe R^2",
+        "probe_linear_r2": "linear probe R^2",
+        "frame_difference_mlp_r2": "frame-difference MLP R^2",
     }
     figures = [f"{name} {result[k]:.3f}" for k, name in names.items() if k in result]
     if "probes_skipped" in result:
