@@ -125,3 +125,13 @@ def test_paired_differences_by_hand() -> None:
     span = 9.933 - 2.705
     assert d["normalized"] == pytest.approx(2.5 / span)
     assert d["normalized_ci95"] == pytest.approx(3.1824 * 2.5 / span, rel=1e-3)
+
+
+def test_a_continuous_policy_is_refused_on_a_task_with_other_bounds() -> None:
+    pytest.importorskip("gymnasium")
+    from lapo.eval.evaluate import check_policy_fits
+
+    pendulum = {"num_actions": 1, "action_bounds": [[-2.0], [2.0]]}
+    check_policy_fits(pendulum, "Pendulum-v1", "p")
+    with pytest.raises(ValueError, match=r"in \[\[-2.0\], \[2.0\]\], MountainCarContinuous-v0"):
+        check_policy_fits(pendulum, "MountainCarContinuous-v0", "p")

@@ -74,9 +74,9 @@ def paired_differences(results: dict[str, dict], game: str) -> dict[str, dict]:
 
 def check_policy_fits(meta: dict, game: str, name: str) -> None:
     """Refuse a policy whose action space is not ``game``'s: discrete against continuous, another
-    number of discrete actions, or another dimension of continuous ones (a policy of an imported
-    dataset's actions played in a Procgen game would otherwise act on the wrong action indices
-    without a word).
+    number of discrete actions, or another dimension or bounds of continuous ones (a policy of
+    an imported dataset's actions played in a Procgen game would otherwise act on the wrong
+    action indices without a word).
 
     Args:
         meta: the checkpoint's meta (``lapo.checkpoint.read_meta``); a checkpoint that does not
@@ -99,6 +99,12 @@ def check_policy_fits(meta: dict, game: str, name: str) -> None:
         return
     theirs = f"{spec.n} discrete actions" if spec.n is not None else (
         f"{len(spec.low)}-dimensional continuous actions")  # fmt: skip
+    if mine == theirs and bounds is not None:  # continuous: the units must be the same too
+        low, high = [round(float(v), 4) for v in bounds[0]], [round(float(v), 4) for v in bounds[1]]
+        if (low, high) != ([round(float(v), 4) for v in spec.low],
+                           [round(float(v), 4) for v in spec.high]):  # fmt: skip
+            mine = f"{mine} in [{low}, {high}]"
+            theirs = f"{theirs} in [{list(spec.low)}, {list(spec.high)}]"
     if mine != theirs:
         raise ValueError(f"{name} acts with {mine}, {game} takes {theirs}: evaluate it on the "
                          "task its data came from (--env)")  # fmt: skip
