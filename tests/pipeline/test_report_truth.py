@@ -100,6 +100,17 @@ def test_expert_not_above_random_is_flagged(expert) -> None:
     assert f"{expert['normalized']:.3f}" in warning and "0.000 ± 0.010" in warning
 
 
+def test_without_reference_returns_the_raw_returns_decide() -> None:
+    nan = float("nan")
+    far = _with(returns__expert=_returns(200.0, 10.0, nan, nan),
+                returns__random=_returns(20.0, 2.0, nan, nan))  # fmt: skip
+    assert report_warnings(far) == []  # CartPole-like: clearly above, normalized undefined
+    close = _with(returns__expert=_returns(21.0, 3.0, nan, nan),
+                  returns__random=_returns(20.0, 2.0, nan, nan))  # fmt: skip
+    (warning,) = report_warnings(close)
+    assert "The expert's return (21.000 ± 3.000, 95% CI) is not above" in warning
+
+
 def test_expert_just_above_random_is_not_flagged() -> None:
     expert = _returns(1.5, 0.1, 0.05, 0.039)  # lowest 0.011 > random's highest 0.010
     assert report_warnings(_with(returns__expert=expert)) == []

@@ -89,7 +89,10 @@ def test_lapo_run_smoke_end_to_end_and_rerun_skips(tmp_path: Path, capsys) -> No
         assert online["steps_per_second"][name] > 0
     md = (report / "report.md").read_text()
     assert "normalized return per seed (95% CI)" in md
-    assert "normalized return after online PPO (mean over seeds)" in md.split("## Configuration")[0]
+    assert (
+        "normalized return after online training (mean over seeds)"
+        in md.split("## Configuration")[0]
+    )
     assert "online" in json.loads((report / "metrics.json").read_text())
     assert (report / "figures" / "online.png").exists()
     assert list(out.glob("report.replaced-*"))  # the first report is kept aside

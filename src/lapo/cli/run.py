@@ -170,10 +170,12 @@ def summary_table(summaries: dict[str, dict]) -> str:
     if returns:
         lines.append(f"{'policy':<14}{'return':>16}{'normalized':>20}")
         for name, r in returns.items():
-            lines.append(
-                f"{name:<14}{r['mean']:>9.2f} +- {r['ci95']:<5.2f}"
+            normalized = (  # a task without reference returns: undefined, said once
                 f"{r['normalized']:>12.3f} +- {r['normalized_ci95']:<5.3f}"
+                if r["normalized"] == r["normalized"]
+                else f"{'(no reference returns)':>24}"
             )
+            lines.append(f"{name:<14}{r['mean']:>9.2f} +- {r['ci95']:<5.2f}{normalized}")
     return "\n".join(lines)
 
 

@@ -78,10 +78,13 @@ def expert_above_random(expert: dict, rand: dict) -> bool:
 
     Args:
         expert, rand: ``eval/returns.json`` entries (``mean``, ``normalized``,
-            ``normalized_ci95``) of the expert and of the uniform random policy.
+            ``normalized_ci95``) of the expert and of the uniform random policy; on a task
+            without reference returns (normalized NaN) the returns themselves (``ci95``).
     """
-    lowest_expert = expert["normalized"] - expert["normalized_ci95"]  # NaN CI: NaN, not above
-    highest_random = rand["normalized"] + rand["normalized_ci95"]
+    key = "normalized" if math.isfinite(expert["normalized"]) else "mean"  # no references: raw
+    ci = "normalized_ci95" if key == "normalized" else "ci95"
+    lowest_expert = expert[key] - expert[ci]  # NaN CI: NaN, not above
+    highest_random = rand[key] + rand[ci]
     return bool(expert["mean"] > rand["mean"] and lowest_expert > highest_random)
 
 
@@ -89,10 +92,13 @@ def _expert_warning(returns: dict) -> str | None:
     expert, rand = returns.get("expert"), returns.get("random")
     if not expert or not rand or expert_above_random(expert, rand):
         return None
-    shown_expert = _ci_text(expert["normalized"], expert["normalized_ci95"])
-    shown_random = _ci_text(rand["normalized"], rand["normalized_ci95"])
+    raw = not math.isfinite(expert["normalized"])  # a task without reference returns
+    key, ci, what = ("mean", "ci95", "return") if raw else ("normalized", "normalized_ci95",
+                                                            "normalized return")  # fmt: skip
+    shown_expert = _ci_text(expert[key], expert[ci])
+    shown_random = _ci_text(rand[key], rand[ci])
     return (
-        f"The expert's normalized return ({shown_expert}, 95% CI) is not above the uniform "
+        f"The expert's {what} ({shown_expert}, 95% CI) is not above the uniform "
         f"random policy's ({shown_random}), so the data hold no skill to "
         "imitate and no return of this run can show that a method learned anything."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -107,17 +108,20 @@ def summary_section(rep, metrics: dict, codebook_size: int) -> None:
     for key, name in policy_names(metrics["decode"].get("labels", 0)).items():
         if key in returns:
             r = returns[key]
+            raw = f"{r['mean']:.2f} ± {r['ci95']:.2f}"
             rows.append(
                 [
                     f"normalized return, {name}",
                     f"{r['normalized']:.3f} ± {r['normalized_ci95']:.3f} "
-                    f"(return {r['mean']:.2f} ± {r['ci95']:.2f}, {r['episodes']} episodes)",
+                    f"(return {raw}, {r['episodes']} episodes)",
                 ]
+                if math.isfinite(r["normalized"])
+                else [f"return, {name}", f"{raw} ({r['episodes']} episodes)"]
             )
     if "online" in metrics:
         rows.append(
             [
-                "normalized return after online PPO (mean over seeds)",
+                "normalized return after online training (mean over seeds)",
                 ", ".join(f"{name} {v:.3f}" for name, v in metrics["online"].items())
                 + f" ({metrics['online_steps']:,} env steps)",
             ]
