@@ -224,3 +224,15 @@ def test_discrete_only_options_on_a_continuous_task_are_refused_before_work(caps
     with pytest.raises(ValueError, match=r"--pseudo-label-updates\) fine-tunes on discrete"):
         RunConfig(env="Pendulum-v1", preset="smoke", pseudo_label_updates=5)
     assert RunConfig(env="coinrun", preset="smoke", pseudo_label_updates=5).pseudo_label_updates
+
+
+def test_an_expert_temperature_for_a_scripted_expert_is_refused_before_work(
+    tmp_path: Path, capsys
+) -> None:
+    pytest.importorskip("gymnasium")
+    out = tmp_path / "out"
+    argv = ["run", "--env", "Pendulum-v1", "--preset", "smoke", "--expert-temperature", "0.5",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 1
+    assert "Pendulum-v1's scripted expert has none" in capsys.readouterr().err
+    assert not out.exists()

@@ -60,6 +60,6 @@ class CollectConfig:
         check_temperature(self.temperature)
         if self.policy in ("random", "scripted") and self.temperature != 1.0:
             raise ValueError(
-                f"temperature applies to a checkpoint policy; the random policy has none "
+                f"temperature applies to a checkpoint policy; the {self.policy} policy has none "
                 f"(got temperature {self.temperature})"
             )

@@ -250,6 +250,11 @@ def run_pipeline(
     configs = stage_configs(config)
     d = {stage: out / name for stage, name in DIRS.items()}
     expert = None if config.own_data else _expert_path(config)
+    if str(expert) == SCRIPTED and config.expert_temperature != 1.0:  # before any work
+        raise ValueError(
+            f"--expert-temperature samples a policy checkpoint's softmax; {config.env}'s scripted "
+            "expert has none: leave it at 1"
+        )
     if config.own_data:  # the given dataset stands for the recording; nothing is played
         d["collect"] = Path(config.data)
     settings = stage_settings(config, configs, expert)
