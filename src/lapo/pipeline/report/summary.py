@@ -224,8 +224,9 @@ def config_section(rep, config, decoded: bool = True) -> None:
              if decoded else "skipped: no action labels (--labels-from DIR)"],
             ["evaluation", "none: nothing to play (the run trained on given data)"
              if getattr(config, "data", None) else f"{config.eval_episodes} episodes per "
-             "policy, sampling from the policy's softmax; 95% CIs are Student t intervals of the "
-             "mean"],
+             "policy, each on the same levels (discrete actions sampled from the softmax of "
+             "its logits; continuous: a Gaussian policy samples, a regressor acts with its "
+             "output); 95% CIs are Student t intervals of the mean"],
         ],
     )  # fmt: skip
     full = {
