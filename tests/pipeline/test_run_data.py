@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lapo.cli import main
 from lapo.data import DatasetWriter, manifest_digest, open_dataset
 from lapo.data.synthetic import sprite_episode, write_sprite_dataset
+from lapo.pipeline.report import rebuild_report
 
 LATENT_FIGURES = ("lam_loss.png", "latent_map.png", "fdm_predictions.png", "codebook_usage.png")
 
@@ -114,6 +115,10 @@ def test_run_on_moved_data_resumes_and_reads_back_from_any_directory(
     (tmp_path / "run/report/report.md").unlink()
     assert main(["report", "../run"]) == 0
     assert (tmp_path / "run/report/report.md").is_file()
+    Path(tmp_path / "moved").rename(tmp_path / "gone")  # moved again, without a rerun
+    with pytest.raises(FileNotFoundError, match=r"not there any more: if the dataset moved"):
+        rebuild_report(tmp_path / "run")
+    Path(tmp_path / "gone").rename(tmp_path / "moved")
     monkeypatch.chdir(tmp_path)  # other data at the same place is still other data
     shutil.rmtree("moved")
     _video_like(Path("moved"), episodes=13)

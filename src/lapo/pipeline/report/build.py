@@ -134,7 +134,8 @@ def rebuild_report(run_dir: str | Path) -> dict:
     Returns: ``{"report": path of report.html}``.
 
     Raises:
-        FileNotFoundError: not a ``lapo run`` directory.
+        FileNotFoundError: not a ``lapo run`` directory, or the dataset a ``--data`` run trained
+            on is gone from where the run recorded it.
         ValueError: stage 1 or 2 has not finished in it.
         lapo.safety.InUseError: another lapo process holds ``run_dir``.
     """
@@ -148,6 +149,13 @@ def rebuild_report(run_dir: str | Path) -> dict:
         raise ValueError(
             f"{run_dir}: stage(s) {', '.join(missing)} not finished; a report needs stages 1 "
             "and 2 (rerun the `lapo run` command to finish them)"
+        )
+    data = getattr(config, "data", None)
+    if data is not None and not Path(data).exists():  # the report reads frames from it
+        raise FileNotFoundError(
+            f"{run_dir} trained on {data}, which is not there any more: if the dataset moved, "
+            "rerun the run's `lapo run --data NEW_PLACE` command (it records the new place, "
+            "nothing retrains), then `lapo report` again"
         )
     from lapo.pipeline.run_log import log_run
 
