@@ -271,7 +271,15 @@ def run_pipeline(
     def collect(directory: Path) -> dict:
         if config.own_data:  # recorded in pipeline.json only: the dataset is not copied
             return dict(settings["collect"])
-        if config.expert is None and not trains_expert(config) and config.env in shipped_games():
+        shipped = (
+            config.env in shipped_games()
+            and not trains_expert(config)
+            and (
+                config.expert is None
+                or Path(config.expert).resolve() == shipped_expert(config.env).resolve()
+            )
+        )  # given by path too
+        if shipped:
             note = below_bar_note(config.env)  # the shipped expert records: say if it is weak
             if note:
                 print(note)
