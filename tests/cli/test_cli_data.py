@@ -105,3 +105,12 @@ def test_arrays_are_resized_with_resolution(tmp_path: Path) -> None:
     assert main([*grey, "--resolution", "4", "4"]) == 1
     assert not (tmp_path / "z").exists()
     assert main(grey) == 0
+
+
+def test_a_zero_frame_stride_is_refused(tmp_path: Path, capsys, write_video) -> None:
+    videos = tmp_path / "v"
+    videos.mkdir()
+    write_video(videos / "a.mp4", np.zeros((6, 16, 16, 3), np.uint8), rate=15)
+    argv = ["data", "import", str(videos), "--out", str(tmp_path / "x"), "--frame-stride", "0"]
+    assert main([*argv, "--no-progress"]) == 1
+    assert "frame_stride must be >= 1, got 0" in capsys.readouterr().err

@@ -211,7 +211,7 @@ def test_options_of_stages_a_run_does_not_have_are_refused(tmp_path: Path, capsy
         capsys.readouterr().err
     )
     assert main([*base, "--labels", "5000"]) == 1
-    assert "labels (5000) must be at most the 2850 frames of the training episodes (3000" in (
+    assert "labels (5000) must be fewer than the frames the run records (3000" in (
         capsys.readouterr().err
     )
     assert not Path(out).exists()

@@ -163,3 +163,33 @@ def test_a_failed_export_leaves_the_earlier_one_and_nothing_else(tmp_path: Path,
     with pytest.raises(OSError, match="disk full"):
         export_lerobot(dataset, tmp_path / "new", latent, progress=False)
     assert not (tmp_path / "new").exists()  # and a rerun is not blocked
+
+
+def test_an_export_is_readable_as_a_plain_folder_and_refuses_what_appeared_meanwhile(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import os
+    import stat
+
+    from lapo.data import export_formats
+
+    dataset = _frames_dataset(tmp_path / "ds", 3)
+    latent = np.zeros((10, 2), np.float32)
+    umask = os.umask(0o022)
+    try:
+        out = export_minari(dataset, tmp_path / "mi", latent, progress=False)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # not mkdtemp's 0o700
+    real = export_formats._write_minari
+
+    def someone_else_writes_there(out_dir, *args):
+        real(out_dir, *args)
+        (tmp_path / "late").mkdir()
+        (tmp_path / "late" / "mine.txt").write_text("a user's file")
+
+    monkeypatch.setattr(export_formats, "_write_minari", someone_else_writes_there)
+    with pytest.raises(FileExistsError, match="late exists"):
+        export_minari(dataset, tmp_path / "late", latent, progress=False)
+    assert (tmp_path / "late" / "mine.txt").read_text() == "a user's file"
+    assert not list(tmp_path.glob(".late*"))

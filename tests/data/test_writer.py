@@ -179,6 +179,11 @@ def test_overwrite_with_the_same_data_keeps_the_dataset_and_its_identity(tmp_pat
     assert manifest_digest(LapoDataset(tmp_path / "ds")) == digest
     assert (tmp_path / "ds").stat().st_ino == first_inode  # kept, not replaced
     assert names(tmp_path) == ["ds"]  # the new copy was discarded
+    shard = tmp_path / "ds" / "frames" / "shard-00000.npy"
+    shard.write_bytes(b"garbage")  # damaged: the same import again repairs it
+    write(0)
+    LapoDataset(tmp_path / "ds").verify()
+    assert names(tmp_path) == ["ds"]
     other = write(1)  # other frames: replaced
     assert other["shards"] != first["shards"]
     assert manifest_digest(LapoDataset(tmp_path / "ds")) != digest

@@ -124,30 +124,58 @@ def test_a_failed_extension_keeps_the_finished_stage(tmp_path: Path) -> None:
     assert calls == ["collect", "lam", "bc", "online", "report"]
 
 
-def test_redo_starts_an_interrupted_stage_again_and_says_so_when_it_cannot_resume(
+def test_redo_starts_an_interrupted_stage_again_only_when_it_cannot_resume(
     tmp_path: Path,
 ) -> None:
     config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
     calls: list[str] = []
     acts = _actions(calls)
+    runs = {"n": 0}
 
-    def stubborn(directory: Path) -> dict:  # an unfinished stage whose checkpoint will not do
+    def stubborn(directory: Path) -> dict:  # interrupted once; then its checkpoint will not do
+        runs["n"] += 1
         directory.mkdir(parents=True, exist_ok=True)
         if (directory / "partial").exists():
             raise ValueError("cannot resume lam/checkpoint: the config differs (steps: 4 vs 2)")
-        (directory / "partial").write_text("interrupted")
-        raise KeyboardInterrupt
+        if runs["n"] == 1:
+            (directory / "partial").write_text("interrupted")
+            raise KeyboardInterrupt
+        return acts["lam"](directory)
 
     with pytest.raises(KeyboardInterrupt):
         run_stages(config, _settings(), {**acts, "lam": stubborn}, progress=False)
     hint = r"config differs .*; pass redo=\(.lam.,\) \(--redo lam\) to start it again"
     with pytest.raises(ValueError, match=hint):
         run_stages(config, _settings(), {**acts, "lam": stubborn}, progress=False)
-    run_stages(config, _settings(), acts, redo=("lam",), progress=False)
+    run_stages(config, _settings(), {**acts, "lam": stubborn}, redo=("lam",), progress=False)
     assert calls == ["collect", "lam", "bc", "report"]
     assert (tmp_path / "lam" / "out.txt").read_text() == "lam"
     (aside,) = tmp_path.glob("lam.replaced-*")
     assert (aside / "partial").is_file()  # the interrupted folder, kept aside
+
+
+def test_rerunning_an_interrupted_redo_resumes_it(tmp_path: Path) -> None:
+    """`lapo run --redo lam` interrupted, then the same command again: the redone stage resumes
+    from its checkpoint (it could), the work done is not set aside."""
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    calls: list[str] = []
+    acts = _actions(calls)
+    run_stages(config, _settings(), acts, progress=False)
+    seen: list[bool] = []
+
+    def resumable(directory: Path) -> dict:
+        directory.mkdir(parents=True, exist_ok=True)
+        seen.append((directory / "partial").exists())
+        if not seen[-1]:
+            (directory / "partial").write_text("step 50")
+            raise KeyboardInterrupt
+        return acts["lam"](directory)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(config, _settings(), {**acts, "lam": resumable}, redo=("lam",), progress=False)
+    run_stages(config, _settings(), {**acts, "lam": resumable}, redo=("lam",), progress=False)
+    assert seen == [False, True]  # the second run found the first one's checkpoint
+    assert len(list(tmp_path.glob("lam.replaced-*"))) == 1  # only the finished lam, once
 
 
 def test_a_finished_stage_runs_again_only_when_a_stage_it_reads_runs(tmp_path: Path) -> None:
@@ -221,3 +249,15 @@ def test_a_refused_run_leaves_the_recorded_run_config_as_it_was(tmp_path: Path) 
     with pytest.raises(StageConflict, match="stage 'collect'"):
         run_pipeline(cpu, progress=False)
     assert json.loads((tmp_path / "run_config.json").read_text())["preset"] == "smoke"
+
+
+def test_a_pendulum_recording_with_the_action_drawn_is_other_data(tmp_path: Path) -> None:
+    from lapo.pipeline.plan import Manifest, plan, setting_defaults
+
+    config = RunConfig(env="bigfish", preset="smoke", out=tmp_path)
+    old = {"env": "Pendulum-v1", "frames": 10, "expert_temperature": 1.0}  # before the key
+    manifest = Manifest(tmp_path / "pipeline.json", {"collect": {"settings": old}})
+    now = {"collect": {**old, "action_hidden": True}}
+    with pytest.raises(StageConflict, match=r"action_hidden: False -> True"):
+        plan(config, manifest, now, (), setting_defaults())
+    assert plan(config, manifest, {"collect": dict(old)}, (), setting_defaults())[0] == []

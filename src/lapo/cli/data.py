@@ -212,7 +212,7 @@ def _run_import(args: argparse.Namespace) -> None:
     resized = args.resolution is not None  # arrays: stored as they come without --resolution
     args.resolution = tuple(args.resolution or (64, 64))
     args.resize = args.resize or "crop"
-    args.frame_stride = args.frame_stride or 1
+    args.frame_stride = 1 if args.frame_stride is None else args.frame_stride
     common = dict(
         overwrite=args.overwrite, shard_frames=args.shard_frames, progress=not args.no_progress
     )

@@ -159,13 +159,15 @@ def _run_decode(args: argparse.Namespace) -> None:
         config, args.policy, args.lam, args.data, args.out, baseline=not args.no_baseline,
         allow_unfinished=args.allow_unfinished, **with_device(decode_offline, args.device),
     )  # fmt: skip
+    score = "accuracy" if "test/decoded_policy_accuracy" in facts else "r2"  # continuous: R^2
+    shown = "accuracy" if score == "accuracy" else "R^2"
     print(
-        f"{args.out}: decoder validation accuracy "
-        f"{facts['decoder']['validation_accuracy']:.3f}; held-out accuracy of the decoded "
-        f"policy {facts['test/decoded_policy_accuracy']:.3f}"
+        f"{args.out}: decoder validation {shown} "
+        f"{facts['decoder'][f'validation_{score}']:.3f}; held-out {shown} of the decoded "
+        f"policy {facts[f'test/decoded_policy_{score}']:.3f}"
         + (
-            f", label-only BC {facts['test/label_bc_accuracy']:.3f}"
-            if "test/label_bc_accuracy" in facts
+            f", label-only BC {facts[f'test/label_bc_{score}']:.3f}"
+            if f"test/label_bc_{score}" in facts
             else ""
         )
         + (

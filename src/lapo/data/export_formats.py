@@ -73,13 +73,21 @@ def _staged(out: Path, overwrite: bool, dataset: LapoDataset, kind: str) -> Iter
     _check_output(out, overwrite, dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # as a plain mkdir would make it (mkdtemp: owner only)
     try:
         (staging / MARKER).write_text(json.dumps({"kind": kind, "dataset": str(dataset.path)}))
         yield staging
-        if out.exists():  # an earlier export (checked above): set aside, then removed
+        _check_output(out, overwrite, dataset)  # again: something may have appeared meanwhile
+        if out.exists():  # an earlier export: set aside, then removed
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)
-            os.replace(staging, out)
+            try:
+                os.replace(staging, out)
+            except BaseException:
+                os.replace(old / out.name, out)  # put the earlier export back
+                raise
             shutil.rmtree(old)
         else:
             os.replace(staging, out)

@@ -377,7 +377,8 @@ class DatasetWriter:
         same: every file's sha256, the source and its options, all equal but the creation time.
         Replacing it would give the same data a new manifest digest, the identity ``lapo run
         --data`` records, so the runs on it would count it as other data; it is kept instead
-        (and a run reading it is not disturbed). None otherwise."""
+        (and a run reading it is not disturbed), once every file it lists verifies (sha256); a
+        damaged copy is replaced. None otherwise."""
         if not self.overwrite or not (self.path / MANIFEST).is_file():
             return None
         try:
@@ -390,7 +391,16 @@ class DatasetWriter:
         same = {k: v for k, v in earlier.items() if k not in drop} == {
             k: v for k, v in json.loads(json.dumps(manifest)).items() if k not in drop
         }
-        return earlier if same else None
+        if not same:
+            return None
+        from lapo.data.reader import LapoDataset  # the reader imports this module
+
+        try:  # a damaged copy (a shard truncated or deleted) is replaced, not kept
+            with LapoDataset(self.path) as dataset:
+                dataset.verify()
+        except Exception:  # noqa: BLE001 - any failure to read it back means: replace it
+            return None
+        return earlier
 
     def _manifest(self, files: dict[str, Any]) -> dict[str, Any]:
         lengths = np.asarray([length for _, length in self._episodes])

@@ -31,6 +31,9 @@ FRAME_SIZE: tuple[int, int] = (64, 64)
 #: Pendulum-v1 draws its torque as an arrow sized and turned by ``last_u``, which handed the IDM
 #: the action it is meant to infer (until 2026-12-05). It is used for rendering only.
 ACTION_DRAWN: tuple[str, ...] = ("last_u",)
+#: The registered ids whose renderer draws the action (through ``ACTION_DRAWN``): their
+#: recordings made before the action was hidden differ (``lapo run`` records the setting).
+ACTION_DRAWING_IDS: tuple[str, ...] = ("Pendulum-v1",)
 
 
 def gymnasium_available() -> bool:

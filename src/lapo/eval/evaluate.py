@@ -106,8 +106,14 @@ def check_policy_fits(meta: dict, game: str, name: str) -> None:
             mine = f"{mine} in [{low}, {high}]"
             theirs = f"{theirs} in [{list(spec.low)}, {list(spec.high)}]"
     if mine != theirs:
+        hint = (  # imported arrays count max + 1 actions unless told
+            f"; if its data come from {game} and used fewer actions, import them with "
+            f"--num-actions {spec.n}"
+            if spec.n is not None and bounds is None and int(meta["num_actions"]) < spec.n
+            else ""
+        )
         raise ValueError(f"{name} acts with {mine}, {game} takes {theirs}: evaluate it on the "
-                         "task its data came from (--env)")  # fmt: skip
+                         f"task its data came from (--env){hint}")  # fmt: skip
 
 
 def evaluate_checkpoint(

@@ -80,6 +80,8 @@ def export_latent_actions(
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     if fps is not None and fmt != "lerobot":
         raise ValueError(f"fps (--fps) sets a LeRobotDataset's frame rate; a {fmt} export has none")
+    if fps is not None and not 0 < fps < float("inf"):  # before the labelling pass
+        raise ValueError(f"fps (--fps) must be a finite number > 0, got {fps}")
     lam, _ = load_lam(lam_dir, device)
     with open_dataset(data_dir) as dataset:
         if fmt == "lerobot":  # what the format cannot hold, before the labelling

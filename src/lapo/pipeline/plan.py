@@ -260,8 +260,8 @@ def run_stages(
                 stage not in manifest.stages
                 and directory.exists()
                 and stage not in extended
-                and (stage in redo or any(i in todo for i in INPUTS[stage]))
-            ):  # an unfinished stage started again (redo, or its inputs run again): aside too
+                and any(i in todo for i in INPUTS[stage])
+            ):  # an unfinished stage whose inputs run again: it starts over, the old aside
                 _set_aside(directory)
             # An extended stage keeps its record until it finishes again: a failed extension
             # leaves the finished comparison as it was.
@@ -272,10 +272,16 @@ def run_stages(
             except ValueError as error:  # an unfinished stage that cannot go on as asked
                 if not str(error).startswith("cannot resume"):
                     raise
-                raise ValueError(
-                    f'{error}; pass redo=("{stage}",) (--redo {stage}) to start it again (its '
-                    "folder is set aside)"
-                ) from None
+                if stage not in redo:
+                    raise ValueError(
+                        f'{error}; pass redo=("{stage}",) (--redo {stage}) to start it again '
+                        "(its folder is set aside)"
+                    ) from None
+                # Asked to redo: start it over. (An unfinished stage that can resume does: the
+                # same settings give the same result, and a rerun of an interrupted --redo
+                # command must not lose the work done.)
+                _set_aside(directory)
+                summary = actions[stage](directory)
             manifest.stages[stage] = {
                 "settings": _jsonable(settings[stage]),
                 "seconds": round(time.monotonic() - started, 1),
@@ -319,13 +325,14 @@ class StageInterrupted(KeyboardInterrupt):
 
 def setting_defaults() -> dict[str, dict]:
     """Per stage, the value of each setting in runs recorded before that setting existed
-    (``lapo.pipeline.plan.plan``): the config classes' field defaults, and the expert's
-    sampling temperature 1."""
+    (``lapo.pipeline.plan.plan``): the config classes' field defaults, the expert's sampling
+    temperature 1, and frames that showed the action on the tasks whose renderer draws it
+    (``lapo.envs.gymnasium.ACTION_DRAWING_IDS``: such a recording is other data now)."""
     from lapo.runtime import field_defaults  # imports torch: not at import time
 
     temperature = {"expert_temperature": field_defaults(RunConfig)["expert_temperature"]}
     return {
-        "collect": temperature,
+        "collect": {**temperature, "action_hidden": False},  # Pendulum's arrow drawn before
         "lam": field_defaults(LAMConfig),
         "bc": field_defaults(BCConfig),
         "decode": field_defaults(DecodeConfig),

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from lapo.checkpoint import checkpoint_exists, read_meta
 from lapo.config import CollectConfig
 from lapo.envs import env_action_spec
+from lapo.envs.gymnasium import ACTION_DRAWING_IDS
 from lapo.envs.scripted import SCRIPTED_EXPERTS
 from lapo.eval.actors import PolicyActor, ScriptedActor
 from lapo.eval.evaluate import EVAL_SEED, result_dict
@@ -193,7 +194,7 @@ def write_run_config(config: RunConfig) -> None:
         k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()
     }
     for key in ("expert", "data", "labels_from"):
-        if fields[key] is not None:
+        if fields[key] not in (None, SCRIPTED):  # "scripted" names the controller, no path
             fields[key] = str(Path(fields[key]).resolve())
     write_json_atomic(Path(config.out) / "run_config.json", fields)
 
@@ -473,6 +474,8 @@ def stage_settings(config: RunConfig, configs: dict, expert: Path | None) -> dic
             },
             "report": {"hide_noop": config.hide_noop},
         }
+    if not config.own_data and config.env in ACTION_DRAWING_IDS:  # frames without the action
+        settings["collect"]["action_hidden"] = True  # (a recording made before differs)
     if trained:
         ppo = dataclasses.asdict(expert_config(config))
         settings = {"expert": {**ppo, "minutes": config.expert_minutes}, **settings}

@@ -184,13 +184,12 @@ class RunConfig:
         if self.lam_steps is not None and self.lam_steps < 1:
             raise ValueError(f"lam_steps must be >= 1 (None: the preset's), got {self.lam_steps}")
         object.__setattr__(self, "overrides", check_overrides(self.overrides))
-        lam = stage_configs(self)["lam"]  # a bad override value fails here, before any work
-        most = int(self.frames * (1.0 - lam.test_fraction))  # stage 1's training part, at most
-        if self.data is None and self.labels > most:  # a bound before any work
+        stage_configs(self)  # a bad override value fails here, before any work
+        if self.data is None and self.labels >= self.frames:  # a bound before any work (the
+            # training episodes' share is known only once recorded: stage 3 says then)
             raise ValueError(
-                f"labels ({self.labels}) must be at most the {most} frames of the training "
-                f"episodes ({self.frames} recorded, --frames, less the {lam.test_fraction:.0%} "
-                "held out): stage 3 draws its labelled transitions from them"
+                f"labels ({self.labels}) must be fewer than the frames the run records "
+                f"({self.frames}, --frames): stage 3 draws its labelled transitions from them"
             )
         if self.data is not None:  # nothing to play: the game-playing stages are off
             object.__setattr__(self, "sweep", ())
