@@ -98,8 +98,11 @@ def test_a_policy_is_refused_on_a_game_with_other_actions() -> None:
 
     check_policy_fits({"num_actions": 15}, "coinrun", "p")  # Procgen's 15 actions: fits
     check_policy_fits({}, "coinrun", "p")  # an expert records no count: not checked
-    with pytest.raises(ValueError, match=r"^p acts with 5 discrete actions, coinrun takes 15 .*"
-                       r"--num-actions 15$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^p acts with 5 discrete actions, coinrun takes 15 .*"
+        r"--num-actions 15$",
+    ):
         check_policy_fits({"num_actions": 5}, "coinrun", "p")
     bounds = {"num_actions": 2, "action_bounds": [[-1.0, -1.0], [1.0, 1.0]]}
     with pytest.raises(ValueError, match="2-dimensional continuous actions, coinrun takes 15"):
