@@ -99,5 +99,5 @@ def test_collect_with_a_tempered_expert_records_the_temperature(tmp_path: Path) 
 def test_runs_recorded_before_the_option_count_as_temperature_one() -> None:
     # a finished stage without the key ran at T = 1: it still matches T = 1, and not T = 0.5
     defaults = setting_defaults()
-    assert defaults["collect"] == {"expert_temperature": 1.0}
+    assert defaults["collect"] == {"expert_temperature": 1.0, "action_hidden": False}
     assert defaults["evaluate"] == {"expert_temperature": 1.0}
