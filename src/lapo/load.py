@@ -128,6 +128,13 @@ def frame_shape(meta: dict) -> tuple[int, ...]:
     return tuple(meta.get("frame_shape", OBS_SHAPE))
 
 
+def checkpoint_game(meta: dict) -> str | None:
+    """The game a checkpoint was trained on (its meta's ``env``, else its config's), or None
+    when it does not say."""
+    config = meta.get("config")
+    return meta.get("env") or (config.get("env") if isinstance(config, dict) else None)
+
+
 def save_policy(path: str | Path, kind: str, modules: dict[str, nn.Module], meta: dict) -> None:
     """Write a policy checkpoint of ``kind`` (weights only; ``meta`` must rebuild the network)."""
     save_checkpoint(path, modules=modules, meta={"kind": kind, **meta})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def _expert_game(expert) -> str | None:
     """The game the expert checkpoint at ``expert`` plays, or None when it cannot say (no
     checkpoint there: ``lapo run`` names the problem)."""
     from lapo.checkpoint import checkpoint_path, read_meta
-    from lapo.pipeline.run import checkpoint_game
+    from lapo.load import checkpoint_game
 
     try:
         return checkpoint_game(read_meta(checkpoint_path(expert)))
@@ -172,7 +173,7 @@ def summary_table(summaries: dict[str, dict]) -> str:
         for name, r in returns.items():
             normalized = (  # a task without reference returns: undefined, said once
                 f"{r['normalized']:>12.3f} +- {r['normalized_ci95']:<5.3f}"
-                if r["normalized"] == r["normalized"]
+                if math.isfinite(r["normalized"])
                 else f"{'(no reference returns)':>24}"
             )
             lines.append(f"{name:<14}{r['mean']:>9.2f} +- {r['ci95']:<5.2f}{normalized}")

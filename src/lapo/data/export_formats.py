@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -63,6 +63,18 @@ def _check_output(out: Path, overwrite: bool, dataset: LapoDataset) -> None:
             )
         if not (out / MARKER).is_file():
             raise FileExistsError(f"{out} exists and is not a lapo export; not replacing it")
+
+
+def _export(
+    out: str | os.PathLike, overwrite: bool, dataset: LapoDataset, kind: str,
+    write: Callable[[Path], None],
+) -> Path:  # fmt: skip
+    """``write(folder)`` into a staged folder that becomes ``out`` when it returns (``_staged``);
+    returns ``out``."""
+    final = Path(out)
+    with _staged(final, overwrite, dataset, kind) as staging:
+        write(staging)
+    return final
 
 
 @contextmanager
@@ -183,10 +195,9 @@ def export_lerobot(
     fps = frame_rate(dataset) if fps is None else float(fps)
     if not 0 < fps < float("inf"):
         raise ValueError(f"fps must be a finite number > 0, got {fps}")
-    final = Path(out)
-    with _staged(final, overwrite, dataset, "lerobot") as staging:
-        _write_lerobot(staging, dataset, latent, codes, fps, progress)
-    return final
+    return _export(out, overwrite, dataset, "lerobot",
+                   lambda staging: _write_lerobot(staging, dataset, latent, codes, fps,
+                                                  progress))  # fmt: skip
 
 
 def _write_lerobot(out: Path, dataset: LapoDataset, latent: np.ndarray, codes: np.ndarray | None,
@@ -296,10 +307,9 @@ def export_minari(
     _check_labels(dataset, latent, codes)
     if (dataset.episodes[:, 1] < 2).any():
         raise DatasetError(f"{dataset.path}: an episode of one frame has no step for Minari")
-    final = Path(out)
-    with _staged(final, overwrite, dataset, "minari") as staging:
-        _write_minari(staging, dataset, latent, codes, dataset_id, progress)
-    return final
+    return _export(out, overwrite, dataset, "minari",
+                   lambda staging: _write_minari(staging, dataset, latent, codes, dataset_id,
+                                                 progress))  # fmt: skip
 
 
 def _write_minari(out: Path, dataset: LapoDataset, latent: np.ndarray, codes: np.ndarray | None,

@@ -30,13 +30,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from tqdm.auto import tqdm
 
 from lapo.config import VideoImportConfig
 from lapo.data.format import DatasetError, box_action_space
-from lapo.data.import_video import _resized
+from lapo.data.import_video import resize_frames
 from lapo.data.optional import require
 from lapo.data.writer import DEFAULT_SHARD_FRAMES, DatasetWriter, check_output_dir
 
@@ -92,15 +91,6 @@ def _images(node, key: str | None, where: str) -> np.ndarray:
     if obs.shape[-1] == 1:
         obs = np.repeat(obs, 3, axis=-1)
     return obs[..., :3]
-
-
-def _resize_all(obs: np.ndarray, config: VideoImportConfig) -> np.ndarray:
-    if obs.shape[1:3] == tuple(config.resolution):
-        return np.ascontiguousarray(obs)
-    return np.stack(
-        [_resized(av.VideoFrame.from_ndarray(np.ascontiguousarray(o), "rgb24"), config)
-         for o in obs]
-    )  # fmt: skip
 
 
 def _with_final(values: np.ndarray, fill) -> np.ndarray:
@@ -224,7 +214,7 @@ def import_minari(
                 rewards = np.asarray(group["rewards"][()], np.float32).reshape(steps)
                 dones = np.asarray(group["terminations"][()], bool).reshape(steps)
                 writer.add_episode(
-                    _resize_all(obs, config),
+                    resize_frames(obs, config),
                     actions=_with_final(acts, None),  # (T + 1,) int64 or (T + 1, D) float32
                     rewards=_with_final(rewards, 0.0),
                     dones=_with_final(dones, False),

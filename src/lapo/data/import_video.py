@@ -171,10 +171,13 @@ def _resized(frame: av.VideoFrame, config: VideoImportConfig) -> np.ndarray:
 
 def resize_frames(frames: np.ndarray, config: VideoImportConfig) -> np.ndarray:
     """``(N, h, w, 3) uint8`` RGB frames at ``config.resolution`` by ``config.resize``, with the
-    scaler video frames go through (``(N, H, W, 3) uint8``)."""
+    scaler video frames go through (``(N, H, W, 3) uint8``); frames already at the resolution
+    are returned as they are (contiguous)."""
     height, width = config.resolution
     if len(frames) == 0:
         return np.zeros((0, height, width, 3), np.uint8)
+    if frames.shape[1:3] == (height, width):
+        return np.ascontiguousarray(frames)
     return np.stack(
         [_resized(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), "rgb24"), config)
          for f in frames]

@@ -107,12 +107,26 @@ def stratified_bootstrap(
             (0, 1).
     """
     tasks = check_scores(scores)
+    _check_bootstrap(reps, confidence)
+    point = statistic([t[None, :] for t in tasks])[0]
+    estimates = statistic(_resample(tasks, reps, seed))  # (B, K)
+    return _percentile_interval(point, estimates, confidence)
+
+
+def _check_bootstrap(reps: int, confidence: float) -> None:
     if reps < 1 or not 0.0 < confidence < 1.0:
         raise ValueError(f"reps must be >= 1 and confidence in (0, 1), got {reps}, {confidence}")
-    point = statistic([t[None, :] for t in tasks])[0]
+
+
+def _resample(tasks: list[np.ndarray], reps: int, seed: int) -> list[np.ndarray]:
+    """``reps`` stratified resamples: within every task, as many runs as it has, drawn with
+    replacement: ``[(reps, n_t)]``."""
     rng = np.random.default_rng(seed)
-    resampled = [t[rng.integers(0, len(t), size=(reps, len(t)))] for t in tasks]  # (B, n_t)
-    estimates = statistic(resampled)  # (B, K)
+    return [t[rng.integers(0, len(t), size=(reps, len(t)))] for t in tasks]
+
+
+def _percentile_interval(point: np.ndarray, estimates: np.ndarray, confidence: float) -> Interval:
+    """``point`` with the ``(1 -+ confidence) / 2`` percentiles of ``estimates (B, K)``."""
     tail = 100 * (1.0 - confidence) / 2
     low, high = np.percentile(estimates, [tail, 100 - tail], axis=0)
     return Interval(point, low, high)
@@ -156,12 +170,8 @@ def probability_of_improvement(
     xs, ys = check_scores(x_scores), check_scores(y_scores)
     if len(xs) != len(ys):
         raise ValueError(f"X and Y need the same tasks, got {len(xs)} and {len(ys)}")
-    if reps < 1 or not 0.0 < confidence < 1.0:
-        raise ValueError(f"reps must be >= 1 and confidence in (0, 1), got {reps}, {confidence}")
+    _check_bootstrap(reps, confidence)
     point = improvement_of([x[None, :] for x in xs], [y[None, :] for y in ys])
-    rng = np.random.default_rng(seed)
-    draw = [t[rng.integers(0, len(t), size=(reps, len(t)))] for t in [*xs, *ys]]
-    estimates = improvement_of(draw[: len(xs)], draw[len(xs) :])
-    tail = 100 * (1.0 - confidence) / 2
-    low, high = np.percentile(estimates, [tail, 100 - tail])
-    return Interval(point, np.array([low]), np.array([high]))
+    draw = _resample([*xs, *ys], reps, seed)  # X's and Y's runs, each resampled on its own
+    estimates = improvement_of(draw[: len(xs)], draw[len(xs) :])[:, None]  # (B, 1)
+    return _percentile_interval(point, estimates, confidence)

@@ -15,7 +15,7 @@ from lapo.config import check_temperature
 from lapo.envs.games import normalized_return
 from lapo.eval.actors import PolicyActor
 from lapo.eval.rollouts import EvalResult, evaluate_policy, mean_ci95
-from lapo.load import load_policy
+from lapo.load import checkpoint_game, load_policy
 
 #: Evaluation seed default: differs from every collection seed the pipeline uses (0, 1).
 EVAL_SEED = 12345
@@ -72,6 +72,11 @@ def paired_differences(results: dict[str, dict], game: str) -> dict[str, dict]:
     return out
 
 
+def _rounded(bounds) -> list[list[float]]:
+    """``(low, high)`` as two lists of floats to 4 decimals (float32 meta against float64)."""
+    return [[round(float(v), 4) for v in side] for side in bounds]
+
+
 def check_policy_fits(meta: dict, game: str, name: str) -> None:
     """Refuse a policy whose action space is not ``game``'s: discrete against continuous, another
     number of discrete actions, or another dimension or bounds of continuous ones (a policy of
@@ -100,11 +105,9 @@ def check_policy_fits(meta: dict, game: str, name: str) -> None:
     theirs = f"{spec.n} discrete actions" if spec.n is not None else (
         f"{len(spec.low)}-dimensional continuous actions")  # fmt: skip
     if mine == theirs and bounds is not None:  # continuous: the units must be the same too
-        low, high = [round(float(v), 4) for v in bounds[0]], [round(float(v), 4) for v in bounds[1]]
-        if (low, high) != ([round(float(v), 4) for v in spec.low],
-                           [round(float(v), 4) for v in spec.high]):  # fmt: skip
-            mine = f"{mine} in [{low}, {high}]"
-            theirs = f"{theirs} in [{list(spec.low)}, {list(spec.high)}]"
+        ours, game_bounds = _rounded(bounds), _rounded((spec.low, spec.high))
+        if ours != game_bounds:
+            mine, theirs = f"{mine} in {ours}", f"{theirs} in {game_bounds}"
     if mine != theirs:
         hint = (  # imported arrays count max + 1 actions unless told
             f"; if its data come from {game} and used fewer actions, import them with "
@@ -146,7 +149,7 @@ def evaluate_checkpoint(
     """
     check_temperature(temperature)
     net, meta = load_policy(path, device)  # None: lapo.device.default_device()
-    game = game or meta.get("env") or meta.get("config", {}).get("env")
+    game = game or checkpoint_game(meta)
     if not game:
         raise ValueError(f"{path} does not say which game it plays; pass game=GAME (--env GAME)")
     check_policy_fits(meta, game, str(path))

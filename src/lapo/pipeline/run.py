@@ -23,7 +23,7 @@ from lapo.eval.actors import PolicyActor, ScriptedActor
 from lapo.eval.evaluate import EVAL_SEED, result_dict
 from lapo.eval.rollouts import evaluate_policy
 from lapo.experts import shipped_expert, shipped_games
-from lapo.load import checkpoint_path, load_policy
+from lapo.load import checkpoint_game, checkpoint_path, load_policy
 from lapo.paths import write_json_atomic
 from lapo.pipeline.expert_stage import (
     below_bar_note,
@@ -64,13 +64,6 @@ def _expert_path(config: RunConfig) -> Path:
     if config.env in SCRIPTED_EXPERTS:
         return Path(SCRIPTED)
     return shipped_expert(config.env)
-
-
-def checkpoint_game(meta: dict) -> str | None:
-    """The game a policy checkpoint was trained on (its meta's ``env`` or ``config.env``), or
-    None when it does not say."""
-    config = meta.get("config")
-    return meta.get("env") or (config.get("env") if isinstance(config, dict) else None)
 
 
 def unfinished_note(expert: Path) -> str | None:

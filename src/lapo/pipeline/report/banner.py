@@ -71,6 +71,14 @@ def _ci_text(value: float, ci: float) -> str:
     return f"{value:.3f} ± {ci:.3f}" if math.isfinite(ci) else f"{value:.3f} (no CI)"
 
 
+def _compared(expert: dict) -> tuple[str, str, str]:
+    """The keys (value, CI) and name of what expert and random policy are compared by: the
+    normalized return, or the return itself on a task without reference returns (NaN)."""
+    if math.isfinite(expert["normalized"]):
+        return "normalized", "normalized_ci95", "normalized return"
+    return "mean", "ci95", "return"
+
+
 def expert_above_random(expert: dict, rand: dict) -> bool:
     """Whether the expert that recorded the data beats the uniform random policy: a higher mean
     return and 95% CIs of the normalized return that do not overlap (an unknown, NaN, CI is
@@ -81,8 +89,7 @@ def expert_above_random(expert: dict, rand: dict) -> bool:
             ``normalized_ci95``) of the expert and of the uniform random policy; on a task
             without reference returns (normalized NaN) the returns themselves (``ci95``).
     """
-    key = "normalized" if math.isfinite(expert["normalized"]) else "mean"  # no references: raw
-    ci = "normalized_ci95" if key == "normalized" else "ci95"
+    key, ci, _ = _compared(expert)
     lowest_expert = expert[key] - expert[ci]  # NaN CI: NaN, not above
     highest_random = rand[key] + rand[ci]
     return bool(expert["mean"] > rand["mean"] and lowest_expert > highest_random)
@@ -92,9 +99,7 @@ def _expert_warning(returns: dict) -> str | None:
     expert, rand = returns.get("expert"), returns.get("random")
     if not expert or not rand or expert_above_random(expert, rand):
         return None
-    raw = not math.isfinite(expert["normalized"])  # a task without reference returns
-    key, ci, what = ("mean", "ci95", "return") if raw else ("normalized", "normalized_ci95",
-                                                            "normalized return")  # fmt: skip
+    key, ci, what = _compared(expert)
     shown_expert = _ci_text(expert[key], expert[ci])
     shown_random = _ci_text(rand[key], rand[ci])
     return (
